@@ -1,0 +1,3 @@
+from nnunetv2_reisoseg.cli import main
+
+raise SystemExit(main())

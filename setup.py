@@ -1,0 +1,24 @@
+from pathlib import Path
+
+from setuptools import setup
+
+setup(
+    name="nnunetv2-reisoseg",
+    version="0.1.0",
+    description="ReIsoSeg (Guo et al., IEEE TMI 2024) for nnU-Net v2: PI module and re-isotropic loss",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # the trainer classes nnU-Net discovers ship inside the package; `reisoseg trainer-path` prints where
+    packages=["nnunetv2_reisoseg", "nnunetv2_reisoseg.trainers"],
+    package_dir={"nnunetv2_reisoseg.trainers": "trainers"},
+    install_requires=[
+        "nnunetv2>=2.8.1",  # nnUNet_extTrainer and the new build_network_architecture signature
+        "matplotlib",
+        "SimpleITK",
+        "scipy",
+        "numpy",
+    ],
+    extras_require={"test": ["pytest", "ruff"]},
+    entry_points={"console_scripts": ["reisoseg=nnunetv2_reisoseg.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""Trainer classes nnU-Net discovers through ``nnUNet_extTrainer`` (``reisoseg trainer-path``)."""
