@@ -1,0 +1,21 @@
+import json
+from pathlib import Path
+
+import pytest
+
+PLANS_DIR = Path(__file__).parent / "data" / "plans"
+
+
+def load_plans(name: str) -> dict:
+    """A plans file that nnU-Net's planner wrote (see tests/data/make_plans.py)."""
+    return json.loads((PLANS_DIR / f"{name}.json").read_text())
+
+
+@pytest.fixture
+def nnunet_dirs(tmp_path, monkeypatch):
+    """Empty nnU-Net folders in the environment (nnU-Net reads them lazily)."""
+    dirs = {k: tmp_path / k for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    for k, d in dirs.items():
+        d.mkdir()
+        monkeypatch.setenv(k, str(d))
+    return dirs
