@@ -1,0 +1,131 @@
+"""End to end through nnU-Net's real CLIs on a tiny generated anisotropic dataset (CPU, ~4 minutes).
+
+plan/preprocess -> train (a five-line subclass found through nnUNet_extTrainer) -> predict ->
+reisoseg export-stock -> predict with stock nnUNetTrainer and no plugin -> identical outputs;
+then --val --npz, find_best_configuration, export_model_to_zip and --c.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from nnunetv2_reisoseg import trainer_dir
+
+pytestmark = pytest.mark.e2e
+
+TRAINER = "nnUNetTrainerReIsoTiny"
+TINY_TRAINER = '''
+import os
+import torch
+from nnunetv2_reisoseg.trainer import nnUNetTrainerReIso
+
+
+class nnUNetTrainerReIsoTiny(nnUNetTrainerReIso):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = int(os.environ.get("REISO_TEST_EPOCHS", "1"))
+        self.num_iterations_per_epoch = 2
+        self.num_val_iterations_per_epoch = 1
+'''
+
+
+def run(args, env, **kw):
+    p = subprocess.run(args, env=env, capture_output=True, text=True, **kw)
+    assert p.returncode == 0, f"{' '.join(map(str, args))} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    return p.stdout
+
+
+def read(path):
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    (root / "ext").mkdir()
+    (root / "ext" / "tiny_trainers.py").write_text(TINY_TRAINER)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet")}
+    env.update(nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"), nnUNet_results=str(root / "res"),
+               nnUNet_def_n_proc="1", nnUNet_n_proc_DA="1", nnUNet_compile="f",
+               nnUNet_extTrainer=os.pathsep.join([str(trainer_dir()), str(root / "ext")]))
+    run([sys.executable, "-m", "nnunetv2_reisoseg", "synth", "--dataset-id", "901", "--name", "SynthEM", "--cases",
+         "5", "--test-cases", "1", "--shape", "16", "48", "48", "--anisotropy", "4", "--xy-nm", "10"], env)
+    run(["nnUNetv2_plan_and_preprocess", "-d", "901", "-c", "3d_fullres", "-np", "1"], env)
+    env["nnUNet_n_proc_DA"] = "0"  # single-threaded augmentation: fast and deterministic on 2 cores
+    run(["nnUNetv2_train", "901", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu"], env)
+    model = root / "res" / "Dataset901_SynthEM" / f"{TRAINER}__nnUNetPlans__3d_fullres"
+    return root, env, model
+
+
+def test_info_describes_the_plan(ws):
+    _, env, _ = ws
+    out = run(["reisoseg", "info", "901"], env)
+    assert "PI levels [1, 2]" in out and "yes: 16 -> 32 sections" in out
+
+
+def test_training_wrote_both_loss_terms(ws):
+    _, _, model = ws
+    ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False, map_location="cpu")
+    assert ckpt["trainer_name"] == TRAINER
+    assert any(k.startswith("pi_module.") for k in ckpt["network_weights"])
+    assert len(ckpt["logging"]["train_loss_ani"]) == len(ckpt["logging"]["train_loss_iso"]) == 1
+    assert np.isfinite(ckpt["logging"]["train_loss_iso"]).all()
+    assert (model / "fold_0" / "progress_reiso.png").stat().st_size > 0
+    assert "train_loss_ani" in next((model / "fold_0").glob("training_log_*.txt")).read_text()
+    assert (model / "fold_0" / "validation" / "summary.json").is_file()
+
+
+def test_export_stock_predicts_identically_without_the_plugin(ws):
+    root, env, model = ws
+    images = root / "raw" / "Dataset901_SynthEM" / "imagesTs"
+    common = ["-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"]
+    run(["nnUNetv2_predict", "-i", images, "-o", root / "pred_reiso", "-d", "901", "-c", "3d_fullres", "-f", "0",
+         "-tr", TRAINER, *common], env)
+    run(["reisoseg", "export-stock", model, "-o", root / "stock"], env)
+    assert torch.load(root / "stock" / "fold_0" / "checkpoint_final.pth",
+                      weights_only=False)["trainer_name"] == "nnUNetTrainer"
+    stock_env = {k: v for k, v in env.items() if k != "nnUNet_extTrainer"}
+    run(["nnUNetv2_predict_from_modelfolder", "-i", images, "-o", root / "pred_stock", "-m", root / "stock",
+         "-f", "0", *common], stock_env)
+    preds = sorted((root / "pred_reiso").glob("*.nii.gz"))
+    assert preds
+    for p in preds:
+        assert np.array_equal(read(p), read(root / "pred_stock" / p.name))
+    # an existing export is not overwritten without the flag
+    p = subprocess.run(["reisoseg", "export-stock", model, "-o", root / "stock"], env=env, capture_output=True,
+                       text=True)
+    assert p.returncode != 0 and "--overwrite" in p.stderr
+
+
+def test_val_npz_find_best_and_zip(ws):
+    root, env, model = ws
+    shutil.rmtree(model / "fold_0" / "validation")
+    run(["nnUNetv2_train", "901", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu", "--val", "--npz"], env)
+    assert list((model / "fold_0" / "validation").glob("*.npz"))
+    out = run(["nnUNetv2_find_best_configuration", "901", "-c", "3d_fullres", "-tr", TRAINER, "-f", "0",
+               "-np", "1"], env)
+    assert TRAINER in out
+    run(["nnUNetv2_export_model_to_zip", "-d", "901", "-o", root / "model.zip", "-c", "3d_fullres", "-tr", TRAINER,
+         "-f", "0"], env)
+    assert (root / "model.zip").stat().st_size > 0
+
+
+def test_continue_training_keeps_pi_weights_optimizer_and_loss_curves(ws):
+    _, env, model = ws
+    before = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False, map_location="cpu")
+    out = run(["nnUNetv2_train", "901", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu", "--c"],
+              {**env, "REISO_TEST_EPOCHS": "2"})
+    assert "Epoch 1" in out and "Epoch 0\n" not in out
+    after = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False, map_location="cpu")
+    assert after["current_epoch"] == 2
+    for key in ("train_loss_ani", "train_loss_iso", "train_losses"):
+        assert after["logging"][key][0] == before["logging"][key][0] and len(after["logging"][key]) == 2
+    k = next(k for k in after["network_weights"] if k.startswith("pi_module."))
+    assert not torch.equal(after["network_weights"][k], before["network_weights"][k])  # trained on from them
+    assert after["optimizer_state"]["state"]
