@@ -19,6 +19,7 @@ CASES = {
     "em_40x5x5_resencm": ((40, 5, 5), (100, 1000, 1000), "ResEncM"),
     "ct_3x0.8x0.8": ((3.0, 0.8, 0.8), (120, 512, 512), "ExperimentPlanner"),
     "tiny_40x10x10": ((40, 10, 10), (16, 48, 48), "ExperimentPlanner"),
+    "em_40x5x5_patch20x128x128": ((40, 5, 5), (20, 128, 128), "ExperimentPlanner"),
 }
 
 
