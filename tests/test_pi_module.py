@@ -102,3 +102,20 @@ def test_bf16_autocast_is_finite():
         for swap in range(4):
             out = pi.apply_transform(_skips(batch=1), swap, pi.lateral_axes[0])
             assert all(torch.isfinite(o.float()).all() for o in out)
+
+
+def test_channels_last_fast_path_keeps_the_maths():
+    from nnunetv2_reisoseg.pi_module import ConvNeXtBlock
+
+    torch.manual_seed(0)
+    block = ConvNeXtBlock(6)
+    with torch.no_grad():
+        block.gamma.fill_(0.5)
+    x = torch.randn(2, 6, 9, 10, 11)
+    with torch.no_grad():
+        # the block's operations on plain contiguous tensors
+        y = block.norm(F.conv3d(x, block.dwconv.weight, block.dwconv.bias, padding=3, groups=6))
+        y = F.conv3d(F.gelu(F.conv3d(y, block.pwconv1.weight, block.pwconv1.bias, groups=6)),
+                     block.pwconv2.weight, block.pwconv2.bias, groups=6)
+        ref = x + 0.5 * y
+        assert torch.allclose(block(x), ref, atol=1e-5)
