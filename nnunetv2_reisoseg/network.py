@@ -100,12 +100,6 @@ def build_reiso_network(
     lateral_degradation_p: float = 0.2,
 ) -> ReIsoSegNetwork:
     """The planned network (exactly as stock nnU-Net builds it) wrapped with a PI module."""
-    if len(configuration_manager.patch_size) != 3:
-        raise ValueError(
-            "ReIsoSeg works on 3D configurations only: the PI module makes the section axis isotropic, and "
-            f"a 2D configuration (patch size {tuple(configuration_manager.patch_size)}) has none. Train "
-            "3d_fullres (or 3d_lowres / 3d_cascade_fullres) with nnUNetTrainerReIso, or 2d with nnUNetTrainer."
-        )
     plan = pi_plan_from_configuration(configuration_manager, pi_levels)
     base = get_network_from_plans(
         configuration_manager.network_arch_class_name,

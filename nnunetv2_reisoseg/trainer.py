@@ -109,12 +109,6 @@ class nnUNetTrainerReIso(nnUNetTrainer):
 
 def check_configuration(configuration_manager: ConfigurationManager, pi_levels=None) -> None:
     """Raise a clear error for configurations the PI module cannot work on (2D, too few stages...)."""
-    if len(configuration_manager.patch_size) != 3:
-        raise RuntimeError(
-            f"nnUNetTrainerReIso needs a 3D configuration, got a 2D one (patch size "
-            f"{tuple(configuration_manager.patch_size)}): the PI module makes the section axis isotropic and "
-            "a 2D network has none. Train 3d_fullres (or 3d_lowres / 3d_cascade_fullres) with "
-            "-tr nnUNetTrainerReIso, or 2d with stock nnUNetTrainer.")
     try:
         pi_plan_from_configuration(configuration_manager, pi_levels)
     except ValueError as e:

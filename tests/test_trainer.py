@@ -83,7 +83,7 @@ def test_region_and_ignore_label_losses(nnunet_dirs):
 
 
 def test_2d_configuration_is_a_clear_error(nnunet_dirs):
-    with pytest.raises(RuntimeError, match=r"needs a 3D configuration.*2d with stock nnUNetTrainer"):
+    with pytest.raises(RuntimeError, match=r"3D configurations only.*stock nnUNetTrainer for 2d"):
         _trainer(configuration="2d")
     assert not any(nnunet_dirs["nnUNet_results"].iterdir())  # nothing created
 
