@@ -124,23 +124,27 @@ def main() -> None:
     ap.add_argument("--plans", default=str(DEFAULT_PLANS))
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment for both measured processes, e.g. GLIBC_TUNABLES=... (repeatable)")
     ap.add_argument("--_one", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a._one:
         print(json.dumps(measure(a._one[0], a.plans, a.device, a.iters, a._one[1])))
         return
+    env = {**os.environ, **dict(kv.split("=", 1) for kv in a.env)}
     res = {}
     for mode in ("train", "infer"):
         for name in ("stock", "reiso"):
             print(f"measuring {name} {mode} ...", file=sys.stderr, flush=True)
             out = subprocess.run([sys.executable, __file__, "--plans", a.plans, "--device", a.device, "--iters",
-                                  str(a.iters), "--_one", name, mode], capture_output=True, text=True, check=False)
+                                  str(a.iters), "--_one", name, mode], capture_output=True, text=True, check=False,
+                                 env=env)
             if out.returncode != 0:
                 raise SystemExit(f"{name} {mode} failed:\n{out.stderr[-3000:]}")
             res[name, mode] = json.loads(out.stdout.strip().splitlines()[-1])
     s, r = res["stock", "train"], res["reiso", "train"]
     si, ri = res["stock", "infer"], res["reiso", "infer"]
-    print(f"\nMachine: {machine(a.device)}")
+    print(f"\nMachine: {machine(a.device)}" + (f"; environment {' '.join(a.env)}" if a.env else ""))
     print(f"Plan: {Path(a.plans).name}, patch {s['patch']}, batch {s['batch']}; median of {a.iters} timed iterations\n")
     print("| measure | nnUNetTrainer | nnUNetTrainerReIso | ratio |")
     print("| --- | --- | --- | --- |")

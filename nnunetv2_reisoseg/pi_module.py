@@ -137,7 +137,7 @@ class ConvNeXtBlock(nn.Module):
             y = checkpoint(self._mlp, z, use_reentrant=False)
         else:
             y = self._mlp(z)
-        return x + self.gamma.view(1, -1, 1, 1, 1) * y
+        return torch.addcmul(x, self.gamma.view(1, -1, 1, 1, 1), y)  # x + gamma * y, one allocation
 
     def _mlp(self, z: torch.Tensor) -> torch.Tensor:
         return self.pwconv2(self.act(self.pwconv1(z)))
