@@ -23,6 +23,9 @@ from nnunetv2_reisoseg.anisotropy import PIPlan, plan_pi_module
 from nnunetv2_reisoseg.pi_module import PIModule
 
 PI_PREFIX = "pi_module."
+# decoders whose forward is the loop transpconv -> concat skip -> stage -> seg layer that
+# ReIsoSegNetwork._decode_both follows; other decoders run two plain passes
+_DECODERS_WITH_STAGE_LOOP = ("UNetDecoder", "UNetResDecoder")
 
 
 class ReIsoOutput(NamedTuple):
@@ -52,13 +55,41 @@ class ReIsoSegNetwork(nn.Module):
             if hasattr(base, key):
                 setattr(self, key, getattr(base, key))
         self.base_class_name = type(base).__name__
+        # decoder stages below the deepest PI level see the same inputs in both passes (bottleneck and
+        # untouched skips): the isotropic pass reuses them instead of computing them again
+        self.shared_decoder_stages = 0
+        if type(self.decoder).__name__ in _DECODERS_WITH_STAGE_LOOP:
+            self.shared_decoder_stages = max(0, len(self.decoder.stages) - 1 - max(pi_module.levels))
 
     def forward(self, x: torch.Tensor) -> Any:
         skips = self.encoder(x)
-        anisotropic = self.decoder(skips)
         if not self.training:
-            return anisotropic
-        return ReIsoOutput(anisotropic, self.decoder(self._pi(skips)))
+            return self.decoder(skips)
+        if not self.shared_decoder_stages:
+            return ReIsoOutput(self.decoder(skips), self.decoder(self._pi(skips)))
+        return ReIsoOutput(*self._decode_both(skips))
+
+    def _decode_both(self, skips: Sequence[torch.Tensor]) -> tuple[Any, Any]:
+        """Both decoder passes, computing the shared deepest stages once (the decoder's own loop)."""
+        dec, n_stages = self.decoder, len(self.decoder.stages)
+
+        def stage(s: int, below: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+            return dec.stages[s](torch.cat((dec.transpconvs[s](below), skip), 1))
+
+        below, seg = skips[-1], []
+        for s in range(self.shared_decoder_stages):
+            below = stage(s, below, skips[-(s + 2)])
+            if dec.deep_supervision:
+                seg.append(dec.seg_layers[s](below))
+        outputs = []
+        for branch_skips in (skips, self._pi(skips)):
+            x, branch_seg = below, list(seg)
+            for s in range(self.shared_decoder_stages, n_stages):
+                x = stage(s, x, branch_skips[-(s + 2)])
+                if dec.deep_supervision:
+                    branch_seg.append(dec.seg_layers[s](x))
+            outputs.append(branch_seg[::-1] if dec.deep_supervision else dec.seg_layers[-1](x))
+        return outputs[0], outputs[1]
 
     # kept out of torch.compile: its random axial choice would otherwise specialise and recompile
     # the graph for every draw (up to 12 shape variants per level)

@@ -56,3 +56,30 @@ def test_isotropic_branch_differs_from_anisotropic_branch():
             p.normal_()
         out = net.train()(torch.randn(1, 1, *shape))
     assert not torch.equal(out.anisotropic[0], out.isotropic[0])
+
+
+@pytest.mark.parametrize("name, levels, shape", [
+    ("tiny_40x10x10", (1,), None),
+    ("em_40x5x5_resencm", None, (8, 64, 64)),
+])
+def test_shared_decoder_stages_give_the_two_full_passes(name, levels, shape, monkeypatch):
+    pm = PlansManager(load_plans(name))
+    cm = pm.get_configuration("3d_fullres")
+    torch.manual_seed(0)
+    net = build_reiso_network(pm, cm, 1, 2, True, pi_levels=levels).train()
+    assert net.shared_decoder_stages >= 1
+    monkeypatch.setattr(net.pi_module, "draw", lambda: (0, net.pi_module.lateral_axes[1]))
+    x = torch.randn(1, 1, *(shape or cm.patch_size))
+    out = net(x)
+    skips = net.encoder(x)
+    ani, iso = net.decoder(skips), net.decoder(net.pi_module(skips))
+    assert all(torch.equal(a, b) for a, b in zip(out.anisotropic, ani))
+    assert all(torch.equal(a, b) for a, b in zip(out.isotropic, iso))
+    # gradients: the shared stages receive the sum of both branches' gradients, as with two passes
+    grads = []
+    for o in (out, (ani, iso)):
+        net.zero_grad()
+        (sum(t.square().mean() for t in o[0]) + sum(t.square().mean() for t in o[1])).backward()
+        grads.append({k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    assert all(torch.allclose(grads[0][k], grads[1][k], rtol=1e-4, atol=1e-6) for k in grads[0])
