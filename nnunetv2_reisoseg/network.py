@@ -54,7 +54,6 @@ class ReIsoSegNetwork(nn.Module):
         for key in ("key_to_encoder", "key_to_stem", "keys_to_in_proj"):
             if hasattr(base, key):
                 setattr(self, key, getattr(base, key))
-        self.base_class_name = type(base).__name__
         # decoder stages below the deepest PI level see the same inputs in both passes (bottleneck and
         # untouched skips): the isotropic pass reuses them instead of computing them again
         self.shared_decoder_stages = 0
