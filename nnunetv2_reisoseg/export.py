@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from nnunetv2_reisoseg.fsutil import staged_folder
 from nnunetv2_reisoseg.network import strip_pi_weights
 
 STOCK_TRAINER = "nnUNetTrainer"
@@ -31,10 +31,8 @@ def export_stock(model_folder: str | Path, out_folder: str | Path, overwrite: bo
     if dst.resolve() == src.resolve():
         raise ValueError("the output folder must differ from the model folder")
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     written = []
-    try:
+    with staged_folder(dst) as tmp:
         for name in _MODEL_FILES:
             if (src / name).is_file():
                 shutil.copy2(src / name, tmp / name)
@@ -57,10 +55,4 @@ def export_stock(model_folder: str | Path, out_folder: str | Path, overwrite: bo
             (tmp / rel.parent).mkdir(parents=True, exist_ok=True)
             torch.save(stock, tmp / rel)
             written.append(dst / rel)
-        if dst.exists():
-            shutil.rmtree(dst)
-        tmp.rename(dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return written

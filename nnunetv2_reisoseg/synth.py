@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from nnunetv2_reisoseg.fsutil import staged_folder
 
 
 @dataclass
@@ -166,8 +166,7 @@ def generate_dataset(
             "--overwrite to replace it.")
     rng = np.random.default_rng(seed)
     spacing = (xy_nm * anisotropy, xy_nm, xy_nm)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=raw_root))
-    try:
+    with staged_folder(target, replaces=clashes) as tmp:
         for sub in ("imagesTr", "labelsTr", "isotropic_truth") + (("imagesTs", "labelsTs") if test_cases else ()):
             (tmp / sub).mkdir()
         total = cases + test_cases
@@ -190,10 +189,4 @@ def generate_dataset(
             "spacing_nm_zyx": list(spacing),
         }
         (tmp / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
-        for old in clashes:
-            shutil.rmtree(old)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
