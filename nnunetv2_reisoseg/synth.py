@@ -40,32 +40,47 @@ def _smooth_curve(rng: np.random.Generator, shape: Sequence[int], n_points: int 
     return start + t * length * direction + np.sin(np.pi * t) * bend[0] + np.sin(2 * np.pi * t) * bend[1] * 0.5
 
 
-def _tube_mask(shape: Sequence[int], curve: np.ndarray, radius: float) -> np.ndarray:
-    seed = np.zeros(shape, bool)
-    idx = np.round(curve).astype(int)
-    ok = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
-    seed[tuple(idx[ok].T)] = True
-    if not seed.any():
-        return seed
-    return ndi.distance_transform_edt(~seed) <= radius
+def _tubes(shape: Sequence[int], curves: Sequence[np.ndarray], radii: Sequence[float]) -> np.ndarray:
+    """Union of tubes around curves, from one distance transform: a voxel is inside when it lies
+    within the radius of the centre-line point nearest to it."""
+    seed_id = np.zeros(shape, np.int32)
+    for i, curve in enumerate(curves, start=1):
+        idx = np.round(curve).astype(int)
+        ok = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
+        seed_id[tuple(idx[ok].T)] = i
+    if not seed_id.any():
+        return np.zeros(shape, bool)
+    dist, nearest = ndi.distance_transform_edt(seed_id == 0, return_indices=True)
+    radius = np.asarray([0.0, *radii])[seed_id[tuple(nearest)]]
+    return dist <= radius
 
 
-def _ellipsoid_mask(rng: np.random.Generator, shape: Sequence[int], radii: Sequence[float]) -> np.ndarray:
-    center = rng.uniform(0.15, 0.85, 3) * np.asarray(shape)
-    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))  # random 3D orientation
-    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1) - center
-    local = grid @ q
-    return (np.square(local / np.asarray(radii)).sum(-1)) <= 1.0
+def _ellipsoid(mask: np.ndarray, rng: np.random.Generator, radii: Sequence[float]) -> None:
+    """Add an ellipsoid in a random 3D orientation to ``mask`` (evaluated in its bounding box only)."""
+    shape = np.asarray(mask.shape)
+    center = rng.uniform(0.15, 0.85, 3) * shape
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    r = max(radii)
+    lo = np.maximum(np.floor(center - r).astype(int), 0)
+    hi = np.minimum(np.ceil(center + r).astype(int) + 1, shape)
+    grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1) - center
+    inside = np.square((grid @ q) / np.asarray(radii)).sum(-1) <= 1.0
+    mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] |= inside
 
 
-def _cell_membranes(rng: np.random.Generator, shape: Sequence[int], n_cells: int, width: float) -> np.ndarray:
-    """Voronoi cells; membranes where the nearest and second-nearest cell centres are equidistant."""
-    from scipy.spatial import cKDTree
-
-    centres = rng.uniform(0, 1, (n_cells, 3)) * np.asarray(shape)
-    coords = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).reshape(-1, 3)
-    d, _ = cKDTree(centres).query(coords, k=2)
-    return ((d[:, 1] - d[:, 0]) < width).reshape(shape)
+def _cell_membranes(rng: np.random.Generator, shape: Sequence[int], n_cells: int) -> np.ndarray:
+    """Voronoi cells around random centres; membranes where the nearest centre changes."""
+    seeds = np.zeros(shape, bool)
+    seeds[tuple((rng.uniform(0, 1, (n_cells, 3)) * np.asarray(shape)).astype(int).T)] = True
+    _, nearest = ndi.distance_transform_edt(~seeds, return_indices=True)
+    cell = np.ravel_multi_index(tuple(nearest), shape)
+    edge = np.zeros(shape, bool)
+    for axis in range(3):
+        change = np.diff(cell, axis=axis) != 0
+        lo = [slice(None)] * 3
+        lo[axis] = slice(0, -1)
+        edge[tuple(lo)] |= change
+    return edge
 
 
 def generate_case(
@@ -82,16 +97,18 @@ def generate_case(
     z, y, x = (int(s) for s in shape)
     fine = (z * f, y, x)
     vol = float(np.prod(fine))
-    scale = min(y, x) / 48.0
-    n_mito = n_mito if n_mito is not None else max(2, round(vol / 40000))
-
-    mito = np.zeros(fine, bool)
-    for i in range(n_mito):
-        if i % 3 == 2:
-            mito |= _ellipsoid_mask(rng, fine, rng.uniform(2.5, 5.0, 3) * scale)
-        else:
-            mito |= _tube_mask(fine, _smooth_curve(rng, fine), rng.uniform(2.0, 3.5) * scale)
-    membranes = _cell_membranes(rng, fine, max(3, int(vol / 60000)), 0.8 * scale) & ~mito
+    scale = max(1.0, min(y, x) / 64.0)  # organelle size in pixels grows with the field of view
+    radius = 3.0 * scale
+    if n_mito is None:  # about 8% of the volume
+        tube = np.pi * radius**2 * 0.65 * float(np.mean(fine))
+        n_mito = int(np.clip(round(0.08 * vol / tube), 2, 200))
+    n_tubes = n_mito - n_mito // 3
+    mito = _tubes(fine, [_smooth_curve(rng, fine) for _ in range(n_tubes)],
+                  rng.uniform(0.7, 1.2, n_tubes) * radius)
+    for _ in range(n_mito // 3):
+        _ellipsoid(mito, rng, rng.uniform(0.8, 1.8, 3) * radius)
+    cells = max(3, round(vol / (40 * scale) ** 3))
+    membranes = ndi.binary_dilation(_cell_membranes(rng, fine, cells), iterations=max(1, round(scale / 2))) & ~mito
     vesicles = np.zeros(fine, bool)
     for _ in range(max(2, int(vol / 8000))):
         c = (rng.uniform(0, 1, 3) * np.asarray(fine)).astype(int)
@@ -128,6 +145,32 @@ def generate_case(
     return SynthCase(image=image, labels=labels, truth=mito.astype(np.uint8))
 
 
+def save_preview(image: np.ndarray, labels: np.ndarray, anisotropy: float, path: Path) -> None:
+    """An xy section and an xz section (stretched to physical proportions) with labels overlaid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    z, y, _ = image.shape
+    views = [("xy section", image[z // 2], labels[z // 2], 1.0),
+             ("xz section", image[:, y // 2], labels[:, y // 2], float(anisotropy))]
+    with plt.style.context("default"):
+        fig, axes = plt.subplots(2, 2, figsize=(10, 7), gridspec_kw={"height_ratios": [1, 1]})
+        for row, (title, img, lab, aspect) in enumerate(views):
+            for col, overlay in enumerate((False, True)):
+                ax = axes[row, col]
+                ax.imshow(img, cmap="gray", aspect=aspect, interpolation="nearest")
+                if overlay:
+                    ax.imshow(np.ma.masked_equal(lab, 0), cmap="autumn", alpha=0.45, aspect=aspect,
+                              interpolation="nearest")
+                ax.set_title(title + (", mitochondria labels" if overlay else ""), fontsize=9)
+                ax.axis("off")
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+
+
 def _write(array: np.ndarray, spacing_zyx: Sequence[float], path: Path) -> None:
     import SimpleITK as sitk
 
@@ -150,8 +193,8 @@ def generate_dataset(
     progress: bool = True,
 ) -> Path:
     """Write ``DatasetXXX_NAME`` under ``raw_root`` (imagesTr, labelsTr, dataset.json, isotropic_truth/,
-    and imagesTs/labelsTs when ``test_cases``). Written to a temporary folder first and moved into
-    place at the end, so a failure leaves nothing behind."""
+    preview.png of the first case, and imagesTs/labelsTs when ``test_cases``). Written to a temporary
+    folder first and moved into place at the end, so a failure leaves nothing behind."""
     if not 1 <= dataset_id <= 999:
         raise ValueError(f"dataset id must be in 1..999, got {dataset_id}")
     if cases < 1:
@@ -177,6 +220,8 @@ def generate_dataset(
             _write(c.image, spacing, tmp / split[0] / f"{case_id}_0000.nii.gz")
             _write(c.labels, spacing, tmp / split[1] / f"{case_id}.nii.gz")
             _write(c.truth, (xy_nm, xy_nm, xy_nm), tmp / "isotropic_truth" / f"{case_id}.nii.gz")
+            if i == 0:
+                save_preview(c.image, c.labels, anisotropy, tmp / "preview.png")
             if progress:
                 print(f"\rsynth: case {i + 1}/{total}", end="" if i + 1 < total else "\n", flush=True)
         dataset_json = {

@@ -17,13 +17,13 @@ def _gen(root, **kw):
 def test_layout_spacing_and_determinism(tmp_path):
     a = _gen(tmp_path / "a", test_cases=1)
     b = _gen(tmp_path / "b", test_cases=1)
-    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files = sorted((p.relative_to(a) for p in a.rglob("*") if p.is_file()), key=str)
     assert [str(f) for f in files] == [
         "dataset.json", "imagesTr/tiny_000_0000.nii.gz", "imagesTr/tiny_001_0000.nii.gz",
         "imagesTs/tiny_002_0000.nii.gz", "isotropic_truth/tiny_000.nii.gz", "isotropic_truth/tiny_001.nii.gz",
         "isotropic_truth/tiny_002.nii.gz", "labelsTr/tiny_000.nii.gz", "labelsTr/tiny_001.nii.gz",
-        "labelsTs/tiny_002.nii.gz"]
-    for f in files:  # the same seed gives the same bytes
+        "labelsTs/tiny_002.nii.gz", "preview.png"]
+    for f in files[:-1]:  # the same seed gives the same bytes (the PNG embeds no data of its own)
         assert (a / f).read_bytes() == (b / f).read_bytes()
     img = sitk.ReadImage(str(a / "imagesTr/tiny_000_0000.nii.gz"))
     assert img.GetSpacing() == (5.0, 5.0, 20.0)  # x, y, z in nm: sections 4x the lateral pixel
