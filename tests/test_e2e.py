@@ -63,8 +63,13 @@ def ws(tmp_path_factory):
     return root, env, model
 
 
-def test_info_describes_the_plan(ws):
-    _, env, _ = ws
+def test_synth_anisotropy_is_what_nnunet_plans(ws):
+    import json
+
+    root, env, _ = ws
+    plans = json.loads((root / "pre" / "Dataset901_SynthEM" / "nnUNetPlans.json").read_text())
+    spacing = plans["configurations"]["3d_fullres"]["spacing"]
+    assert spacing == [40.0, 10.0, 10.0]  # --anisotropy 4 --xy-nm 10, sections first
     out = run(["reisoseg", "info", "901"], env)
     assert "PI levels [1, 2]" in out and "yes: 16 -> 32 sections" in out
 
