@@ -134,3 +134,19 @@ def test_continue_training_keeps_pi_weights_optimizer_and_loss_curves(ws):
     k = next(k for k in after["network_weights"] if k.startswith("pi_module."))
     assert not torch.equal(after["network_weights"][k], before["network_weights"][k])  # trained on from them
     assert after["optimizer_state"]["state"]
+
+
+def test_resenc_preset_trains_and_predicts(ws):
+    root, env, _ = ws
+    run(["nnUNetv2_plan_and_preprocess", "-d", "901", "-c", "3d_fullres", "-pl", "nnUNetPlannerResEncM", "-np", "1"],
+        {**env, "nnUNet_n_proc_DA": "1"})
+    run(["nnUNetv2_train", "901", "3d_fullres", "0", "-tr", TRAINER, "-p", "nnUNetResEncUNetMPlans", "-device", "cpu"],
+        env)
+    model = root / "res" / "Dataset901_SynthEM" / f"{TRAINER}__nnUNetResEncUNetMPlans__3d_fullres"
+    ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False, map_location="cpu")
+    assert any(k.startswith("encoder.stem") for k in ckpt["network_weights"])  # the residual encoder
+    assert any(k.startswith("pi_module.") for k in ckpt["network_weights"])
+    run(["nnUNetv2_predict", "-i", root / "raw" / "Dataset901_SynthEM" / "imagesTs", "-o", root / "pred_resenc",
+         "-d", "901", "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-p", "nnUNetResEncUNetMPlans", "-device", "cpu",
+         "--disable_tta", "-npp", "1", "-nps", "1"], env)
+    assert list((root / "pred_resenc").glob("*.nii.gz"))
