@@ -75,9 +75,8 @@ class nnUNetTrainerReIso(nnUNetTrainer):
 
     def train_step(self, batch: dict) -> dict:
         out = super().train_step(batch)
-        l_ani, l_iso = self.loss.last_terms
-        out[LOSS_KEYS[0]] = l_ani.cpu().numpy()
-        out[LOSS_KEYS[1]] = l_iso.cpu().numpy()
+        terms = torch.stack(self.loss.last_terms).cpu().numpy()  # one device transfer for both terms
+        out.update(zip(LOSS_KEYS, terms))
         return out
 
     def on_train_epoch_end(self, train_outputs: list[dict]):
