@@ -18,6 +18,10 @@ setup(
         "SimpleITK",
         "scipy",
         "numpy",
+        "h5py",  # reisoseg convert: HDF5 (CREMI), zarr / OME-Zarr, MRC, TIFF
+        "zarr",
+        "mrcfile",
+        "tifffile",
     ],
     extras_require={"test": ["pytest", "ruff"]},
     entry_points={"console_scripts": ["reisoseg=nnunetv2_reisoseg.cli:main"]},

@@ -93,10 +93,57 @@ def cmd_synth(args: argparse.Namespace) -> int:
                          "setting_up_paths.md).")
     try:
         path = generate_dataset(raw, args.dataset_id, args.name, args.cases, args.shape, args.anisotropy,
-                                args.xy_nm, args.seed, args.test_cases, args.overwrite)
+                                args.xy_nm, args.seed, args.test_cases, args.overwrite,
+                                membranes_class=args.membranes, missing_sections=args.missing_sections)
     except (FileExistsError, ValueError) as e:
         raise SystemExit(f"synth: {e}") from None
     print(f"wrote {path}")
+    return 0
+
+
+def _int_value(text: str) -> int:
+    return int(text, 0)  # accepts 0xffffffffffffffff as well as decimal
+
+
+def _label_map(items: Sequence[str]) -> dict[int, int]:
+    out = {}
+    for item in items:
+        src, sep, dst = item.partition(":")
+        try:
+            out[_int_value(src)] = int(dst)
+        except ValueError:
+            raise SystemExit(f"convert: --label-map takes SRC:DST pairs of integers, got {item!r}") from None
+        if not sep or out[_int_value(src)] < 0:
+            raise SystemExit(f"convert: --label-map takes SRC:DST pairs with DST >= 0, got {item!r}")
+    return out
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from nnunetv2_reisoseg.convert import ConvertError, LabelRules, Pair, convert
+
+    raw = os.environ.get("nnUNet_raw")
+    if not raw:
+        raise SystemExit("nnUNet_raw is not set: export nnUNet_raw=/path/to/nnUNet_raw (see nnU-Net's "
+                         "setting_up_paths.md).")
+    if len(args.image) != len(args.labels):
+        raise SystemExit(f"convert: {len(args.image)} --image but {len(args.labels)} --labels; give one "
+                         "--labels per --image, in the same order")
+    if args.test_labels and len(args.test_labels) != len(args.test_image):
+        raise SystemExit("convert: give one --test-labels per --test-image (or none)")
+    rules = LabelRules(binary=args.binary, label_map=_label_map(args.label_map),
+                       ignore=tuple(args.ignore_value))
+    if args.background is not None:
+        rules.background = tuple(args.background)
+    test = [Pair(i, args.test_labels[k] if args.test_labels else None) for k, i in enumerate(args.test_image)]
+    try:
+        path = convert(raw, args.dataset_id, args.name, [Pair(i, lab) for i, lab in zip(args.image, args.labels)],
+                       test, args.spacing, args.split, args.split_axis, rules, args.channel_name, args.class_names,
+                       args.overwrite)
+    except (ConvertError, FileExistsError) as e:
+        raise SystemExit(f"convert: {e}") from None
+    ds = json.loads((path / "dataset.json").read_text())
+    print(f"wrote {path}: {ds['numTraining']} training cases, labels {ds['labels']}")
+    print(f"next: nnUNetv2_plan_and_preprocess -d {args.dataset_id} -c 3d_fullres && reisoseg info {args.dataset_id}")
     return 0
 
 
@@ -131,8 +178,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--anisotropy", type=int, default=8, help="section thickness / lateral pixel size")
     s.add_argument("--xy-nm", type=float, default=5.0, help="lateral pixel size in nm")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--membranes", action="store_true", help="label cell membranes as a second class (2)")
+    s.add_argument("--missing-sections", type=float, default=0.0, metavar="P",
+                   help="probability that a case has one section lost to noise")
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("convert", help="turn EM volumes (HDF5, TIFF, slice folders, zarr, MRC) into an nnU-Net "
+                                       "raw dataset in $nnUNet_raw")
+    s.add_argument("--image", action="append", required=True, metavar="PATH[:KEY]",
+                   help="image volume; repeat for several volumes (HDF5/zarr take :KEY, e.g. sample_A.h5:volumes/raw)")
+    s.add_argument("--labels", action="append", required=True, metavar="PATH[:KEY]",
+                   help="label volume of the --image in the same position")
+    s.add_argument("--test-image", action="append", default=[], metavar="PATH[:KEY]",
+                   help="held-out volume -> imagesTs")
+    s.add_argument("--test-labels", action="append", default=[], metavar="PATH[:KEY]", help="its labels -> labelsTs")
+    s.add_argument("--dataset-id", type=int, required=True)
+    s.add_argument("--name", required=True)
+    s.add_argument("--spacing", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="voxel size in nm (overrides what the files say; needed when they say nothing)")
+    s.add_argument("--split", type=int, default=1, help="cut each training volume into N blocks (cases)")
+    s.add_argument("--split-axis", default="auto", choices=("auto", "z", "y", "x"),
+                   help="axis to cut along; auto = largest physical extent, lateral on ties")
+    s.add_argument("--binary", action="store_true", help="every non-background value (e.g. instance ids) -> 1")
+    s.add_argument("--label-map", nargs="+", default=[], metavar="SRC:DST", help="map label values, e.g. 3:1 7:2")
+    s.add_argument("--background", type=_int_value, nargs="+", default=None, metavar="V",
+                   help="values meaning background (default: 0 and CREMI's 0xffffffffffffffff)")
+    s.add_argument("--ignore-value", type=_int_value, nargs="+", default=[], metavar="V",
+                   help="values meaning 'not annotated' -> nnU-Net's ignore label")
+    s.add_argument("--class-names", nargs="+", default=None, help="names of classes 1..K for dataset.json")
+    s.add_argument("--channel-name", default="EM")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
+    s.set_defaults(func=cmd_convert)
     return p
 
 

@@ -1,4 +1,4 @@
-"""Writing folders so that a failure leaves nothing behind."""
+"""Writing folders so that a failure leaves nothing behind, and nnU-Net raw dataset basics."""
 from __future__ import annotations
 
 import shutil
@@ -6,6 +6,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 
 @contextmanager
@@ -23,3 +25,29 @@ def staged_folder(target: Path, replaces: Sequence[Path] = ()) -> Iterator[Path]
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def raw_dataset_target(raw_root: str | Path, dataset_id: int, name: str, overwrite: bool) -> tuple[Path, list[Path]]:
+    """The folder ``DatasetXXX_NAME`` under ``raw_root`` and the existing folders with the same id,
+    which only ``overwrite`` allows replacing (nnU-Net refuses two datasets with one id)."""
+    if not 1 <= dataset_id <= 999:
+        raise ValueError(f"dataset id must be in 1..999, got {dataset_id}")
+    if not name or any(c in name for c in "/\\ ") or name.startswith("."):
+        raise ValueError(f"dataset name must be a plain word without spaces or slashes, got {name!r}")
+    raw_root = Path(raw_root)
+    target = raw_root / f"Dataset{dataset_id:03d}_{name}"
+    clashes = sorted(p for p in raw_root.glob(f"Dataset{dataset_id:03d}_*")) if raw_root.is_dir() else []
+    if clashes and not overwrite:
+        raise FileExistsError(
+            f"{clashes[0]} already exists (dataset id {dataset_id}). Pick another --dataset-id or pass "
+            "--overwrite to replace it.")
+    return target, clashes
+
+
+def write_image(array: np.ndarray, spacing_zyx: Sequence[float], path: Path) -> None:
+    """A compressed NIfTI with the spacing of a (Z, Y, X) array; nnU-Net plans from that spacing."""
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    img.SetSpacing(tuple(float(s) for s in spacing_zyx[::-1]))  # SimpleITK orders spacing x, y, z
+    sitk.WriteImage(img, str(path), useCompression=True)

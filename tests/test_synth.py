@@ -54,3 +54,23 @@ def test_existing_id_needs_overwrite_and_failures_leave_nothing(tmp_path, monkey
     monkeypatch.setattr(synth, "generate_case", real)
     replaced = _gen(tmp_path, name="Other", overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == [replaced.name]
+
+
+def test_membranes_class_and_missing_sections(tmp_path):
+    out = _gen(tmp_path, membranes_class=True, missing_sections=1.0, shape=(8, 48, 48))
+    ds = json.loads((out / "dataset.json").read_text())
+    assert ds["labels"] == {"background": 0, "mitochondria": 1, "membranes": 2}
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labelsTr/tiny_000.nii.gz")))
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "isotropic_truth/tiny_000.nii.gz")))
+    assert set(np.unique(labels)) == {0, 1, 2} and set(np.unique(truth)) == {0, 1, 2}
+
+    def flat_sections(path):  # a lost section is noise around its mean: no tissue contrast left
+        image = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        std = image.reshape(image.shape[0], -1).std(1)
+        return int(np.sum(std < 0.6 * np.median(std)))
+
+    assert flat_sections(out / "imagesTr/tiny_000_0000.nii.gz") == 1
+    clean = _gen(tmp_path / "clean", shape=(8, 48, 48))
+    assert flat_sections(clean / "imagesTr/tiny_000_0000.nii.gz") == 0
+    with pytest.raises(ValueError, match="probability"):
+        _gen(tmp_path / "bad", missing_sections=2.0)
