@@ -22,6 +22,7 @@ setup(
         "zarr",
         "mrcfile",
         "tifffile",
+        "monai",  # reisoseg benchmark: HD95 and ASSD
     ],
     extras_require={"test": ["pytest", "ruff"]},
     entry_points={"console_scripts": ["reisoseg=nnunetv2_reisoseg.cli:main"]},

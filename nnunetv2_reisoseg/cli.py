@@ -147,6 +147,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from nnunetv2_reisoseg.benchmark import BenchmarkError, run_benchmark
+
+    try:
+        report = run_benchmark(args.dataset, args.preset, args.folds, args.seeds, args.output, args.methods,
+                               args.device, command="reisoseg " + " ".join(sys.argv[1:]))
+    except BenchmarkError as e:
+        raise SystemExit(f"benchmark: {e}") from None
+    print(report.read_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reisoseg", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -210,6 +222,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channel-name", default="EM")
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("benchmark", help="train and evaluate stock nnU-Net and ReIsoSeg side by side")
+    s.add_argument("dataset", nargs="?", default=None,
+                   help="dataset id or name in $nnUNet_raw (default: generate the preset's synthetic EM dataset)")
+    s.add_argument("--preset", default="smoke", choices=("tiny", "smoke", "short", "full"),
+                   help="training budget: smoke ~10 min on a 2-core CPU, full = nnU-Net's 1000x250")
+    s.add_argument("--folds", type=int, nargs="+", default=[0])
+    s.add_argument("--seeds", type=int, nargs="+", default=[0])
+    s.add_argument("--methods", nargs="+", default=["stock", "reiso"], choices=("stock", "reiso"))
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    s.add_argument("-o", "--output", default=None,
+                   help="output folder (default reisoseg_benchmark/<dataset>_<preset>); re-running reuses "
+                        "the trainings it holds")
+    s.set_defaults(func=cmd_benchmark)
     return p
 
 

@@ -5,7 +5,8 @@ ellipsoids in random 3D orientations, vesicles and texture as distractors), then
 section integrates the tissue over its thickness (anisotropy factor f), with lateral blur, noise,
 section-to-section brightness/contrast jitter and small lateral misalignment. Labels are given on the
 anisotropic grid (mitochondria = 1); the isotropic truth is kept beside the dataset in
-``isotropic_truth/`` so that a prediction can be judged against what was really there.
+``isotropic_truth/`` so that a prediction can be judged against what was really there (shifted with
+its section's misalignment, i.e. in the frame of the image).
 """
 from __future__ import annotations
 
@@ -149,9 +150,10 @@ def generate_case(
         truth[membranes] = 2
     shifts = np.round(np.cumsum(rng.normal(0, 0.6, (z, 2)), 0)).astype(int)
     shifts -= np.round(shifts.mean(0)).astype(int)
-    for s in range(z):
+    for s in range(z):  # the truth moves with its section: it is judged in the frame that was imaged
         sections[s] = np.roll(sections[s], tuple(shifts[s]), axis=(0, 1))
         labels[s] = np.roll(labels[s], tuple(shifts[s]), axis=(0, 1))
+        truth[s * f:(s + 1) * f] = np.roll(truth[s * f:(s + 1) * f], tuple(shifts[s]), axis=(1, 2))
     sections += rng.normal(0, 0.04, sections.shape)
     if missing_section and z > 2:
         s = int(rng.integers(1, z - 1))

@@ -1,0 +1,33 @@
+"""Fixed-budget trainers used by ``reisoseg benchmark``: ``nnUNetTrainerBench<Preset>`` (stock
+nnU-Net) and ``nnUNetTrainerReIsoBench<Preset>`` (ReIsoSeg), with the same budget per preset."""
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunetv2_reisoseg.bench_trainer import BenchmarkBudgetMixin
+from nnunetv2_reisoseg.benchmark import PRESETS
+from nnunetv2_reisoseg.trainer import nnUNetTrainerReIso
+
+__all__ = []
+
+
+def _budget_trainer(base: type, prefix: str, preset: str) -> type:
+    budget = PRESETS[preset]
+
+    # nnU-Net records init arguments through locals(), so __init__ spells out its parameters
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        BenchmarkBudgetMixin.__init__(self, plans, configuration, fold, dataset_json, device)
+
+    name = f"{prefix}Bench{preset.capitalize()}"
+    attrs = {"__init__": __init__, "__module__": __name__, "__qualname__": name,
+             "bench_epochs": budget.epochs, "bench_iterations": budget.iterations,
+             "bench_val_iterations": budget.val_iterations,
+             "bench_test_time_mirroring": budget.test_time_mirroring}
+    return type(name, (BenchmarkBudgetMixin, base), attrs)
+
+
+for _preset in PRESETS:
+    for _base, _prefix in ((nnUNetTrainer, "nnUNetTrainer"), (nnUNetTrainerReIso, "nnUNetTrainerReIso")):
+        _cls = _budget_trainer(_base, _prefix, _preset)
+        globals()[_cls.__name__] = _cls
+        __all__.append(_cls.__name__)
