@@ -50,8 +50,8 @@ PRESETS: dict[str, Budget] = {
 }
 
 # method -> trainer class name prefix; the preset's budget is appended (nnUNetTrainerReIsoBenchSmoke)
-METHODS = {"stock": "nnUNetTrainer", "reiso": "nnUNetTrainerReIso"}
-METHOD_TITLES = {"stock": "stock nnU-Net", "reiso": "ReIsoSeg"}
+METHODS = {"stock": "nnUNetTrainer", "reiso": "nnUNetTrainerReIso", "paper": "nnUNetTrainerReIsoSegNet"}
+METHOD_TITLES = {"stock": "stock nnU-Net", "reiso": "ReIsoSeg", "paper": "ReIsoSeg paper network"}
 HIGHER_IS_BETTER = {"dice": True, "iou": True, "hd95_nm": False, "assd_nm": False, "iso_dice": True,
                     "iso_hd95_nm": False, "iso_assd_nm": False}
 METRIC_TITLES = {"dice": "Dice", "iou": "IoU", "hd95_nm": "HD95 (nm)", "assd_nm": "ASSD (nm)",
@@ -116,6 +116,18 @@ def ensure_dataset(dataset: str | None, preset: str) -> tuple[int, str]:
     return int(name[7:10]), name
 
 
+def worker_env() -> dict[str, str]:
+    """nnU-Net's worker counts, sized to this machine where the user has not set them: its defaults
+    (12 augmentation workers per GPU, 8 for preprocessing and export) swamp a small CPU."""
+    cores = os.cpu_count() or 2
+    out = {}
+    if "nnUNet_n_proc_DA" not in os.environ:
+        out["nnUNet_n_proc_DA"] = str(max(1, min(12, cores - 1)))
+    if "nnUNet_def_n_proc" not in os.environ:
+        out["nnUNet_def_n_proc"] = str(max(1, min(8, cores)))
+    return out
+
+
 def _run_logged(cmd: Sequence[str], env: dict, logfile: Path, tag: str, show: re.Pattern | None) -> None:
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with open(logfile, "a") as f:
@@ -137,13 +149,11 @@ def ensure_plans(dataset_id: int, dataset_name: str, out: Path) -> dict:
     plans_file = pre / dataset_name / f"{PLANS}.json"
     if not plans_file.is_file():
         log(f"planning and preprocessing {dataset_name} with nnU-Net ({CONFIGURATION})")
-        env = dict(os.environ)
-        env.setdefault("nnUNet_n_proc_DA", "1")  # 0 breaks nnU-Net's planner (torch.set_num_threads(0))
-        if env["nnUNet_n_proc_DA"] == "0":
+        env = {**os.environ, **worker_env()}
+        if env["nnUNet_n_proc_DA"] == "0":  # 0 breaks nnU-Net's planner (torch.set_num_threads(0))
             env["nnUNet_n_proc_DA"] = "1"
         _run_logged(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", CONFIGURATION, "-np",
-                     os.environ.get("nnUNet_def_n_proc", "2")], env, out / "logs" / "plan_and_preprocess.log",
-                    "plan", None)
+                     env["nnUNet_def_n_proc"]], env, out / "logs" / "plan_and_preprocess.log", "plan", None)
     plans = json.loads(plans_file.read_text())
     if CONFIGURATION not in plans["configurations"]:
         raise BenchmarkError(f"{plans_file} has no {CONFIGURATION} configuration; the benchmark needs a 3D dataset")
@@ -177,7 +187,7 @@ def train(run: Run, dataset_id: int, preset: str, device: str, out: Path) -> Non
     if run.finished:
         log(f"{run.tag}: reusing the finished training in {run.folder}")
         return
-    env = dict(os.environ)
+    env = {**os.environ, **worker_env()}
     ext = [str(trainer_dir())] + [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
     env.update(nnUNet_results=str(out / "results" / f"seed{run.seed}"), REISOSEG_SEED=str(run.seed),
                nnUNet_extTrainer=os.pathsep.join(dict.fromkeys(ext)))
@@ -314,8 +324,9 @@ def _stats(values: Sequence[float]) -> dict:
 
 
 def summarize(rows: list[dict], methods: Sequence[str]) -> dict:
-    """Per split, class and metric: each method's mean and spread, and the paired ReIso - stock
-    difference over the same (seed, fold, case); a difference within its spread is no difference."""
+    """Per split, class and metric: each method's mean and spread, and for every other method the
+    paired difference to stock over the same (seed, fold, case), under ``vs_stock``; a difference
+    within its spread is no difference."""
     summary: dict = {}
     metrics = [m for m in METRIC_TITLES if any(m in r["metrics"] for r in rows)]
     for split in sorted({r["split"] for r in rows}):
@@ -323,22 +334,23 @@ def summarize(rows: list[dict], methods: Sequence[str]) -> dict:
             sel = [r for r in rows if r["split"] == split and r["class"] == c]
             for m in metrics:
                 entry = {meth: _stats([r["metrics"].get(m) for r in sel if r["method"] == meth]) for meth in methods}
-                if "stock" in methods and "reiso" in methods:
-                    by_key = {(r["seed"], r["fold"], r["case"]): r["metrics"].get(m) for r in sel
-                              if r["method"] == "stock"}
-                    diffs = [r["metrics"].get(m) - by_key[k] for r in sel if r["method"] == "reiso"
+                by_key = {(r["seed"], r["fold"], r["case"]): r["metrics"].get(m) for r in sel if r["method"] == "stock"}
+                for other in (x for x in methods if x != "stock" and "stock" in methods):
+                    diffs = [r["metrics"].get(m) - by_key[k] for r in sel if r["method"] == other
                              for k in [(r["seed"], r["fold"], r["case"])]
                              if k in by_key and r["metrics"].get(m) is not None and by_key[k] is not None
                              and np.isfinite(r["metrics"].get(m)) and np.isfinite(by_key[k])]
                     d = _stats(diffs)
                     if m not in HIGHER_IS_BETTER or d["mean"] is None:
                         verdict = ""
-                    elif d["std"] is None or abs(d["mean"]) <= d["std"]:
+                    elif d["std"] is None:
+                        verdict = "cannot tell (one pair, no spread)"
+                    elif abs(d["mean"]) <= d["std"]:
                         verdict = "no difference (within the spread)"
                     else:
                         better = (d["mean"] > 0) == HIGHER_IS_BETTER[m]
-                        verdict = "ReIsoSeg better" if better else "stock better"
-                    entry["difference"] = {**d, "verdict": verdict}
+                        verdict = f"{METHOD_TITLES[other]} better" if better else "stock better"
+                    entry.setdefault("vs_stock", {})[other] = {**d, "verdict": verdict}
                 summary.setdefault(split, {}).setdefault(str(c), {})[m] = entry
     return summary
 
@@ -384,7 +396,8 @@ def write_report(results: dict, out: Path) -> Path:
     methods = results["methods"]
     lines = [f"# reisoseg benchmark: {results['dataset']}, preset `{results['preset']}`", "",
              f"- Command: `{results['command']}`",
-             f"- Machine: {results['machine']}; training device `{results['device']}`",
+             f"- Machine: {results['machine']}; training device `{results['device']}`; nnU-Net workers "
+             + ", ".join(f"{k}={v}" for k, v in results["nnunet_workers"].items()),
              f"- Budget per training: {results['budget']['epochs']} epochs x {results['budget']['iterations']} "
              f"iterations, batch {results['batch_size']}, patch {'x'.join(map(str, results['patch_size']))}, "
              f"spacing {'x'.join(f'{v:g}' for v in results['spacing'])} ({results['budget']['note']})",
@@ -392,25 +405,25 @@ def write_report(results: dict, out: Path) -> Path:
              "every method. Spread is the standard deviation over cases x folds x seeds; a paired difference "
              "smaller than its spread is reported as no difference.", ""]
     classes = results["classes"]
+    others = [m for m in methods if m != "stock"] if "stock" in methods else []
     for split, title in (("validation", "Validation cases (cross-validation folds)"), ("test", "Test cases")):
         if split not in results["summary"]:
             continue
-        lines += [f"## {title}", "",
-                  "| class | metric | " + " | ".join(METHOD_TITLES[m] for m in methods) +
-                  (" | ReIsoSeg - stock (paired) | verdict |" if "difference" in next(iter(next(iter(
-                      results["summary"][split].values())).values())) else " |"),
-                  "|---|---|" + "---|" * len(methods) + ("---|---|" if len(methods) > 1 else "")]
+        head = ["class", "metric", *(METHOD_TITLES[m] for m in methods)]
+        for o in others:
+            head += [f"{METHOD_TITLES[o]} - stock (paired)", "verdict"]
+        lines += [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for c, per_metric in results["summary"][split].items():
             for m, entry in per_metric.items():
-                row = f"| {classes.get(c, c)} | {METRIC_TITLES[m]} | " + " | ".join(_fmt(entry[x]) for x in methods)
-                if "difference" in entry:
-                    row += f" | {_fmt(entry['difference'])} | {entry['difference']['verdict']} |"
-                lines.append(row + ("" if "difference" in entry else " |"))
+                cells = [classes.get(c, c), METRIC_TITLES[m], *(_fmt(entry[x]) for x in methods)]
+                for o in others:
+                    d = entry.get("vs_stock", {}).get(o)
+                    cells += [_fmt(d), d["verdict"] if d else ""]
+                lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     costs = results["costs"]
-    lines += ["## Cost (measured in this run)", "", "| | " + " | ".join(METHOD_TITLES[m] for m in methods) +
-              (" | ratio |" if "stock" in methods and "reiso" in methods else " |"),
-              "|---|" + "---|" * len(methods) + ("---|" if "stock" in methods and "reiso" in methods else "")]
+    head = ["", *(METHOD_TITLES[m] for m in methods), *(f"{METHOD_TITLES[o]} / stock" for o in others)]
+    lines += ["## Cost (measured in this run)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, title in (("median_step_s", "training step (s, median per training)"),
                        ("training_wall_s", "training wall time (s)"), ("peak_cpu_rss_gib", "peak CPU RSS (GiB)"),
                        ("peak_gpu_gib", "peak GPU memory allocated (GiB)"),
@@ -418,12 +431,12 @@ def write_report(results: dict, out: Path) -> Path:
         vals = [costs[m].get(key) for m in methods]
         if all(v is None for v in vals):
             continue
-        row = f"| {title} | " + " | ".join(_fmt(v) for v in vals)
-        if "stock" in methods and "reiso" in methods:
-            a, b = costs["stock"].get(key), costs["reiso"].get(key)
-            ratio = b["mean"] / a["mean"] if a and b and a["mean"] else None
-            row += f" | {ratio:.2f}x |" if ratio else " | n/a |"
-        lines.append(row + ("" if "stock" in methods and "reiso" in methods else " |"))
+        cells = [title, *(_fmt(v) for v in vals)]
+        for o in others:
+            a, b = costs["stock"].get(key), costs[o].get(key)
+            cells.append(f"{b['mean'] / a['mean']:.2f}x" if a and b and a["mean"] and b["mean"] is not None
+                         else "n/a")
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "The training step excludes data loading; inference is nnU-Net's predictor on each test "
               "case in one process (preprocessing, sliding window, resampling; file I/O excluded).", "",
               "## Plots", "", "![per-case metrics](plots/per_case.png)", "",
@@ -447,22 +460,24 @@ def write_plots(results: dict, out: Path) -> None:
     with plt.style.context("default"):
         fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 4.2), squeeze=False)
         for ax, m in zip(axes[0], metrics):
-            if "stock" in methods and "reiso" in methods:
-                stock = {(r["split"], r["seed"], r["fold"], r["case"], r["class"]): r["metrics"].get(m)
-                         for r in rows if r["method"] == "stock"}
+            stock = {(r["split"], r["seed"], r["fold"], r["case"], r["class"]): r["metrics"].get(m)
+                     for r in rows if r["method"] == "stock"}
+            for other in (x for x in methods if x != "stock" and stock):
                 for split, marker in (("validation", "o"), ("test", "s")):
-                    pts = [(stock[k], r["metrics"].get(m)) for r in rows if r["method"] == "reiso"
+                    pts = [(stock[k], r["metrics"].get(m)) for r in rows if r["method"] == other
                            and r["split"] == split for k in [(split, r["seed"], r["fold"], r["case"], r["class"])]
                            if k in stock]
                     pts = [(a, b) for a, b in pts if a is not None and b is not None and np.isfinite([a, b]).all()]
                     if pts:
-                        ax.scatter(*zip(*pts), marker=marker, alpha=0.7, label=split)
+                        ax.scatter(*zip(*pts), marker=marker, alpha=0.7, color=f"C{methods.index(other)}",
+                                   label=f"{METHOD_TITLES[other]}, {split}")
+            if stock:
                 lim = ax.get_xlim() + ax.get_ylim()
                 lo, hi = min(lim), max(lim)
                 ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
                 ax.set_xlabel(f"stock nnU-Net {METRIC_TITLES[m]}")
-                ax.set_ylabel(f"ReIsoSeg {METRIC_TITLES[m]}")
-                ax.legend(fontsize=8)
+                ax.set_ylabel(f"other method's {METRIC_TITLES[m]}")
+                ax.legend(fontsize=7)
             ax.set_title(f"{METRIC_TITLES[m]} per case" + (" (higher is better)" if HIGHER_IS_BETTER.get(m)
                                                            else " (lower is better)"), fontsize=9)
         fig.tight_layout()
@@ -559,6 +574,8 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
         "device": device, "machine": _machine(), "command": command or f"reisoseg benchmark --preset {preset}",
         "patch_size": cfg["patch_size"], "batch_size": cfg["batch_size"], "spacing": cfg["spacing"],
         "classes": labels, "runs": run_records, "cases": case_rows,
+        "nnunet_workers": {k: os.environ.get(k) or worker_env().get(k) for k in ("nnUNet_n_proc_DA",
+                                                                                "nnUNet_def_n_proc")},
     }
     results["summary"] = summarize(case_rows, methods)
     results["costs"] = _costs(results, methods)

@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training budget: smoke ~10 min on a 2-core CPU, full = nnU-Net's 1000x250")
     s.add_argument("--folds", type=int, nargs="+", default=[0])
     s.add_argument("--seeds", type=int, nargs="+", default=[0])
-    s.add_argument("--methods", nargs="+", default=["stock", "reiso"], choices=("stock", "reiso"))
+    s.add_argument("--methods", nargs="+", default=["stock", "reiso"], choices=("stock", "reiso", "paper"),
+                   help="stock nnU-Net, ReIsoSeg on nnU-Net's planned U-Net, and/or the paper's network")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     s.add_argument("-o", "--output", default=None,
                    help="output folder (default reisoseg_benchmark/<dataset>_<preset>); re-running reuses "

@@ -40,7 +40,7 @@ class nnUNetTrainerReIso(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         # fail before nnU-Net creates output folders
-        check_configuration(PlansManager(plans).get_configuration(configuration), self.pi_levels)
+        self.check_plans(plans, configuration)
         super().__init__(plans, configuration, fold, dataset_json, device)
         # a: weight of the isotropic branch in L = (1 - a) * L_ani + a * L_iso (0.5 in the paper)
         self.reiso_iso_weight = 0.5
@@ -48,6 +48,11 @@ class nnUNetTrainerReIso(nnUNetTrainer):
         self.lateral_degradation_p = 0.2
         for key in LOSS_KEYS:
             self.logger.local_logger.my_fantastic_logging.setdefault(key, [])
+
+    @classmethod
+    def check_plans(cls, plans: dict, configuration: str) -> None:
+        """Raise a clear error for a configuration this trainer cannot train (before any folder exists)."""
+        check_configuration(PlansManager(plans).get_configuration(configuration), cls.pi_levels)
 
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,

@@ -1,10 +1,12 @@
 """Fixed-budget trainers used by ``reisoseg benchmark``: ``nnUNetTrainerBench<Preset>`` (stock
-nnU-Net) and ``nnUNetTrainerReIsoBench<Preset>`` (ReIsoSeg), with the same budget per preset."""
+nnU-Net), ``nnUNetTrainerReIsoBench<Preset>`` (ReIsoSeg) and ``nnUNetTrainerReIsoSegNetBench<Preset>``
+(the paper's network), with the same budget per preset."""
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_reisoseg.bench_trainer import BenchmarkBudgetMixin
 from nnunetv2_reisoseg.benchmark import PRESETS
+from nnunetv2_reisoseg.paper_trainer import nnUNetTrainerReIsoSegNet
 from nnunetv2_reisoseg.trainer import nnUNetTrainerReIso
 
 __all__ = []
@@ -27,7 +29,7 @@ def _budget_trainer(base: type, prefix: str, preset: str) -> type:
 
 
 for _preset in PRESETS:
-    for _base, _prefix in ((nnUNetTrainer, "nnUNetTrainer"), (nnUNetTrainerReIso, "nnUNetTrainerReIso")):
-        _cls = _budget_trainer(_base, _prefix, _preset)
+    for _base in (nnUNetTrainer, nnUNetTrainerReIso, nnUNetTrainerReIsoSegNet):
+        _cls = _budget_trainer(_base, _base.__name__, _preset)
         globals()[_cls.__name__] = _cls
         __all__.append(_cls.__name__)

@@ -13,18 +13,21 @@ __all__ = ["nnUNetTrainerReIso"]
 EPOCH_VARIANTS = (1, 5, 10, 20, 50, 100, 250, 500, 750, 2000, 4000, 8000)
 
 
-def _with_epochs(num_epochs: int) -> type:
+def with_epochs(base: type, num_epochs: int, module: str = __name__) -> type:
+    """``<base>_<N>epochs``: ``base`` trained for ``num_epochs`` epochs, like nnU-Net's variants;
+    ``module`` is the module that will hold the class (for pickling and nnU-Net's lookup)."""
+
     # nnU-Net records init arguments through locals(), so __init__ spells out its parameters
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
-        nnUNetTrainerReIso.__init__(self, plans, configuration, fold, dataset_json, device)
+        base.__init__(self, plans, configuration, fold, dataset_json, device)
         self.num_epochs = num_epochs
 
-    name = f"nnUNetTrainerReIso_{num_epochs}epoch" + ("" if num_epochs == 1 else "s")
-    return type(name, (nnUNetTrainerReIso,), {"__init__": __init__, "__module__": __name__, "__qualname__": name})
+    name = f"{base.__name__}_{num_epochs}epoch" + ("" if num_epochs == 1 else "s")
+    return type(name, (base,), {"__init__": __init__, "__module__": module, "__qualname__": name})
 
 
 for _n in EPOCH_VARIANTS:
-    _cls = _with_epochs(_n)
+    _cls = with_epochs(nnUNetTrainerReIso, _n)
     globals()[_cls.__name__] = _cls
     __all__.append(_cls.__name__)
