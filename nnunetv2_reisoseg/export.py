@@ -11,6 +11,7 @@ from nnunetv2_reisoseg.network import strip_pi_weights
 
 STOCK_TRAINER = "nnUNetTrainer"
 _MODEL_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
+PAPER_NET_KEY = "decoder.heads_iso.0.weight"  # only ReIsoSegPaperNet has per-branch output heads
 
 
 def export_stock(model_folder: str | Path, out_folder: str | Path, overwrite: bool = False) -> list[Path]:
@@ -38,6 +39,12 @@ def export_stock(model_folder: str | Path, out_folder: str | Path, overwrite: bo
                 shutil.copy2(src / name, tmp / name)
         for ckpt_path in checkpoints:
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+            if PAPER_NET_KEY in ckpt["network_weights"]:
+                raise ValueError(
+                    f"{ckpt_path} holds the paper's network ({ckpt.get('trainer_name')}), which stock nnU-Net "
+                    "cannot build: there is no stock model to export. Predict with the plugin installed "
+                    "(nnUNetv2_predict -tr with nnUNet_extTrainer set), or train nnUNetTrainerReIso, whose "
+                    "network is nnU-Net's own.")
             stock = {
                 "network_weights": strip_pi_weights(ckpt["network_weights"]),
                 "trainer_name": STOCK_TRAINER,

@@ -2,8 +2,11 @@
 
 plan/preprocess -> train (a five-line subclass found through nnUNet_extTrainer) -> predict ->
 reisoseg export-stock -> predict with stock nnUNetTrainer and no plugin -> identical outputs;
-then --val --npz, find_best_configuration, export_model_to_zip and --c.
+then --val --npz, find_best_configuration, export_model_to_zip and --c; the paper's network; a
+training killed mid-epoch and resumed; regions, the ignore label and the cascade; a missing
+nnUNet_extTrainer.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -21,7 +24,9 @@ pytestmark = pytest.mark.e2e
 TRAINER = "nnUNetTrainerReIsoTiny"
 TINY_TRAINER = '''
 import os
+import signal
 import torch
+from nnunetv2_reisoseg.paper_trainer import nnUNetTrainerReIsoSegNet
 from nnunetv2_reisoseg.trainer import nnUNetTrainerReIso
 
 
@@ -32,6 +37,32 @@ class nnUNetTrainerReIsoTiny(nnUNetTrainerReIso):
         self.num_epochs = int(os.environ.get("REISO_TEST_EPOCHS", "1"))
         self.num_iterations_per_epoch = 2
         self.num_val_iterations_per_epoch = 1
+
+
+class nnUNetTrainerReIsoSegNetTiny(nnUNetTrainerReIsoSegNet):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = int(os.environ.get("REISO_TEST_EPOCHS", "1"))
+        self.num_iterations_per_epoch = 2
+        self.num_val_iterations_per_epoch = 1
+
+
+class nnUNetTrainerReIsoCrashy(nnUNetTrainerReIsoTiny):
+    """Saves every epoch; with REISO_TEST_CRASH set it is killed (SIGKILL) in the middle of epoch 1."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 3
+        self.save_every = 1
+        self._steps = 0
+
+    def train_step(self, batch):
+        self._steps += 1
+        if os.environ.get("REISO_TEST_CRASH") and self.current_epoch == 1 and self._steps > 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().train_step(batch)
 '''
 
 
@@ -64,8 +95,6 @@ def ws(tmp_path_factory):
 
 
 def test_synth_anisotropy_is_what_nnunet_plans(ws):
-    import json
-
     root, env, _ = ws
     plans = json.loads((root / "pre" / "Dataset901_SynthEM" / "nnUNetPlans.json").read_text())
     spacing = plans["configurations"]["3d_fullres"]["spacing"]
@@ -150,3 +179,126 @@ def test_resenc_preset_trains_and_predicts(ws):
          "-d", "901", "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-p", "nnUNetResEncUNetMPlans", "-device", "cpu",
          "--disable_tta", "-npp", "1", "-nps", "1"], env)
     assert list((root / "pred_resenc").glob("*.nii.gz"))
+
+
+def test_paper_network_trains_predicts_resumes_and_is_not_exported_as_stock(ws):
+    root, env, _ = ws
+    trainer = "nnUNetTrainerReIsoSegNetTiny"
+    out = run(["nnUNetv2_train", "901", "3d_fullres", "0", "-tr", trainer, "-device", "cpu"], env)
+    assert "ReIsoSeg paper network: section axis 0, ratio 4 -> 2 in-plane pool(s)" in out
+    model = root / "res" / "Dataset901_SynthEM" / f"{trainer}__nnUNetPlans__3d_fullres"
+    ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False, map_location="cpu")
+    assert "decoder.heads_iso.2.weight" in ckpt["network_weights"] and np.isfinite(
+        ckpt["logging"]["train_loss_iso"]).all()
+    run(["nnUNetv2_predict", "-i", root / "raw" / "Dataset901_SynthEM" / "imagesTs", "-o", root / "pred_paper",
+         "-d", "901", "-c", "3d_fullres", "-f", "0", "-tr", trainer, "-device", "cpu", "--disable_tta", "-npp", "1",
+         "-nps", "1"], env)
+    assert list((root / "pred_paper").glob("*.nii.gz"))
+    out = run(["nnUNetv2_train", "901", "3d_fullres", "0", "-tr", trainer, "-device", "cpu", "--c"],
+              {**env, "REISO_TEST_EPOCHS": "2"})
+    assert "Epoch 1" in out and "Epoch 0\n" not in out
+    p = subprocess.run(["reisoseg", "export-stock", model, "-o", root / "paper_stock"], env=env, capture_output=True,
+                       text=True)
+    assert p.returncode != 0 and "paper" in p.stderr and not (root / "paper_stock").exists()
+
+
+def test_training_killed_mid_epoch_continues_with_c(ws):
+    root, env, _ = ws
+    trainer = "nnUNetTrainerReIsoCrashy"
+    cmd = ["nnUNetv2_train", "901", "3d_fullres", "1", "-tr", trainer, "-device", "cpu"]
+    p = subprocess.run(cmd, env={**env, "REISO_TEST_CRASH": "1"}, capture_output=True, text=True)
+    assert p.returncode != 0  # killed
+    fold = root / "res" / "Dataset901_SynthEM" / f"{trainer}__nnUNetPlans__3d_fullres" / "fold_1"
+    assert not (fold / "checkpoint_final.pth").exists()
+    latest = torch.load(fold / "checkpoint_latest.pth", weights_only=False, map_location="cpu")
+    assert latest["current_epoch"] == 1 and len(latest["logging"]["train_loss_iso"]) == 1
+    out = run([*cmd, "--c"], env)
+    assert "Epoch 1" in out and "Epoch 0\n" not in out
+    final = torch.load(fold / "checkpoint_final.pth", weights_only=False, map_location="cpu")
+    assert final["current_epoch"] == 3
+    for key in ("train_loss_ani", "train_loss_iso", "train_losses", "val_losses"):
+        assert len(final["logging"][key]) == 3 and final["logging"][key][0] == latest["logging"][key][0]
+    k = next(k for k in final["network_weights"] if k.startswith("pi_module."))
+    assert not torch.equal(final["network_weights"][k], latest["network_weights"][k])
+    assert final["optimizer_state"]["state"]
+
+
+def test_missing_ext_trainer_names_the_fix(ws):
+    _, env, _ = ws
+    bare = {k: v for k, v in env.items() if k != "nnUNet_extTrainer"}
+    p = subprocess.run(["nnUNetv2_train", "901", "3d_fullres", "0", "-tr", "nnUNetTrainerReIso", "-device", "cpu"],
+                       env=bare, capture_output=True, text=True)
+    assert p.returncode != 0
+    assert "Could not find requested nnunet trainer nnUNetTrainerReIso" in p.stderr and "nnUNet_extTrainer" in p.stderr
+    assert run(["reisoseg", "trainer-path"], bare).strip() == str(trainer_dir())  # the value to export
+
+
+def _derived_dataset(root, env, dataset_id, name, edit_labels, dataset_json):
+    src = root / "raw" / "Dataset901_SynthEM"
+    dst = root / "raw" / f"Dataset{dataset_id}_{name}"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("isotropic_truth", "preview.png"))
+    for lab in (dst / "labelsTr").glob("*.nii.gz"):
+        img = sitk.ReadImage(str(lab))
+        new = sitk.GetImageFromArray(edit_labels(sitk.GetArrayFromImage(img)))
+        new.CopyInformation(img)
+        sitk.WriteImage(new, str(lab))
+    ds = json.loads((src / "dataset.json").read_text())
+    (dst / "dataset.json").write_text(json.dumps({**ds, **dataset_json, "name": name}))
+    run(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", "3d_fullres", "-np", "1"],
+        {**env, "nnUNet_n_proc_DA": "1"})
+    run(["nnUNetv2_train", str(dataset_id), "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu"], env)
+    return root / "res" / dst.name / f"{TRAINER}__nnUNetPlans__3d_fullres" / "fold_0"
+
+
+def test_ignore_label_and_regions_train(ws):
+    root, env, _ = ws
+
+    def with_ignore(lab):
+        lab = lab.copy()
+        lab[:, :, : lab.shape[2] // 3] = 2  # an unannotated strip
+        return lab
+
+    fold = _derived_dataset(root, env, 902, "Ignore", with_ignore,
+                            {"labels": {"background": 0, "mitochondria": 1, "ignore": 2}})
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    assert "1" in summary["mean"] and "2" not in summary["mean"]
+
+    def two_classes(lab):
+        lab = lab.copy()
+        lab[(lab == 0) & (np.arange(lab.shape[1])[None, :, None] % 8 == 0)] = 2  # a second, disjoint class
+        return lab
+
+    fold = _derived_dataset(root, env, 903, "Regions", two_classes, {
+        "labels": {"background": 0, "anything": [1, 2], "mitochondria": [1]}, "regions_class_order": [2, 1]})
+    ckpt = torch.load(fold / "checkpoint_final.pth", weights_only=False, map_location="cpu")
+    assert np.isfinite(ckpt["logging"]["train_loss_iso"]).all()
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    assert "(1, 2)" in summary["mean"] and "(1,)" in summary["mean"]
+
+
+def test_cascade_lowres_then_cascade_fullres(ws):
+    root, env, _ = ws
+    plans_file = root / "pre" / "Dataset901_SynthEM" / "nnUNetPlans.json"
+    plans = json.loads(plans_file.read_text())
+    full = plans["configurations"]["3d_fullres"]
+    plans["configurations"]["3d_lowres"] = {
+        "inherits_from": "3d_fullres", "data_identifier": "nnUNetPlans_3d_lowres", "next_stage": "3d_cascade_fullres",
+        "spacing": [full["spacing"][0], full["spacing"][1] * 2, full["spacing"][2] * 2],
+        "median_image_size_in_voxels": [full["median_image_size_in_voxels"][0],
+                                        *(v // 2 for v in full["median_image_size_in_voxels"][1:])]}
+    plans["configurations"]["3d_cascade_fullres"] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
+    plans_file.write_text(json.dumps(plans, indent=1))
+    run(["nnUNetv2_preprocess", "-d", "901", "-c", "3d_lowres", "-np", "1"], {**env, "nnUNet_n_proc_DA": "1"})
+    # fold 'all' validates on every case, which gives the cascade its previous-stage segmentations
+    run(["nnUNetv2_train", "901", "3d_lowres", "all", "-tr", TRAINER, "-device", "cpu"], env)
+    run(["nnUNetv2_train", "901", "3d_cascade_fullres", "0", "-tr", TRAINER, "-device", "cpu"], env)
+    model = root / "res" / "Dataset901_SynthEM" / f"{TRAINER}__nnUNetPlans__3d_cascade_fullres" / "fold_0"
+    ckpt = torch.load(model / "checkpoint_final.pth", weights_only=False, map_location="cpu")
+    first = next(v for k, v in ckpt["network_weights"].items() if k.endswith(".weight") and v.ndim == 5)
+    assert first.shape[1] == 2  # image + the previous stage's segmentation
+    images = root / "raw" / "Dataset901_SynthEM" / "imagesTs"
+    common = ["-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1", "-tr", TRAINER, "-d", "901"]
+    run(["nnUNetv2_predict", "-i", images, "-o", root / "pred_low", "-c", "3d_lowres", "-f", "all", *common], env)
+    run(["nnUNetv2_predict", "-i", images, "-o", root / "pred_cascade", "-c", "3d_cascade_fullres", "-f", "0",
+         "-prev_stage_predictions", root / "pred_low", *common], env)
+    assert list((root / "pred_cascade").glob("*.nii.gz"))
