@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 SEED_ENV = "REISOSEG_SEED"
+EPOCHS_ENV = "REISOSEG_BENCH_EPOCHS"  # epochs of the equal-wall-time stock trainer, set by the benchmark
 TIMING_FILE = "benchmark_timing.json"
 
 
@@ -28,11 +29,17 @@ class BenchmarkBudgetMixin:
     bench_iterations: int = 250
     bench_val_iterations: int = 50
     bench_test_time_mirroring: bool = True
+    bench_epochs_from_env: bool = False
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = self.bench_epochs
+        if self.bench_epochs_from_env:
+            if EPOCHS_ENV not in os.environ:
+                raise RuntimeError(f"{type(self).__name__} takes its epochs from {EPOCHS_ENV}, which "
+                                   "reisoseg benchmark --equal-time sets; run it through the benchmark")
+            self.num_epochs = int(os.environ[EPOCHS_ENV])
         self.num_iterations_per_epoch = self.bench_iterations
         self.num_val_iterations_per_epoch = self.bench_val_iterations
         seed = os.environ.get(SEED_ENV)

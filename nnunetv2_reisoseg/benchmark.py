@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_reisoseg.bench_trainer import EPOCHS_ENV, SEED_ENV, TIMING_FILE
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -51,7 +53,9 @@ PRESETS: dict[str, Budget] = {
 
 # method -> trainer class name prefix; the preset's budget is appended (nnUNetTrainerReIsoBenchSmoke)
 METHODS = {"stock": "nnUNetTrainer", "reiso": "nnUNetTrainerReIso", "paper": "nnUNetTrainerReIsoSegNet"}
-METHOD_TITLES = {"stock": "stock nnU-Net", "reiso": "ReIsoSeg", "paper": "ReIsoSeg paper network"}
+METHOD_TITLES = {"stock": "stock nnU-Net", "reiso": "ReIsoSeg", "paper": "ReIsoSeg paper network",
+                 "stock_time": "stock nnU-Net at ReIsoSeg's wall time"}
+EQUAL_TIME_SUFFIX = "EqualTime"  # stock trainer whose epochs come from bench_trainer.EPOCHS_ENV
 HIGHER_IS_BETTER = {"dice": True, "iou": True, "hd95_nm": False, "assd_nm": False, "iso_dice": True,
                     "iso_hd95_nm": False, "iso_assd_nm": False}
 METRIC_TITLES = {"dice": "Dice", "iou": "IoU", "hd95_nm": "HD95 (nm)", "assd_nm": "ASSD (nm)",
@@ -70,6 +74,8 @@ def log(msg: str) -> None:
 
 
 def trainer_name(method: str, preset: str) -> str:
+    if method == "stock_time":
+        return f"{METHODS['stock']}Bench{preset.capitalize()}{EQUAL_TIME_SUFFIX}"
     return f"{METHODS[method]}Bench{preset.capitalize()}"
 
 
@@ -175,13 +181,13 @@ class Run:
     @property
     def finished(self) -> bool:
         return all((self.folder / f).is_file() for f in ("checkpoint_final.pth", "validation/summary.json",
-                                                         "benchmark_timing.json"))
+                                                         TIMING_FILE))
 
 
 _PROGRESS = re.compile(r"Epoch \d+$|train_loss|Pseudo dice|Epoch time|Mean Validation Dice|Traceback|Error")
 
 
-def train(run: Run, dataset_id: int, preset: str, device: str, out: Path) -> None:
+def train(run: Run, dataset_id: int, preset: str, device: str, out: Path, extra_env: dict | None = None) -> None:
     from nnunetv2_reisoseg import trainer_dir
 
     if run.finished:
@@ -189,8 +195,8 @@ def train(run: Run, dataset_id: int, preset: str, device: str, out: Path) -> Non
         return
     env = {**os.environ, **worker_env()}
     ext = [str(trainer_dir())] + [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
-    env.update(nnUNet_results=str(out / "results" / f"seed{run.seed}"), REISOSEG_SEED=str(run.seed),
-               nnUNet_extTrainer=os.pathsep.join(dict.fromkeys(ext)))
+    env.update({"nnUNet_results": str(out / "results" / f"seed{run.seed}"), SEED_ENV: str(run.seed),
+                "nnUNet_extTrainer": os.pathsep.join(dict.fromkeys(ext)), **(extra_env or {})})
     cmd = ["nnUNetv2_train", str(dataset_id), CONFIGURATION, str(run.fold), "-tr", trainer_name(run.method, preset),
            "-device", device]
     if (run.folder / "checkpoint_latest.pth").is_file() or (run.folder / "checkpoint_final.pth").is_file():
@@ -323,10 +329,19 @@ def _stats(values: Sequence[float]) -> dict:
             "n": int(v.size), "n_undefined": len(values) - int(v.size)}
 
 
+def comparisons(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs (a, b) reported as a - b: every method against stock at the same budget, and ReIsoSeg
+    against stock trained for ReIsoSeg's wall time when that was run."""
+    pairs = [(m, "stock") for m in methods if m not in ("stock", "stock_time") and "stock" in methods]
+    if "stock_time" in methods and "reiso" in methods:
+        pairs.append(("reiso", "stock_time"))
+    return pairs
+
+
 def summarize(rows: list[dict], methods: Sequence[str]) -> dict:
-    """Per split, class and metric: each method's mean and spread, and for every other method the
-    paired difference to stock over the same (seed, fold, case), under ``vs_stock``; a difference
-    within its spread is no difference."""
+    """Per split, class and metric: each method's mean and spread, and under ``paired`` the paired
+    difference of each pair of ``comparisons`` over the same (seed, fold, case); a difference within
+    its spread is no difference."""
     summary: dict = {}
     metrics = [m for m in METRIC_TITLES if any(m in r["metrics"] for r in rows)]
     for split in sorted({r["split"] for r in rows}):
@@ -334,12 +349,13 @@ def summarize(rows: list[dict], methods: Sequence[str]) -> dict:
             sel = [r for r in rows if r["split"] == split and r["class"] == c]
             for m in metrics:
                 entry = {meth: _stats([r["metrics"].get(m) for r in sel if r["method"] == meth]) for meth in methods}
-                by_key = {(r["seed"], r["fold"], r["case"]): r["metrics"].get(m) for r in sel if r["method"] == "stock"}
-                for other in (x for x in methods if x != "stock" and "stock" in methods):
-                    diffs = [r["metrics"].get(m) - by_key[k] for r in sel if r["method"] == other
-                             for k in [(r["seed"], r["fold"], r["case"])]
-                             if k in by_key and r["metrics"].get(m) is not None and by_key[k] is not None
-                             and np.isfinite(r["metrics"].get(m)) and np.isfinite(by_key[k])]
+                values = {(r["method"], r["seed"], r["fold"], r["case"]): r["metrics"].get(m) for r in sel}
+                for a, b in comparisons(methods):
+                    diffs = []
+                    for (meth, *key), va in values.items():
+                        vb = values.get((b, *key))
+                        if meth == a and va is not None and vb is not None and np.isfinite([va, vb]).all():
+                            diffs.append(va - vb)
                     d = _stats(diffs)
                     if m not in HIGHER_IS_BETTER or d["mean"] is None:
                         verdict = ""
@@ -348,9 +364,9 @@ def summarize(rows: list[dict], methods: Sequence[str]) -> dict:
                     elif abs(d["mean"]) <= d["std"]:
                         verdict = "no difference (within the spread)"
                     else:
-                        better = (d["mean"] > 0) == HIGHER_IS_BETTER[m]
-                        verdict = f"{METHOD_TITLES[other]} better" if better else "stock better"
-                    entry.setdefault("vs_stock", {})[other] = {**d, "verdict": verdict}
+                        better = a if (d["mean"] > 0) == HIGHER_IS_BETTER[m] else b
+                        verdict = f"{METHOD_TITLES[better]} better"
+                    entry.setdefault("paired", {})[f"{a} - {b}"] = {**d, "verdict": verdict}
                 summary.setdefault(split, {}).setdefault(str(c), {})[m] = entry
     return summary
 
@@ -405,23 +421,24 @@ def write_report(results: dict, out: Path) -> Path:
              "every method. Spread is the standard deviation over cases x folds x seeds; a paired difference "
              "smaller than its spread is reported as no difference.", ""]
     classes = results["classes"]
-    others = [m for m in methods if m != "stock"] if "stock" in methods else []
+    pairs = comparisons(methods)
     for split, title in (("validation", "Validation cases (cross-validation folds)"), ("test", "Test cases")):
         if split not in results["summary"]:
             continue
         head = ["class", "metric", *(METHOD_TITLES[m] for m in methods)]
-        for o in others:
-            head += [f"{METHOD_TITLES[o]} - stock (paired)", "verdict"]
+        for a, b in pairs:
+            head += [f"{METHOD_TITLES[a]} - {METHOD_TITLES[b]} (paired)", "verdict"]
         lines += [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for c, per_metric in results["summary"][split].items():
             for m, entry in per_metric.items():
                 cells = [classes.get(c, c), METRIC_TITLES[m], *(_fmt(entry[x]) for x in methods)]
-                for o in others:
-                    d = entry.get("vs_stock", {}).get(o)
+                for a, b in pairs:
+                    d = entry.get("paired", {}).get(f"{a} - {b}")
                     cells += [_fmt(d), d["verdict"] if d else ""]
                 lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     costs = results["costs"]
+    others = [m for m in methods if m != "stock"] if "stock" in methods else []
     head = ["", *(METHOD_TITLES[m] for m in methods), *(f"{METHOD_TITLES[o]} / stock" for o in others)]
     lines += ["## Cost (measured in this run)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, title in (("median_step_s", "training step (s, median per training)"),
@@ -511,7 +528,7 @@ def write_plots(results: dict, out: Path) -> None:
 def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequence[int] = (0,),
                   seeds: Sequence[int] = (0,), out: str | os.PathLike | None = None,
                   methods: Sequence[str] = ("stock", "reiso"), device: str = "auto",
-                  command: str = "") -> Path:
+                  command: str = "", equal_time: bool = False) -> Path:
     """Run (or finish) a benchmark and write ``report.md``, ``results.json`` and ``plots/`` in ``out``."""
     import torch
 
@@ -520,6 +537,11 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise BenchmarkError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    if equal_time:
+        if not {"stock", "reiso"} <= set(methods):
+            raise BenchmarkError("--equal-time trains stock nnU-Net for ReIsoSeg's wall time: it needs both "
+                                 "stock and reiso in --methods")
+        methods = [*methods, "stock_time"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dataset_id, dataset_name = ensure_dataset(dataset, preset)
@@ -544,14 +566,22 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
     run_records, case_rows = [], []
     for seed in seeds:
         for fold in folds:
+            walls: dict[str, float] = {}
             for meth in methods:
                 folder = (out_dir / "results" / f"seed{seed}" / dataset_name /
                           f"{trainer_name(meth, preset)}__{PLANS}__{CONFIGURATION}" / f"fold_{fold}")
                 run = Run(meth, seed, fold, folder)
-                train(run, dataset_id, preset, device, out_dir)
+                extra = None
+                if meth == "stock_time":  # as many epochs as fit in ReIsoSeg's training time
+                    epochs = max(preset_budget.epochs, round(preset_budget.epochs * walls["reiso"] / walls["stock"]))
+                    extra = {EPOCHS_ENV: str(epochs)}
+                    log(f"{run.tag}: {epochs} epochs, the stock budget scaled by ReIsoSeg's wall time "
+                        f"({walls['reiso']:.0f} s vs {walls['stock']:.0f} s)")
+                train(run, dataset_id, preset, device, out_dir, extra)
+                walls[meth] = json.loads((folder / TIMING_FILE).read_text())["training_wall_s"]
                 inference = predict_test(run, dataset_dir, device, out_dir)
                 run_records.append({"method": meth, "seed": seed, "fold": fold, "folder": str(folder),
-                                    "timing": json.loads((folder / "benchmark_timing.json").read_text()),
+                                    "timing": json.loads((folder / TIMING_FILE).read_text()),
                                     "inference": inference})
                 pairs = [("validation", p, dataset_dir / "labelsTr" / p.name)
                          for p in sorted((folder / "validation").glob("*" + ending))]

@@ -152,7 +152,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     try:
         report = run_benchmark(args.dataset, args.preset, args.folds, args.seeds, args.output, args.methods,
-                               args.device, command="reisoseg " + " ".join(sys.argv[1:]))
+                               args.device, command="reisoseg " + " ".join(sys.argv[1:]),
+                               equal_time=args.equal_time)
     except BenchmarkError as e:
         raise SystemExit(f"benchmark: {e}") from None
     print(report.read_text())
@@ -233,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--methods", nargs="+", default=["stock", "reiso"], choices=("stock", "reiso", "paper"),
                    help="stock nnU-Net, ReIsoSeg on nnU-Net's planned U-Net, and/or the paper's network")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    s.add_argument("--equal-time", action="store_true",
+                   help="also train stock nnU-Net for as many epochs as fit in ReIsoSeg's training time")
     s.add_argument("-o", "--output", default=None,
                    help="output folder (default reisoseg_benchmark/<dataset>_<preset>); re-running reuses "
                         "the trainings it holds")

@@ -23,7 +23,7 @@ def bench(tmp_path_factory):
     for k in ("nnUNet_results", "nnUNet_extTrainer"):  # the benchmark must not need either
         os.environ.pop(k, None)
     out = root / "out"
-    assert main(["benchmark", "--preset", "tiny", "-o", str(out), "--device", "cpu"]) == 0
+    assert main(["benchmark", "--preset", "tiny", "-o", str(out), "--device", "cpu", "--equal-time"]) == 0
     yield root, out, json.loads((out / "results.json").read_text())
     for k, v in old.items():
         os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
@@ -53,10 +53,17 @@ def test_report_and_files(bench):
         assert text in report
     assert (out / "plots" / "per_case.png").stat().st_size > 10_000
     assert (out / "plots" / "learning_curves.png").stat().st_size > 10_000
-    assert res["trainers"] == {"stock": "nnUNetTrainerBenchTiny", "reiso": "nnUNetTrainerReIsoBenchTiny"}
-    assert {(r["method"], r["split"]) for r in res["cases"]} == {(m, s) for m in ("stock", "reiso")
+    assert res["trainers"] == {"stock": "nnUNetTrainerBenchTiny", "reiso": "nnUNetTrainerReIsoBenchTiny",
+                               "stock_time": "nnUNetTrainerBenchTinyEqualTime"}
+    assert {(r["method"], r["split"]) for r in res["cases"]} == {(m, s) for m in ("stock", "reiso", "stock_time")
                                                                for s in ("validation", "test")}
+    assert "ReIsoSeg - stock nnU-Net at ReIsoSeg's wall time (paired)" in report
+    runs = {r["method"]: r for r in res["runs"]}
+    walls = {m: runs[m]["timing"]["training_wall_s"] for m in runs}
+    assert runs["stock_time"]["timing"]["epochs"] == max(1, round(walls["reiso"] / walls["stock"]))
     for run in res["runs"]:  # the budget the preset promises, and measured steps
+        if run["method"] == "stock_time":
+            continue
         assert run["timing"]["epochs"] == 1 and len(run["timing"]["step_times_s"]) == 2
         assert all(t > 0 for t in run["timing"]["step_times_s"])
         assert len(run["inference"]["seconds_per_case"]) == 1
@@ -90,6 +97,10 @@ def test_rerun_reuses_trainings_and_errors(bench, capsys):
     run_benchmark(None, "tiny", out=out, device="cpu")
     assert [p.stat().st_mtime_ns for p in ckpts] == stamps
     assert capsys.readouterr().out.count("reusing the finished training") == 2
+    run_benchmark(None, "tiny", out=out, device="cpu", equal_time=True)  # its epochs are the same again
+    assert capsys.readouterr().out.count("reusing the finished training") == 3
+    with pytest.raises(BenchmarkError, match="needs both"):
+        run_benchmark(None, "tiny", out=out, methods=("reiso",), equal_time=True)
     ds = json.loads((root / "raw" / "Dataset951_SynthEMTiny" / "dataset.json").read_text())
     ds["description"] = "something else"
     (root / "raw" / "Dataset951_SynthEMTiny" / "dataset.json").write_text(json.dumps(ds))

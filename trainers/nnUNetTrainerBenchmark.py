@@ -5,14 +5,14 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_reisoseg.bench_trainer import BenchmarkBudgetMixin
-from nnunetv2_reisoseg.benchmark import PRESETS
+from nnunetv2_reisoseg.benchmark import EQUAL_TIME_SUFFIX, PRESETS
 from nnunetv2_reisoseg.paper_trainer import nnUNetTrainerReIsoSegNet
 from nnunetv2_reisoseg.trainer import nnUNetTrainerReIso
 
 __all__ = []
 
 
-def _budget_trainer(base: type, prefix: str, preset: str) -> type:
+def _budget_trainer(base: type, prefix: str, preset: str, suffix: str = "") -> type:
     budget = PRESETS[preset]
 
     # nnU-Net records init arguments through locals(), so __init__ spells out its parameters
@@ -20,11 +20,11 @@ def _budget_trainer(base: type, prefix: str, preset: str) -> type:
                  device: torch.device = torch.device('cuda')):
         BenchmarkBudgetMixin.__init__(self, plans, configuration, fold, dataset_json, device)
 
-    name = f"{prefix}Bench{preset.capitalize()}"
+    name = f"{prefix}Bench{preset.capitalize()}{suffix}"
     attrs = {"__init__": __init__, "__module__": __name__, "__qualname__": name,
              "bench_epochs": budget.epochs, "bench_iterations": budget.iterations,
              "bench_val_iterations": budget.val_iterations,
-             "bench_test_time_mirroring": budget.test_time_mirroring}
+             "bench_test_time_mirroring": budget.test_time_mirroring, "bench_epochs_from_env": bool(suffix)}
     return type(name, (BenchmarkBudgetMixin, base), attrs)
 
 
@@ -33,3 +33,7 @@ for _preset in PRESETS:
         _cls = _budget_trainer(_base, _base.__name__, _preset)
         globals()[_cls.__name__] = _cls
         __all__.append(_cls.__name__)
+    # stock nnU-Net trained for as long as ReIsoSeg took (reisoseg benchmark --equal-time)
+    _cls = _budget_trainer(nnUNetTrainer, "nnUNetTrainer", _preset, EQUAL_TIME_SUFFIX)
+    globals()[_cls.__name__] = _cls
+    __all__.append(_cls.__name__)
