@@ -40,7 +40,7 @@ PRESETS: dict[str, Budget] = {
     "tiny": Budget(1, 2, 1, False, dict(dataset_id=951, name="SynthEMTiny", cases=5, test_cases=1,
                                         shape=(8, 32, 32), anisotropy=4, xy_nm=10.0),
                    "for the test suite: shows that everything runs, measures nothing useful"),
-    "smoke": Budget(3, 15, 2, False, dict(dataset_id=952, name="SynthEMSmoke", cases=10, test_cases=2,
+    "smoke": Budget(5, 24, 2, False, dict(dataset_id=952, name="SynthEMSmoke", cases=15, test_cases=3,
                                           shape=(16, 64, 64), anisotropy=8, xy_nm=5.0),
                     "about 10 minutes on a 2-core CPU; too short to rank the methods"),
     "short": Budget(100, 50, 10, True, dict(dataset_id=953, name="SynthEM", cases=20, test_cases=5,
@@ -61,6 +61,7 @@ HIGHER_IS_BETTER = {"dice": True, "iou": True, "hd95_nm": False, "assd_nm": Fals
 METRIC_TITLES = {"dice": "Dice", "iou": "IoU", "hd95_nm": "HD95 (nm)", "assd_nm": "ASSD (nm)",
                  "components_ratio": "3D components / reference", "iso_dice": "Dice vs isotropic truth",
                  "iso_hd95_nm": "HD95 vs isotropic truth (nm)", "iso_assd_nm": "ASSD vs isotropic truth (nm)"}
+MIN_PAIRS = 3  # the spread of fewer paired differences says nothing
 CONFIGURATION = "3d_fullres"
 PLANS = "nnUNetPlans"
 
@@ -359,8 +360,8 @@ def summarize(rows: list[dict], methods: Sequence[str]) -> dict:
                     d = _stats(diffs)
                     if m not in HIGHER_IS_BETTER or d["mean"] is None:
                         verdict = ""
-                    elif d["std"] is None:
-                        verdict = "cannot tell (one pair, no spread)"
+                    elif d["n"] < MIN_PAIRS:
+                        verdict = f"cannot tell (fewer than {MIN_PAIRS} pairs)"
                     elif abs(d["mean"]) <= d["std"]:
                         verdict = "no difference (within the spread)"
                     else:
@@ -419,7 +420,8 @@ def write_report(results: dict, out: Path) -> Path:
              f"spacing {'x'.join(f'{v:g}' for v in results['spacing'])} ({results['budget']['note']})",
              f"- Folds {results['folds']}, seeds {results['seeds']}; the same plans, folds, seeds and budget for "
              "every method. Spread is the standard deviation over cases x folds x seeds; a paired difference "
-             "smaller than its spread is reported as no difference.", ""]
+             f"smaller than its spread is reported as no difference, and fewer than {MIN_PAIRS} pairs as cannot "
+             "tell.", ""]
     classes = results["classes"]
     pairs = comparisons(methods)
     for split, title in (("validation", "Validation cases (cross-validation folds)"), ("test", "Test cases")):

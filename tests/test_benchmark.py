@@ -23,7 +23,8 @@ def bench(tmp_path_factory):
     for k in ("nnUNet_results", "nnUNet_extTrainer"):  # the benchmark must not need either
         os.environ.pop(k, None)
     out = root / "out"
-    assert main(["benchmark", "--preset", "tiny", "-o", str(out), "--device", "cpu", "--equal-time"]) == 0
+    assert main(["benchmark", "--preset", "tiny", "-o", str(out), "--device", "cpu", "--equal-time",
+                 "--methods", "stock", "reiso", "paper"]) == 0
     yield root, out, json.loads((out / "results.json").read_text())
     for k, v in old.items():
         os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
@@ -54,9 +55,11 @@ def test_report_and_files(bench):
     assert (out / "plots" / "per_case.png").stat().st_size > 10_000
     assert (out / "plots" / "learning_curves.png").stat().st_size > 10_000
     assert res["trainers"] == {"stock": "nnUNetTrainerBenchTiny", "reiso": "nnUNetTrainerReIsoBenchTiny",
+                               "paper": "nnUNetTrainerReIsoSegNetBenchTiny",
                                "stock_time": "nnUNetTrainerBenchTinyEqualTime"}
-    assert {(r["method"], r["split"]) for r in res["cases"]} == {(m, s) for m in ("stock", "reiso", "stock_time")
-                                                               for s in ("validation", "test")}
+    assert {(r["method"], r["split"]) for r in res["cases"]} == {
+        (m, s) for m in ("stock", "reiso", "paper", "stock_time") for s in ("validation", "test")}
+    assert "ReIsoSeg paper network - stock nnU-Net (paired)" in report
     assert "ReIsoSeg - stock nnU-Net at ReIsoSeg's wall time (paired)" in report
     runs = {r["method"]: r for r in res["runs"]}
     walls = {m: runs[m]["timing"]["training_wall_s"] for m in runs}
@@ -97,8 +100,8 @@ def test_rerun_reuses_trainings_and_errors(bench, capsys):
     run_benchmark(None, "tiny", out=out, device="cpu")
     assert [p.stat().st_mtime_ns for p in ckpts] == stamps
     assert capsys.readouterr().out.count("reusing the finished training") == 2
-    run_benchmark(None, "tiny", out=out, device="cpu", equal_time=True)  # its epochs are the same again
-    assert capsys.readouterr().out.count("reusing the finished training") == 3
+    run_benchmark(None, "tiny", out=out, device="cpu", equal_time=True, methods=("stock", "reiso", "paper"))
+    assert capsys.readouterr().out.count("reusing the finished training") == 4  # equal-time epochs the same again
     with pytest.raises(BenchmarkError, match="needs both"):
         run_benchmark(None, "tiny", out=out, methods=("reiso",), equal_time=True)
     ds = json.loads((root / "raw" / "Dataset951_SynthEMTiny" / "dataset.json").read_text())
