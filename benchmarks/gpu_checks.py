@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,13 +54,13 @@ def check(trainer_name: str, plans: dict, device: str, steps: int, warmup: int) 
     t.loss = t._build_loss()
     t.was_initialized = True
     t.network.train()
-    patch = list(t.configuration_manager.patch_size)
+    patch, batch = list(t.configuration_manager.patch_size), t.configuration_manager.batch_size
     scales = t._get_deep_supervision_scales()
     gen = torch.Generator().manual_seed(0)
     losses, graphs_after_warmup, t0 = [], None, time.perf_counter()
     for step in range(steps):
-        x = torch.randn(t.batch_size, 1, *patch, generator=gen)
-        seg = (torch.rand(t.batch_size, 1, *patch, generator=gen) > 0.7).float()
+        x = torch.randn(batch, 1, *patch, generator=gen)
+        seg = (torch.rand(batch, 1, *patch, generator=gen) > 0.7).float()
         target = [torch.nn.functional.interpolate(seg, size=[max(1, round(p * s)) for p, s in zip(patch, sc)],
                                                   mode="nearest") for sc in scales]
         out = t.train_step({"data": x, "target": target})
@@ -100,10 +102,12 @@ def main() -> int:
     gpu = torch.cuda.get_device_name(0) if args.device == "cuda" else platform.processor() or "cpu"
     print(f"# gpu_checks on {gpu}, torch {torch.__version__}, plans {Path(args.plans).name}, {args.steps} steps")
     ok = True
-    for name in args.trainers:
-        r = check(name, plans, args.device, args.steps, warmup)
-        ok &= r["ok"]
-        print(json.dumps(r))
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["nnUNet_results"] = tmp  # the trainers create their output folders there
+        for name in args.trainers:
+            r = check(name, plans, args.device, args.steps, warmup)
+            ok &= r["ok"]
+            print(json.dumps(r))
     print("all checks passed" if ok else "CHECK FAILED")
     return 0 if ok else 1
 
