@@ -547,17 +547,18 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dataset_id, dataset_name = ensure_dataset(dataset, preset)
-    out_dir = Path(out) if out is not None else Path("reisoseg_benchmark") / f"{dataset_name}_{preset}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plans = ensure_plans(dataset_id, dataset_name, out_dir)
     raw, _ = _env_paths()
     dataset_dir = raw / dataset_name
     dataset_json = json.loads((dataset_dir / "dataset.json").read_text())
+    if any(not isinstance(v, int) for v in dataset_json["labels"].values()):  # before any planning or training
+        raise BenchmarkError(f"{dataset_name} is region-based; the benchmark's evaluation handles label datasets "
+                             "only (train regions with nnUNetv2_train -tr nnUNetTrainerReIso)")
+    out_dir = Path(out) if out is not None else Path("reisoseg_benchmark") / f"{dataset_name}_{preset}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plans = ensure_plans(dataset_id, dataset_name, out_dir)
     labels = {str(v): k for k, v in dataset_json["labels"].items() if isinstance(v, int)}
     ignore = dataset_json["labels"].get("ignore")
     fg = sorted(int(v) for k, v in dataset_json["labels"].items() if isinstance(v, int) and v > 0 and k != "ignore")
-    if any(not isinstance(v, int) for v in dataset_json["labels"].values()):
-        raise BenchmarkError("region-based datasets are not supported by the benchmark's evaluation yet")
     ending = dataset_json["file_ending"]
     truth_dir = dataset_dir / "isotropic_truth"
     preset_budget = PRESETS[preset]

@@ -113,3 +113,16 @@ def test_rerun_reuses_trainings_and_errors(bench, capsys):
         run_benchmark(None, "huge", out=out)
     with pytest.raises(BenchmarkError, match="dataset 999"):
         run_benchmark("999", "tiny", out=out, device="cpu")
+
+
+def test_region_dataset_is_refused_before_any_work(tmp_path, monkeypatch):
+    raw = tmp_path / "raw" / "Dataset977_Regions"
+    raw.mkdir(parents=True)
+    (raw / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "both": [1, 2], "one": [1]},
+                                                  "channel_names": {"0": "EM"}, "numTraining": 1,
+                                                  "file_ending": ".nii.gz"}))
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "pre"))
+    with pytest.raises(BenchmarkError, match="region-based"):
+        run_benchmark("977", "tiny", out=tmp_path / "out", device="cpu")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "pre").exists()
