@@ -196,3 +196,17 @@ def test_split_axis_choice():
     assert choose_split_axis((125, 1250, 1250), (40, 4, 4)) == 1  # CREMI: equal extents -> lateral
     assert choose_split_axis((400, 256, 256), (40, 4, 4)) == 0  # a long stack of sections -> z
     assert choose_split_axis((32, 256, 1024), (40, 4, 4)) == 2
+
+
+def test_test_volume_without_labels_goes_to_imagests_only(raw, tmp_path):
+    image, labels = _volume(6)
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    tifffile.imwrite(tmp_path / "lab.tif", labels.astype(np.uint8))
+    tifffile.imwrite(tmp_path / "held_out.tif", image[::-1].copy())
+    assert _run("--image", tmp_path / "img.tif", "--labels", tmp_path / "lab.tif", "--test-image",
+                tmp_path / "held_out.tif", "--spacing", 40, 4, 4, "--split", 2, "--dataset-id", 11,
+                "--name", "NoTs") == 0
+    out = raw / "Dataset011_NoTs"
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "imagesTr", "imagesTs", "labelsTr"]
+    assert [p.name for p in (out / "imagesTs").iterdir()] == ["nots_002_0000.nii.gz"]
+    assert json.loads((out / "dataset.json").read_text())["numTraining"] == 2
