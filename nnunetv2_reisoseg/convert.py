@@ -400,7 +400,7 @@ def convert(
         for kind, img, lab, sp in jobs:
             n = split if kind == "train" else 1
             axis = choose_split_axis(img.shape, sp) if split_axis == "auto" else "zyx".index(split_axis)
-            if img.shape[axis] // n < 8:
+            if n > 1 and img.shape[axis] // n < 8:
                 raise ConvertError(f"{img.source}: --split {n} along {'zyx'[axis]} gives blocks of "
                                    f"{img.shape[axis] // n} voxels; use fewer blocks or another --split-axis")
             blocks += [(kind, img, lab, sp, s) for s in _split_slices(img.shape, n, axis)]
@@ -416,8 +416,9 @@ def convert(
                 case_id = f"{name.lower()}_{i:03d}"
                 tr = kind == "train"
                 n_train += tr
-                write_image(np.asarray(img.array[sl]), sp, tmp / ("imagesTr" if tr else "imagesTs") /
-                            f"{case_id}_0000.nii.gz")
+                block = np.asarray(img.array[sl])
+                write_image(block.astype(np.uint8) if block.dtype == bool else block, sp,
+                            tmp / ("imagesTr" if tr else "imagesTs") / f"{case_id}_0000.nii.gz")
                 if lab is not None:
                     classes, ignore = rules.apply(np.asarray(lab.array[sl]), lab.source)
                     max_class = max(max_class, int(classes.max(initial=0)))
