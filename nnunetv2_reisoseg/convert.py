@@ -26,7 +26,7 @@ SLICE_SUFFIXES = (".tif", ".tiff", ".png")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".n5h5")
 _UNIT_TO_NM = {"nm": 1.0, "nanometer": 1.0, "nanometers": 1.0, "um": 1e3, "µm": 1e3, "\\u00b5m": 1e3,
                "micron": 1e3, "microns": 1e3, "micrometer": 1e3, "micrometers": 1e3, "mm": 1e6,
-               "millimeter": 1e6, "angstrom": 0.1, "å": 0.1, "a": 0.1}
+               "millimeter": 1e6, "angstrom": 0.1, "å": 0.1}
 
 
 class ConvertError(ValueError):
