@@ -36,6 +36,9 @@ class Budget:
     note: str = ""
 
 
+# the synthetic dataset of the short and full presets (the same data for both)
+_SYNTH_FULL = dict(dataset_id=953, name="SynthEM", cases=20, test_cases=5, shape=(32, 256, 256), anisotropy=8,
+                   xy_nm=5.0)
 PRESETS: dict[str, Budget] = {
     "tiny": Budget(1, 2, 1, False, dict(dataset_id=951, name="SynthEMTiny", cases=5, test_cases=1,
                                         shape=(8, 32, 32), anisotropy=4, xy_nm=10.0),
@@ -43,12 +46,8 @@ PRESETS: dict[str, Budget] = {
     "smoke": Budget(5, 24, 2, False, dict(dataset_id=952, name="SynthEMSmoke", cases=15, test_cases=3,
                                           shape=(16, 64, 64), anisotropy=8, xy_nm=5.0),
                     "about 10 minutes on a 2-core CPU; too short to rank the methods"),
-    "short": Budget(100, 50, 10, True, dict(dataset_id=953, name="SynthEM", cases=20, test_cases=5,
-                                            shape=(32, 256, 256), anisotropy=8, xy_nm=5.0),
-                    "5,000 iterations: an hour or two per training on a GPU"),
-    "full": Budget(1000, 250, 50, True, dict(dataset_id=953, name="SynthEM", cases=20, test_cases=5,
-                                             shape=(32, 256, 256), anisotropy=8, xy_nm=5.0),
-                   "nnU-Net's default budget (1000 epochs x 250 iterations)"),
+    "short": Budget(100, 50, 10, True, _SYNTH_FULL, "5,000 iterations: an hour or two per training on a GPU"),
+    "full": Budget(1000, 250, 50, True, _SYNTH_FULL, "nnU-Net's default budget (1000 epochs x 250 iterations)"),
 }
 
 # method -> trainer class name prefix; the preset's budget is appended (nnUNetTrainerReIsoBenchSmoke)

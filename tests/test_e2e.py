@@ -30,7 +30,9 @@ from nnunetv2_reisoseg.paper_trainer import nnUNetTrainerReIsoSegNet
 from nnunetv2_reisoseg.trainer import nnUNetTrainerReIso
 
 
-class nnUNetTrainerReIsoTiny(nnUNetTrainerReIso):
+class TinyBudget:
+    """Put before a trainer in the bases: 2 iterations per epoch, REISO_TEST_EPOCHS epochs (1)."""
+
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
@@ -39,13 +41,12 @@ class nnUNetTrainerReIsoTiny(nnUNetTrainerReIso):
         self.num_val_iterations_per_epoch = 1
 
 
-class nnUNetTrainerReIsoSegNetTiny(nnUNetTrainerReIsoSegNet):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = int(os.environ.get("REISO_TEST_EPOCHS", "1"))
-        self.num_iterations_per_epoch = 2
-        self.num_val_iterations_per_epoch = 1
+class nnUNetTrainerReIsoTiny(TinyBudget, nnUNetTrainerReIso):
+    pass
+
+
+class nnUNetTrainerReIsoSegNetTiny(TinyBudget, nnUNetTrainerReIsoSegNet):
+    pass
 
 
 class nnUNetTrainerReIsoCrashy(nnUNetTrainerReIsoTiny):
