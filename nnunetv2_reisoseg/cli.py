@@ -110,11 +110,12 @@ def _label_map(items: Sequence[str]) -> dict[int, int]:
     for item in items:
         src, sep, dst = item.partition(":")
         try:
-            out[_int_value(src)] = int(dst)
+            key, value = _int_value(src), int(dst)
         except ValueError:
-            raise SystemExit(f"convert: --label-map takes SRC:DST pairs of integers, got {item!r}") from None
-        if not sep or out[_int_value(src)] < 0:
-            raise SystemExit(f"convert: --label-map takes SRC:DST pairs with DST >= 0, got {item!r}")
+            value = -1
+        if not sep or value < 0:
+            raise SystemExit(f"convert: --label-map takes SRC:DST pairs of integers with DST >= 0, got {item!r}")
+        out[key] = value
     return out
 
 

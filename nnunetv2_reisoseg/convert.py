@@ -191,9 +191,7 @@ def _tiff_spacing(tif: Any) -> tuple[float, float, float] | None:
     page = tif.pages[0]
     if "spacing" not in ij or "XResolution" not in page.tags:
         return None
-    unit = ij.get("unit", "um")
-    if unit in ("micron", "\\u00B5m"):
-        unit = "um"
+    unit = ij.get("unit", "um")  # ImageJ writes 'micron' or an escaped 'µm'; _to_nm knows both
 
     def res(tag: str) -> float:
         num, den = page.tags[tag].value

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from torch import nn
 
 from nnunetv2_reisoseg.network import ReIsoOutput
@@ -132,12 +133,11 @@ class ReIsoSegPaperNet(nn.Module):
         self.encoder = nn.ModuleList([ResidualConvBlock(a, b, sa) for a, b in zip([f[0], *f[:-1]], f)])
         self.pools = nn.ModuleList([nn.MaxPool3d(tuple(p), stride=tuple(p)) for p in topology.pools])
         self.decoder = PaperDecoder(f, topology.pools, num_classes, sa, deep_supervision)
+        for part in (self.stem, self.encoder, self.decoder):  # as the reference; PIModule initialises itself alike
+            part.apply(InitWeights_He(1e-2))
         self.pi_module = PIModule([f[lv] for lv in PAPER_PI_LEVELS],
                                   [topology.level_ratios[lv] for lv in PAPER_PI_LEVELS], PAPER_PI_LEVELS, sa,
                                   pi_reduction, lateral_degradation_p)
-        from dynamic_network_architectures.initialization.weight_init import InitWeights_He
-
-        self.apply(InitWeights_He(1e-2))  # as the reference; the PI module initialises itself alike
 
     def forward(self, x: torch.Tensor):
         x = self.stem(x)

@@ -32,7 +32,6 @@ class nnUNetTrainerReIsoSegNet(nnUNetTrainerReIso):
             note = (f"; patch size {tuple(cm.patch_size)} -> {fitted} (multiples of {topology.divisor} for "
                     "this pooling)")
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.paper_topology = topology
         self.print_to_log_file(topology.describe() + note)
 
     @classmethod
