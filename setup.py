@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="nnunetv2-reisoseg",
@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # the trainer classes nnU-Net discovers ship inside the package; `reisoseg trainer-path` prints where
-    packages=["nnunetv2_reisoseg", "nnunetv2_reisoseg.trainers"],
+    packages=[*find_packages(include=["nnunetv2_reisoseg", "nnunetv2_reisoseg.*"]), "nnunetv2_reisoseg.trainers"],
     package_dir={"nnunetv2_reisoseg.trainers": "trainers"},
     install_requires=[
         "nnunetv2>=2.8.1",  # nnUNet_extTrainer and the new build_network_architecture signature

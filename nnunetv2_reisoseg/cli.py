@@ -28,8 +28,8 @@ def _load_plans(dataset: str, plans: str) -> dict:
 def cmd_info(args: argparse.Namespace) -> int:
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from nnunetv2_reisoseg.network import pi_plan_from_configuration
-    from nnunetv2_reisoseg.pi_module import PIModule, isotropic_size
+    from nnunetv2_reisoseg.method.network import pi_plan_from_configuration
+    from nnunetv2_reisoseg.method.pi_module import PIModule, isotropic_size
 
     plans = _load_plans(args.dataset, args.plans)
     pm = PlansManager(plans)
@@ -71,7 +71,7 @@ def cmd_trainer_path(args: argparse.Namespace) -> int:
 
 
 def cmd_export_stock(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.export import export_stock
+    from nnunetv2_reisoseg.training.export import export_stock
 
     try:
         written = export_stock(args.model_folder, args.output, overwrite=args.overwrite)
@@ -85,7 +85,7 @@ def cmd_export_stock(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.synth import generate_dataset
+    from nnunetv2_reisoseg.data.synth import generate_dataset
 
     raw = os.environ.get("nnUNet_raw")
     if not raw:
@@ -120,7 +120,7 @@ def _label_map(items: Sequence[str]) -> dict[int, int]:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.convert import ConvertError, LabelRules, Pair, convert
+    from nnunetv2_reisoseg.data.convert import ConvertError, LabelRules, Pair, convert
 
     raw = os.environ.get("nnUNet_raw")
     if not raw:
@@ -149,7 +149,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.benchmark import BenchmarkError, run_benchmark
+    from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, run_benchmark
 
     try:
         report = run_benchmark(args.dataset, args.preset, args.folds, args.seeds, args.output, args.methods,

@@ -3,11 +3,11 @@ from pathlib import Path
 
 import pytest
 
-PLANS_DIR = Path(__file__).parent / "data" / "plans"
+PLANS_DIR = Path(__file__).parent / "fixtures" / "plans"
 
 
 def load_plans(name: str) -> dict:
-    """A plans file that nnU-Net's planner wrote (see tests/data/make_plans.py)."""
+    """A plans file that nnU-Net's planner wrote (see tests/fixtures/make_plans.py)."""
     return json.loads((PLANS_DIR / f"{name}.json").read_text())
 
 

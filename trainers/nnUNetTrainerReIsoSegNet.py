@@ -1,12 +1,6 @@
-"""``-tr nnUNetTrainerReIsoSegNet``: the paper's network (and ``_<N>epochs`` variants); logic in
-``nnunetv2_reisoseg.paper_trainer``."""
-from nnunetv2_reisoseg.trainers.nnUNetTrainerReIso import EPOCH_VARIANTS, with_epochs
+"""``-tr nnUNetTrainerReIsoSegNet`` (the paper's network) and its ``_<N>epochs`` variants; logic in
+``nnunetv2_reisoseg.paper.trainer``."""
+from nnunetv2_reisoseg.paper.trainer import nnUNetTrainerReIsoSegNet
+from nnunetv2_reisoseg.training.variants import add_epoch_variants
 
-from nnunetv2_reisoseg.paper_trainer import nnUNetTrainerReIsoSegNet
-
-__all__ = ["nnUNetTrainerReIsoSegNet"]
-
-for _n in EPOCH_VARIANTS:
-    _cls = with_epochs(nnUNetTrainerReIsoSegNet, _n, __name__)
-    globals()[_cls.__name__] = _cls
-    __all__.append(_cls.__name__)
+__all__ = ["nnUNetTrainerReIsoSegNet", *add_epoch_variants(nnUNetTrainerReIsoSegNet, globals())]

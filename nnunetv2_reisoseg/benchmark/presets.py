@@ -1,0 +1,46 @@
+"""The benchmark's presets (training budget and the synthetic dataset each generates), its methods and
+the names of the fixed-budget trainers that ``benchmark/trainers/`` defines for them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Training budget of a preset, and the synthetic dataset it generates when none is named."""
+
+    epochs: int
+    iterations: int
+    val_iterations: int
+    test_time_mirroring: bool
+    synth: dict = field(default_factory=dict)
+    note: str = ""
+
+
+# the synthetic dataset of the short and full presets (the same data for both)
+_SYNTH_FULL = dict(dataset_id=953, name="SynthEM", cases=20, test_cases=5, shape=(32, 256, 256), anisotropy=8,
+                   xy_nm=5.0)
+PRESETS: dict[str, Budget] = {
+    "tiny": Budget(1, 2, 1, False, dict(dataset_id=951, name="SynthEMTiny", cases=5, test_cases=1,
+                                        shape=(8, 32, 32), anisotropy=4, xy_nm=10.0),
+                   "for the test suite: shows that everything runs, measures nothing useful"),
+    "smoke": Budget(5, 24, 2, False, dict(dataset_id=952, name="SynthEMSmoke", cases=15, test_cases=3,
+                                          shape=(16, 64, 64), anisotropy=8, xy_nm=5.0),
+                    "about 10 minutes on a 2-core CPU; too short to rank the methods"),
+    "short": Budget(100, 50, 10, True, _SYNTH_FULL, "5,000 iterations: an hour or two per training on a GPU"),
+    "full": Budget(1000, 250, 50, True, _SYNTH_FULL, "nnU-Net's default budget (1000 epochs x 250 iterations)"),
+}
+
+# method -> trainer class name prefix; the preset's budget is appended (nnUNetTrainerReIsoBenchSmoke)
+METHODS = {"stock": "nnUNetTrainer", "reiso": "nnUNetTrainerReIso", "paper": "nnUNetTrainerReIsoSegNet"}
+METHOD_TITLES = {"stock": "stock nnU-Net", "reiso": "ReIsoSeg", "paper": "ReIsoSeg paper network",
+                 "stock_time": "stock nnU-Net at ReIsoSeg's wall time"}
+EQUAL_TIME_SUFFIX = "EqualTime"  # stock trainer whose epochs come from budget.EPOCHS_ENV
+CONFIGURATION = "3d_fullres"
+PLANS = "nnUNetPlans"
+
+
+def trainer_name(method: str, preset: str) -> str:
+    if method == "stock_time":
+        return f"{METHODS['stock']}Bench{preset.capitalize()}{EQUAL_TIME_SUFFIX}"
+    return f"{METHODS[method]}Bench{preset.capitalize()}"

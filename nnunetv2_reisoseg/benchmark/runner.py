@@ -1,0 +1,313 @@
+"""``reisoseg benchmark``: stock nnU-Net against ReIsoSeg on the same plans, folds, seeds and budget.
+
+Steps (each reuses what an earlier run finished): generate the embedded synthetic EM dataset when no
+dataset is named; plan and preprocess with nnU-Net when the plans are missing; train every (method,
+seed, fold) with ``nnUNetv2_train`` and the fixed-budget trainers of ``benchmark/trainers/``
+into ``OUT/results/seed<S>``; predict the test cases (when the dataset has ``imagesTs``) in this
+process, timing each case; evaluate validation and test predictions; write ``report.md``,
+``results.json`` and ``plots/``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nnunetv2_reisoseg.benchmark.budget import EPOCHS_ENV, SEED_ENV, TIMING_FILE
+from nnunetv2_reisoseg.benchmark.metrics import evaluate_case
+from nnunetv2_reisoseg.benchmark.presets import CONFIGURATION, METHODS, PLANS, PRESETS, trainer_name
+from nnunetv2_reisoseg.benchmark.report import _costs, _machine, write_plots, write_report
+from nnunetv2_reisoseg.benchmark.stats import summarize
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark step failed; the message says which and where its log is."""
+
+
+# the benchmark's own fixed-budget trainers: only the trainings this module starts look here, so users'
+# nnUNet_extTrainer (reisoseg trainer-path) never imports the benchmark
+TRAINER_DIR = Path(__file__).resolve().parent / "trainers"
+
+
+def ext_trainer_path(existing: str | None) -> str:
+    """``nnUNet_extTrainer`` for the benchmark's trainings: its trainer folder first, then the user's."""
+    paths = [str(TRAINER_DIR)] + [p for p in (existing or "").split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys(paths))
+
+
+def log(msg: str) -> None:
+    print(f"[benchmark {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ----------------------------------------------------------------------------------------------- setup
+def _env_paths() -> tuple[Path, Path]:
+    missing = [k for k in ("nnUNet_raw", "nnUNet_preprocessed") if not os.environ.get(k)]
+    if missing:
+        raise BenchmarkError(f"{' and '.join(missing)} not set: export nnUNet_raw and nnUNet_preprocessed "
+                             "(see nnU-Net's setting_up_paths.md); results go to -o OUT, not nnUNet_results.")
+    return Path(os.environ["nnUNet_raw"]), Path(os.environ["nnUNet_preprocessed"])
+
+
+def ensure_dataset(dataset: str | None, preset: str) -> tuple[int, str]:
+    """The dataset's id and folder name; generates the preset's synthetic dataset when none is named."""
+    raw, _ = _env_paths()
+    if dataset is None:
+        from nnunetv2_reisoseg.data.synth import generate_dataset
+
+        spec = dict(PRESETS[preset].synth)
+        expected = (f"reisoseg synth: anisotropy {spec['anisotropy']}, {spec['xy_nm']} nm lateral, seed 0; "
+                    f"{spec['cases']}+{spec['test_cases']} cases of {'x'.join(map(str, spec['shape']))}")
+        existing = sorted(raw.glob(f"Dataset{spec['dataset_id']:03d}_*"))
+        if existing:
+            ds = existing[0] / "dataset.json"
+            desc = json.loads(ds.read_text()).get("description") if ds.is_file() else None
+            if existing[0].name != f"Dataset{spec['dataset_id']:03d}_{spec['name']}" or desc != expected:
+                raise BenchmarkError(
+                    f"{existing[0]} exists but is not the {preset} preset's generated dataset ({expected}). "
+                    f"Remove it, or benchmark it by name: reisoseg benchmark {existing[0].name}")
+            log(f"reusing {existing[0]}")
+        else:
+            log(f"generating the embedded synthetic EM dataset ({expected})")
+            path = generate_dataset(raw, seed=0, **spec)
+            ds = json.loads((path / "dataset.json").read_text())
+            ds["description"] = expected
+            (path / "dataset.json").write_text(json.dumps(ds, indent=2))
+        return spec["dataset_id"], f"Dataset{spec['dataset_id']:03d}_{spec['name']}"
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    try:
+        name = maybe_convert_to_dataset_name(dataset)
+    except RuntimeError as e:
+        raise BenchmarkError(f"dataset {dataset}: {e}") from None
+    return int(name[7:10]), name
+
+
+def worker_env() -> dict[str, str]:
+    """nnU-Net's worker counts, sized to this machine where the user has not set them: its defaults
+    (12 augmentation workers per GPU, 8 for preprocessing and export) swamp a small CPU."""
+    cores = os.cpu_count() or 2
+    out = {}
+    if "nnUNet_n_proc_DA" not in os.environ:
+        out["nnUNet_n_proc_DA"] = str(max(1, min(12, cores - 1)))
+    if "nnUNet_def_n_proc" not in os.environ:
+        out["nnUNet_def_n_proc"] = str(max(1, min(8, cores)))
+    return out
+
+
+def _run_logged(cmd: Sequence[str], env: dict, logfile: Path, tag: str, show: re.Pattern | None) -> None:
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(logfile, "a") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            f.write(line)
+            if show is not None and show.search(line):
+                print(f"  [{tag}] {line.strip()}", flush=True)
+        rc = proc.wait()
+    if rc != 0:
+        tail = "".join(logfile.read_text().splitlines(True)[-25:])
+        raise BenchmarkError(f"{tag} failed (exit {rc}); full log: {logfile}\n{tail}")
+
+
+def ensure_plans(dataset_id: int, dataset_name: str, out: Path) -> dict:
+    _, pre = _env_paths()
+    plans_file = pre / dataset_name / f"{PLANS}.json"
+    if not plans_file.is_file():
+        log(f"planning and preprocessing {dataset_name} with nnU-Net ({CONFIGURATION})")
+        env = {**os.environ, **worker_env()}
+        if env["nnUNet_n_proc_DA"] == "0":  # 0 breaks nnU-Net's planner (torch.set_num_threads(0))
+            env["nnUNet_n_proc_DA"] = "1"
+        _run_logged(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", CONFIGURATION, "-np",
+                     env["nnUNet_def_n_proc"]], env, out / "logs" / "plan_and_preprocess.log", "plan", None)
+    plans = json.loads(plans_file.read_text())
+    if CONFIGURATION not in plans["configurations"]:
+        raise BenchmarkError(f"{plans_file} has no {CONFIGURATION} configuration; the benchmark needs a 3D dataset")
+    return plans
+
+
+# ----------------------------------------------------------------------------------------------- training
+@dataclass
+class Run:
+    method: str
+    seed: int
+    fold: int
+    folder: Path  # nnU-Net's fold folder
+
+    @property
+    def tag(self) -> str:
+        return f"{self.method} seed {self.seed} fold {self.fold}"
+
+    @property
+    def finished(self) -> bool:
+        return all((self.folder / f).is_file() for f in ("checkpoint_final.pth", "validation/summary.json",
+                                                         TIMING_FILE))
+
+
+_PROGRESS = re.compile(r"Epoch \d+$|train_loss|Pseudo dice|Epoch time|Mean Validation Dice|Traceback|Error")
+
+
+def train(run: Run, dataset_id: int, preset: str, device: str, out: Path, extra_env: dict | None = None) -> None:
+    if run.finished:
+        log(f"{run.tag}: reusing the finished training in {run.folder}")
+        return
+    env = {**os.environ, **worker_env()}
+    env.update({"nnUNet_results": str(out / "results" / f"seed{run.seed}"), SEED_ENV: str(run.seed),
+                "nnUNet_extTrainer": ext_trainer_path(env.get("nnUNet_extTrainer")), **(extra_env or {})})
+    cmd = ["nnUNetv2_train", str(dataset_id), CONFIGURATION, str(run.fold), "-tr", trainer_name(run.method, preset),
+           "-device", device]
+    if (run.folder / "checkpoint_latest.pth").is_file() or (run.folder / "checkpoint_final.pth").is_file():
+        cmd.append("--c")  # an interrupted run continues from its last checkpoint
+    log(f"{run.tag}: {' '.join(cmd)}")
+    _run_logged(cmd, env, out / "logs" / f"train_{run.method}_seed{run.seed}_fold{run.fold}.log", run.tag,
+                _PROGRESS)
+    if not run.finished:
+        raise BenchmarkError(f"{run.tag}: nnUNetv2_train ended without checkpoint_final.pth, validation and "
+                             f"timing in {run.folder}")
+
+
+def predict_test(run: Run, dataset_dir: Path, device: str, out: Path) -> dict | None:
+    """Predict imagesTs with the run's model in this process; per-case seconds (preprocessing, sliding
+    window, resampling; file input/output excluded). Existing predictions are reused."""
+    images = sorted((dataset_dir / "imagesTs").glob("*_0000.*"))
+    if not images:
+        return None
+    ending = json.loads((dataset_dir / "dataset.json").read_text())["file_ending"]
+    dest = out / "predictions" / f"seed{run.seed}" / run.method / f"fold_{run.fold}"
+    timing_file = dest / "inference_timing.json"
+    if timing_file.is_file() and all((dest / (p.name[: -len("_0000" + ending)] + ending)).is_file() for p in images):
+        return json.loads(timing_file.read_text())
+    import torch
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    old = os.environ.get("nnUNet_extTrainer")
+    os.environ["nnUNet_extTrainer"] = ext_trainer_path(old)
+    try:
+        dev = torch.device(device)
+        predictor = nnUNetPredictor(device=dev, verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+        predictor.initialize_from_trained_model_folder(str(run.folder.parent), use_folds=(run.fold,),
+                                                       checkpoint_name="checkpoint_final.pth")
+    finally:
+        if old is None:
+            os.environ.pop("nnUNet_extTrainer", None)
+        else:
+            os.environ["nnUNet_extTrainer"] = old
+    dest.mkdir(parents=True, exist_ok=True)
+    io = SimpleITKIO()
+    seconds = {}
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    for p in images:
+        case = p.name[: -len("_0000" + ending)]
+        img, props = io.read_images([str(p)])
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        seg = predictor.predict_single_npy_array(img, props, None, None, False)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        seconds[case] = time.perf_counter() - t0
+        io.write_seg(seg, str(dest / (case + ending)), props)
+    timing = {"seconds_per_case": seconds, "device": device,
+              "peak_gpu_allocated_bytes": torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None}
+    timing_file.write_text(json.dumps(timing, indent=1))
+    return timing
+
+
+# ----------------------------------------------------------------------------------------------- driver
+def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequence[int] = (0,),
+                  seeds: Sequence[int] = (0,), out: str | os.PathLike | None = None,
+                  methods: Sequence[str] = ("stock", "reiso"), device: str = "auto",
+                  command: str = "", equal_time: bool = False) -> Path:
+    """Run (or finish) a benchmark and write ``report.md``, ``results.json`` and ``plots/`` in ``out``."""
+    import torch
+
+    if preset not in PRESETS:
+        raise BenchmarkError(f"unknown preset {preset}; choose one of {', '.join(PRESETS)}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise BenchmarkError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    if equal_time:
+        if not {"stock", "reiso"} <= set(methods):
+            raise BenchmarkError("--equal-time trains stock nnU-Net for ReIsoSeg's wall time: it needs both "
+                                 "stock and reiso in --methods")
+        methods = [*methods, "stock_time"]
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dataset_id, dataset_name = ensure_dataset(dataset, preset)
+    raw, _ = _env_paths()
+    dataset_dir = raw / dataset_name
+    dataset_json = json.loads((dataset_dir / "dataset.json").read_text())
+    if any(not isinstance(v, int) for v in dataset_json["labels"].values()):  # before any planning or training
+        raise BenchmarkError(f"{dataset_name} is region-based; the benchmark's evaluation handles label datasets "
+                             "only (train regions with nnUNetv2_train -tr nnUNetTrainerReIso)")
+    out_dir = Path(out) if out is not None else Path("reisoseg_benchmark") / f"{dataset_name}_{preset}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plans = ensure_plans(dataset_id, dataset_name, out_dir)
+    labels = {str(v): k for k, v in dataset_json["labels"].items() if isinstance(v, int)}
+    ignore = dataset_json["labels"].get("ignore")
+    fg = sorted(int(v) for k, v in dataset_json["labels"].items() if isinstance(v, int) and v > 0 and k != "ignore")
+    ending = dataset_json["file_ending"]
+    truth_dir = dataset_dir / "isotropic_truth"
+    preset_budget = PRESETS[preset]
+    n_total = len(methods) * len(seeds) * len(folds)
+    log(f"{dataset_name}: {n_total} trainings ({', '.join(methods)} x seeds {list(seeds)} x folds {list(folds)}), "
+        f"preset {preset}: {preset_budget.epochs} epochs x {preset_budget.iterations} iterations on {device}")
+
+    run_records, case_rows = [], []
+    for seed in seeds:
+        for fold in folds:
+            walls: dict[str, float] = {}
+            for meth in methods:
+                folder = (out_dir / "results" / f"seed{seed}" / dataset_name /
+                          f"{trainer_name(meth, preset)}__{PLANS}__{CONFIGURATION}" / f"fold_{fold}")
+                run = Run(meth, seed, fold, folder)
+                extra = None
+                if meth == "stock_time":  # as many epochs as fit in ReIsoSeg's training time
+                    epochs = max(preset_budget.epochs, round(preset_budget.epochs * walls["reiso"] / walls["stock"]))
+                    extra = {EPOCHS_ENV: str(epochs)}
+                    log(f"{run.tag}: {epochs} epochs, the stock budget scaled by ReIsoSeg's wall time "
+                        f"({walls['reiso']:.0f} s vs {walls['stock']:.0f} s)")
+                train(run, dataset_id, preset, device, out_dir, extra)
+                walls[meth] = json.loads((folder / TIMING_FILE).read_text())["training_wall_s"]
+                inference = predict_test(run, dataset_dir, device, out_dir)
+                run_records.append({"method": meth, "seed": seed, "fold": fold, "folder": str(folder),
+                                    "timing": json.loads((folder / TIMING_FILE).read_text()),
+                                    "inference": inference})
+                pairs = [("validation", p, dataset_dir / "labelsTr" / p.name)
+                         for p in sorted((folder / "validation").glob("*" + ending))]
+                test_dir = out_dir / "predictions" / f"seed{seed}" / meth / f"fold_{fold}"
+                pairs += [("test", p, dataset_dir / "labelsTs" / p.name) for p in sorted(test_dir.glob("*" + ending))
+                          if (dataset_dir / "labelsTs" / p.name).is_file()]
+                log(f"{run.tag}: evaluating {len(pairs)} predictions")
+                for split, pred, ref in pairs:
+                    truth = truth_dir / pred.name
+                    per_class = evaluate_case(pred, ref, fg, ignore, truth if truth.is_file() else None)
+                    case = pred.name[: -len(ending)]
+                    for c, metrics in per_class.items():
+                        case_rows.append({"method": meth, "seed": seed, "fold": fold, "split": split, "case": case,
+                                          "class": c, "prediction": str(pred), "reference": str(ref),
+                                          "metrics": metrics})
+    cfg = plans["configurations"][CONFIGURATION]
+    results = {
+        "dataset": dataset_name, "preset": preset, "budget": asdict(preset_budget), "methods": list(methods),
+        "trainers": {m: trainer_name(m, preset) for m in methods}, "folds": list(folds), "seeds": list(seeds),
+        "device": device, "machine": _machine(), "command": command or f"reisoseg benchmark --preset {preset}",
+        "patch_size": cfg["patch_size"], "batch_size": cfg["batch_size"], "spacing": cfg["spacing"],
+        "classes": labels, "runs": run_records, "cases": case_rows,
+        "nnunet_workers": {k: os.environ.get(k) or worker_env().get(k) for k in ("nnUNet_n_proc_DA",
+                                                                                "nnUNet_def_n_proc")},
+    }
+    results["summary"] = summarize(case_rows, methods)
+    results["costs"] = _costs(results, methods)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float))
+    write_plots(results, out_dir)
+    report = write_report(results, out_dir)
+    log(f"wrote {report}, {out_dir / 'results.json'} and {out_dir / 'plots'}")
+    return report

@@ -1,0 +1,249 @@
+"""Readers of EM volumes: HDF5, TIFF or a folder of slices, zarr / OME-Zarr, MRC.
+
+Each returns a ``Volume``: an array-like read lazily where the format allows (h5py and zarr
+datasets, MRC memory maps), with its voxel size in nm from the file's own metadata (HDF5
+``resolution`` / ``element_size_um``, OME-Zarr ``multiscales``, MRC header, ImageJ TIFF tags).
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SLICE_SUFFIXES = (".tif", ".tiff", ".png")
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".n5h5")
+_UNIT_TO_NM = {"nm": 1.0, "nanometer": 1.0, "nanometers": 1.0, "um": 1e3, "µm": 1e3, "\\u00b5m": 1e3,
+               "micron": 1e3, "microns": 1e3, "micrometer": 1e3, "micrometers": 1e3, "mm": 1e6,
+               "millimeter": 1e6, "angstrom": 0.1, "å": 0.1}
+
+
+class ConvertError(ValueError):
+    """Bad input for ``reisoseg convert``; the message names the problem and the fix."""
+
+
+@dataclass
+class Volume:
+    """A 3D (Z, Y, X) array-like read lazily where the format allows, with its voxel size in nm."""
+
+    array: Any  # numpy array, h5py/zarr dataset or memmap: anything with shape, dtype and slicing
+    spacing_nm: tuple[float, float, float] | None
+    source: str
+    close: Callable[[], None] = field(default=lambda: None)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.array.shape)
+
+
+def split_spec(spec: str) -> tuple[Path, str | None]:
+    """``file.h5:volumes/raw`` -> (file.h5, 'volumes/raw'); a path that exists is taken whole."""
+    if os.path.exists(spec):
+        return Path(spec), None
+    head, sep, key = spec.rpartition(":")
+    if sep and head and os.path.exists(head):
+        return Path(head), key.strip("/") or None
+    raise ConvertError(f"{spec}: no such file or folder" + (f" ({head} not found either)" if sep and head else ""))
+
+
+def _to_nm(value: float, unit: str | None) -> float:
+    if unit is None:
+        return float(value)
+    factor = _UNIT_TO_NM.get(str(unit).strip().lower())
+    if factor is None:
+        raise ConvertError(f"unknown length unit {unit!r} in the file's metadata; pass --spacing Z Y X (nm)")
+    return float(value) * factor
+
+
+def _spacing3(values: Sequence[float]) -> tuple[float, float, float] | None:
+    v = [float(x) for x in values][-3:]
+    if len(v) != 3 or not all(np.isfinite(v)) or min(v) <= 0:
+        return None
+    return v[0], v[1], v[2]
+
+
+def _squeeze3(array: Any, source: str) -> Any:
+    shape = tuple(array.shape)
+    if len(shape) == 3:
+        return array
+    if len(shape) > 3 and all(s == 1 for s in shape[:-3]):
+        return array[(0,) * (len(shape) - 3)]
+    raise ConvertError(f"{source}: expected a 3D volume (Z, Y, X), got shape {shape}. Multi-channel or "
+                       "time series data is not supported; select one 3D dataset with PATH:KEY.")
+
+
+def _read_hdf5(path: Path, key: str | None) -> Volume:
+    import h5py
+
+    f = h5py.File(path, "r")
+    datasets: list[str] = []
+    f.visititems(lambda name, obj: datasets.append(name) if isinstance(obj, h5py.Dataset) else None)
+    if key is None:
+        if len(datasets) != 1:
+            f.close()
+            raise ConvertError(f"{path} holds {len(datasets)} datasets; name one as {path}:KEY "
+                               f"(available: {', '.join(datasets) or 'none'})")
+        key = datasets[0]
+    if key not in f or not isinstance(f[key], h5py.Dataset):
+        f.close()
+        raise ConvertError(f"{path} has no dataset {key!r}; available: {', '.join(datasets) or 'none'}")
+    ds = f[key]
+    spacing = None
+    if "resolution" in ds.attrs:  # CREMI: (z, y, x) in nm
+        spacing = _spacing3(np.ravel(ds.attrs["resolution"]))
+    elif "element_size_um" in ds.attrs:  # ilastik / Fiji HDF5: (z, y, x) in micrometres
+        spacing = _spacing3(np.ravel(ds.attrs["element_size_um"]) * 1e3)
+    return Volume(_squeeze3(ds, f"{path}:{key}"), spacing, f"{path}:{key}", f.close)
+
+
+def _ome_multiscales(attrs: dict) -> list | None:
+    ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")  # OME-Zarr 0.4 / 0.5
+    return ms if isinstance(ms, list) and ms else None
+
+
+def _ome_scale(multiscales: list, dataset_path: str) -> tuple[float, float, float] | None:
+    ms = multiscales[0]
+    axes = ms.get("axes") or []
+    for ds in ms.get("datasets", []):
+        if str(ds.get("path")).strip("/") != dataset_path:
+            continue
+        scale = None
+        for t in ds.get("coordinateTransformations", []):
+            if t.get("type") == "scale":
+                scale = [float(v) for v in t["scale"]]
+        for t in ms.get("coordinateTransformations", []):  # a global scale multiplies the dataset's
+            if t.get("type") == "scale" and scale is not None:
+                scale = [a * float(b) for a, b in zip(scale, t["scale"])]
+        if scale is None:
+            return None
+        spatial = [i for i, a in enumerate(axes) if isinstance(a, dict) and a.get("type") == "space"]
+        idx = spatial[-3:] if len(spatial) >= 3 else list(range(len(scale)))[-3:]
+        units = [axes[i].get("unit") if i < len(axes) and isinstance(axes[i], dict) else None for i in idx]
+        return _spacing3([_to_nm(scale[i], u) for i, u in zip(idx, units)])
+    return None
+
+
+def _read_zarr(path: Path, key: str | None) -> Volume:
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as e:  # zarr raises several types for "not a zarr store"
+        raise ConvertError(f"{path}: not a readable zarr store ({e})") from None
+    multiscales = None
+    if isinstance(node, zarr.Group):
+        multiscales = _ome_multiscales(dict(node.attrs))
+        if key is None:
+            if multiscales:
+                key = str(multiscales[0]["datasets"][0]["path"]).strip("/")  # full resolution
+            else:
+                arrays = [name for name, _ in node.arrays()]
+                if len(arrays) != 1:
+                    raise ConvertError(f"{path} holds {len(arrays)} arrays at its top level; name one as "
+                                       f"{path}:KEY (available: {', '.join(arrays) or 'none'})")
+                key = arrays[0]
+        try:
+            arr = node[key]
+        except KeyError:
+            raise ConvertError(f"{path} has no array {key!r}; top level: "
+                               f"{', '.join(sorted(node.keys())) or 'empty'}") from None
+        if not isinstance(arr, zarr.Array):
+            sub = _ome_multiscales(dict(arr.attrs))
+            if not sub:
+                raise ConvertError(f"{path}:{key} is a group, not an array; name an array inside it")
+            multiscales, inner = sub, str(sub[0]["datasets"][0]["path"]).strip("/")
+            arr, key = arr[inner], inner
+    else:
+        arr = node
+    spacing = _ome_scale(multiscales, key) if multiscales and key else None
+    if spacing is None and "resolution" in arr.attrs:  # CREMI-style attribute on a plain zarr array
+        spacing = _spacing3(np.ravel(arr.attrs["resolution"]))
+    return Volume(_squeeze3(arr, f"{path}:{key}"), spacing, f"{path}" + (f":{key}" if key else ""))
+
+
+def _read_mrc(path: Path) -> Volume:
+    import mrcfile
+
+    mrc = mrcfile.mmap(str(path), mode="r", permissive=True)
+    if mrc.data is None:
+        mrc.close()
+        raise ConvertError(f"{path}: not a readable MRC file")
+    vs = mrc.voxel_size  # Angstrom, (x, y, z)
+    spacing = _spacing3([vs.z / 10.0, vs.y / 10.0, vs.x / 10.0])
+    data = mrc.data if mrc.data.ndim == 3 else _squeeze3(mrc.data, str(path))
+    return Volume(data, spacing, str(path), mrc.close)
+
+
+def _tiff_spacing(tif: Any) -> tuple[float, float, float] | None:
+    """Voxel size from ImageJ TIFF metadata: 'spacing' (z) and 'unit', XResolution/YResolution."""
+    ij = tif.imagej_metadata or {}
+    page = tif.pages[0]
+    if "spacing" not in ij or "XResolution" not in page.tags:
+        return None
+    unit = ij.get("unit", "um")  # ImageJ writes 'micron' or an escaped 'µm'; _to_nm knows both
+
+    def res(tag: str) -> float:
+        num, den = page.tags[tag].value
+        return den / num  # pixels per unit -> unit per pixel
+
+    try:
+        return _spacing3([_to_nm(float(ij["spacing"]), unit), _to_nm(res("YResolution"), unit),
+                          _to_nm(res("XResolution"), unit)])
+    except (ConvertError, KeyError, ZeroDivisionError):
+        return None
+
+
+def _natural_key(p: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+
+
+def _read_slices(folder: Path) -> Volume:
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in SLICE_SUFFIXES), key=_natural_key)
+    if not files:
+        raise ConvertError(f"{folder}: no 2D slices ({', '.join(SLICE_SUFFIXES)}) in this folder")
+    import tifffile
+    from PIL import Image
+
+    def read(p: Path) -> np.ndarray:
+        return tifffile.imread(p) if p.suffix.lower() in (".tif", ".tiff") else np.asarray(Image.open(p))
+
+    first = read(files[0])
+    if first.ndim != 2:
+        raise ConvertError(f"{files[0]}: expected a 2D greyscale slice, got shape {first.shape}")
+    out = np.empty((len(files), *first.shape), first.dtype)
+    for i, p in enumerate(files):
+        s = first if i == 0 else read(p)
+        if s.shape != first.shape:
+            raise ConvertError(f"{p}: slice shape {s.shape} differs from {files[0].name}'s {first.shape}")
+        out[i] = s
+    return Volume(out, None, f"{folder} ({len(files)} slices)")
+
+
+def read_volume(spec: str) -> Volume:
+    """Open ``PATH[:KEY]`` by its kind: HDF5, zarr, MRC, (multi-page) TIFF or a folder of slices."""
+    path, key = split_spec(spec)
+    suffix = path.suffix.lower()
+    if suffix in HDF5_SUFFIXES:
+        return _read_hdf5(path, key)
+    if suffix == ".zarr" or (path.is_dir() and any((path / m).exists() for m in (".zgroup", ".zarray",
+                                                                                  "zarr.json"))):
+        return _read_zarr(path, key)
+    if key is not None:
+        raise ConvertError(f"{spec}: only HDF5 and zarr inputs take a :KEY")
+    if suffix in (".mrc", ".rec", ".st", ".map"):
+        return _read_mrc(path)
+    if path.is_dir():
+        return _read_slices(path)
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            data = tif.asarray()
+            spacing = _tiff_spacing(tif)
+        return Volume(_squeeze3(data, str(path)), spacing, str(path))
+    raise ConvertError(f"{path}: unknown kind of file; reisoseg convert reads HDF5 (.h5/.hdf5), zarr "
+                       "(.zarr), MRC (.mrc/.rec), TIFF (.tif/.tiff) and folders of TIFF/PNG slices")

@@ -1,0 +1,236 @@
+"""Synthetic serial-section EM with known isotropic truth, written as an nnU-Net raw dataset.
+
+The tissue is built on a fine isotropic grid (cells with membranes, mitochondria as curved tubes and
+ellipsoids in random 3D orientations, vesicles and texture as distractors), then "imaged": each
+section integrates the tissue over its thickness (anisotropy factor f), with lateral blur, noise,
+section-to-section brightness/contrast jitter and small lateral misalignment. Labels are given on the
+anisotropic grid (mitochondria = 1); the isotropic truth is kept beside the dataset in
+``isotropic_truth/`` so that a prediction can be judged against what was really there (shifted with
+its section's misalignment, i.e. in the frame of the image).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from nnunetv2_reisoseg.data.raw_dataset import raw_dataset_target, staged_folder, write_dataset_json, write_image
+
+
+@dataclass
+class SynthCase:
+    image: np.ndarray  # float32, anisotropic grid (Z, Y, X)
+    labels: np.ndarray  # uint8, anisotropic grid
+    truth: np.ndarray  # uint8, fine isotropic grid (Z * f, Y, X)
+
+
+def _smooth_curve(rng: np.random.Generator, shape: Sequence[int], n_points: int = 200) -> np.ndarray:
+    """A smooth random 3D curve through the volume (voxel coordinates on the fine grid)."""
+    shape_a = np.asarray(shape, dtype=float)
+    start = rng.uniform(0.1, 0.9, 3) * shape_a
+    direction = rng.normal(size=3)
+    direction /= np.linalg.norm(direction)
+    length = rng.uniform(0.4, 0.9) * shape_a.mean()
+    bend = rng.normal(size=(2, 3)) * 0.25 * length
+    t = np.linspace(-0.5, 0.5, n_points)[:, None]
+    return start + t * length * direction + np.sin(np.pi * t) * bend[0] + np.sin(2 * np.pi * t) * bend[1] * 0.5
+
+
+def _tubes(shape: Sequence[int], curves: Sequence[np.ndarray], radii: Sequence[float], step: int = 1) -> np.ndarray:
+    """Union of tubes around curves, from one distance transform: a voxel is inside when it lies
+    within the radius of the centre-line point nearest to it. With ``step`` > 1 the distance field
+    is computed on a grid ``step`` times coarser and interpolated (8x less work for step 2)."""
+    coarse = tuple(-(-int(s) // step) for s in shape)
+    seed_id = np.zeros(coarse, np.int32)
+    for i, curve in enumerate(curves, start=1):
+        idx = np.round((curve - (step - 1) / 2) / step).astype(int)
+        ok = np.all((idx >= 0) & (idx < np.asarray(coarse)), axis=1)
+        seed_id[tuple(idx[ok].T)] = i
+    if not seed_id.any():
+        return np.zeros(shape, bool)
+    dist, nearest = ndi.distance_transform_edt(seed_id == 0, return_indices=True)
+    field = (dist * step - np.asarray([0.0, *radii])[seed_id[tuple(nearest)]]).astype(np.float32)
+    if step > 1:
+        field = ndi.zoom(field, [s / c for s, c in zip(shape, coarse)], order=1,
+                         grid_mode=True, mode="nearest")[: shape[0], : shape[1], : shape[2]]
+    return field <= 0
+
+
+def _ellipsoid(mask: np.ndarray, rng: np.random.Generator, radii: Sequence[float]) -> None:
+    """Add an ellipsoid in a random 3D orientation to ``mask`` (evaluated in its bounding box only)."""
+    shape = np.asarray(mask.shape)
+    center = rng.uniform(0.15, 0.85, 3) * shape
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    r = max(radii)
+    lo = np.maximum(np.floor(center - r).astype(int), 0)
+    hi = np.minimum(np.ceil(center + r).astype(int) + 1, shape)
+    grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1) - center
+    inside = np.square((grid @ q) / np.asarray(radii)).sum(-1) <= 1.0
+    mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] |= inside
+
+
+def _cell_membranes(rng: np.random.Generator, shape: Sequence[int], n_cells: int, width: float) -> np.ndarray:
+    """Voronoi cells around random centres; membranes of ``width`` voxels where the nearest and the
+    second-nearest centre are about equally far (computed per z slab to bound memory)."""
+    seeds = rng.uniform(0, 1, (n_cells, 3)) * np.asarray(shape)
+    zz, yy, xx = (np.arange(n, dtype=np.float32) for n in shape)
+    out = np.zeros(shape, bool)
+    for z0 in range(0, shape[0], 32):
+        z = zz[z0:z0 + 32, None, None]
+        d1 = np.full((len(z), shape[1], shape[2]), np.inf, np.float32)
+        d2 = d1.copy()
+        for cz, cy, cx in seeds:
+            d = np.sqrt((z - cz) ** 2 + (yy[None, :, None] - cy) ** 2 + (xx[None, None, :] - cx) ** 2)
+            d2 = np.minimum(d2, np.maximum(d1, d))
+            d1 = np.minimum(d1, d)
+        out[z0:z0 + len(z)] = d2 - d1 <= width  # d2 - d1 is twice the distance to the bisecting plane
+    return out
+
+
+def generate_case(
+    rng: np.random.Generator,
+    shape: Sequence[int],
+    anisotropy: int,
+    n_mito: int | None = None,
+    missing_section: bool = False,
+    membranes_class: bool = False,
+) -> SynthCase:
+    """One simulated EM volume of ``shape`` (anisotropic grid) and its truth: mitochondria = 1 and,
+    with ``membranes_class``, cell membranes = 2 (thin sheets, the hard case for coarse sections)."""
+    f = int(anisotropy)
+    if f < 1:
+        raise ValueError(f"anisotropy must be an integer >= 1, got {anisotropy}")
+    z, y, x = (int(s) for s in shape)
+    fine = (z * f, y, x)
+    vol = float(np.prod(fine))
+    scale = max(1.0, min(y, x) / 64.0)  # organelle size in pixels grows with the field of view
+    radius = 3.0 * scale
+    if n_mito is None:  # about 8% of the volume
+        tube = np.pi * radius**2 * 0.65 * float(np.mean(fine))
+        n_mito = int(np.clip(round(0.08 * vol / tube), 2, 200))
+    n_tubes = n_mito - n_mito // 3
+    mito = _tubes(fine, [_smooth_curve(rng, fine) for _ in range(n_tubes)],
+                  rng.uniform(0.7, 1.2, n_tubes) * radius, step=max(1, int(scale // 2)))
+    for _ in range(n_mito // 3):
+        _ellipsoid(mito, rng, rng.uniform(0.8, 1.8, 3) * radius)
+    cells = max(3, round(vol / (40 * scale) ** 3))
+    membranes = _cell_membranes(rng, fine, cells, width=2 * max(1, round(scale / 2)) + 1) & ~mito
+    vesicles = np.zeros(fine, bool)
+    vesicles[tuple((rng.uniform(0, 1, (max(2, int(vol / 8000)), 3)) * np.asarray(fine)).astype(int).T)] = True
+    vesicle_rim = ndi.binary_dilation(vesicles, iterations=2) & ~ndi.binary_dilation(vesicles, iterations=1) & ~mito
+
+    # intensities: bright cytoplasm with texture, dark membranes, dark double-membraned mitochondria
+    # with striped cristae, small dark vesicle rims
+    tissue = ndi.gaussian_filter(rng.standard_normal(size=fine, dtype=np.float32), 1.5)
+    tissue *= 0.6
+    tissue += 0.62
+    mito_inner = ndi.binary_erosion(mito, iterations=1)
+    cristae = 0.5 + 0.5 * np.sin(np.arange(fine[1])[:, None] * 1.3 + np.arange(fine[2])[None, :] * 0.7)
+    tissue[mito] = 0.25
+    tissue[mito_inner] = np.broadcast_to(0.38 + 0.12 * cristae.astype(np.float32), fine)[mito_inner]
+    tissue[membranes] = 0.22
+    tissue[vesicle_rim] = 0.3
+
+    # imaging: section integration over its thickness, lateral blur, per-section jitter, misalignment
+    sections = tissue.reshape(z, f, y, x).mean(1)
+    sections = ndi.gaussian_filter(sections, (0, 0.8, 0.8))
+    gain = rng.normal(1.0, 0.05, (z, 1, 1))
+    offset = rng.normal(0.0, 0.03, (z, 1, 1))
+    sections = sections * gain + offset
+    labels = (mito.reshape(z, f, y, x).mean(1) >= 0.5).astype(np.uint8)
+    truth = mito.astype(np.uint8)
+    if membranes_class:
+        # a membrane crossing a section obliquely still darkens it: label where it covers a third
+        labels[(membranes.reshape(z, f, y, x).mean(1) >= 1 / 3) & (labels == 0)] = 2
+        truth[membranes] = 2
+    shifts = np.round(np.cumsum(rng.normal(0, 0.6, (z, 2)), 0)).astype(int)
+    shifts -= np.round(shifts.mean(0)).astype(int)
+    for s in range(z):  # the truth moves with its section: it is judged in the frame that was imaged
+        sections[s] = np.roll(sections[s], tuple(shifts[s]), axis=(0, 1))
+        labels[s] = np.roll(labels[s], tuple(shifts[s]), axis=(0, 1))
+        truth[s * f:(s + 1) * f] = np.roll(truth[s * f:(s + 1) * f], tuple(shifts[s]), axis=(1, 2))
+    sections += rng.normal(0, 0.04, sections.shape)
+    if missing_section and z > 2:
+        s = int(rng.integers(1, z - 1))
+        sections[s] = sections[s].mean() + rng.normal(0, 0.04, sections[s].shape)
+    image = np.clip(sections * 255.0, 0, 255).astype(np.float32)
+    return SynthCase(image=image, labels=labels, truth=truth)
+
+
+def save_preview(image: np.ndarray, labels: np.ndarray, anisotropy: float, path: Path) -> None:
+    """An xy section and an xz section (stretched to physical proportions) with labels overlaid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    z, y, _ = image.shape
+    views = [("xy section", image[z // 2], labels[z // 2], 1.0),
+             ("xz section", image[:, y // 2], labels[:, y // 2], float(anisotropy))]
+    with plt.style.context("default"):
+        fig, axes = plt.subplots(2, 2, figsize=(10, 7), gridspec_kw={"height_ratios": [1, 1]})
+        for row, (title, img, lab, aspect) in enumerate(views):
+            for col, overlay in enumerate((False, True)):
+                ax = axes[row, col]
+                ax.imshow(img, cmap="gray", aspect=aspect, interpolation="nearest")
+                if overlay:
+                    ax.imshow(np.ma.masked_equal(lab, 0), cmap="autumn", alpha=0.45, aspect=aspect,
+                              interpolation="nearest")
+                ax.set_title(title + (", mitochondria labels" if overlay else ""), fontsize=9)
+                ax.axis("off")
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+
+
+def generate_dataset(
+    raw_root: str | os.PathLike,
+    dataset_id: int,
+    name: str,
+    cases: int = 20,
+    shape: Sequence[int] = (32, 256, 256),
+    anisotropy: int = 8,
+    xy_nm: float = 5.0,
+    seed: int = 0,
+    test_cases: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    membranes_class: bool = False,
+    missing_sections: float = 0.0,
+) -> Path:
+    """Write ``DatasetXXX_NAME`` under ``raw_root`` (imagesTr, labelsTr, dataset.json, isotropic_truth/,
+    preview.png of the first case, and imagesTs/labelsTs when ``test_cases``). ``missing_sections``
+    is the probability that a case has one section lost to noise, as in damaged serial sections. Written to a temporary
+    folder first and moved into place at the end, so a failure leaves nothing behind."""
+    if cases < 1:
+        raise ValueError(f"cases must be >= 1, got {cases}")
+    if not 0.0 <= missing_sections <= 1.0:
+        raise ValueError(f"missing_sections is a probability in [0, 1], got {missing_sections}")
+    target, clashes = raw_dataset_target(raw_root, dataset_id, name, overwrite)
+    rng = np.random.default_rng(seed)
+    spacing = (xy_nm * anisotropy, xy_nm, xy_nm)
+    with staged_folder(target, replaces=clashes) as tmp:
+        for sub in ("imagesTr", "labelsTr", "isotropic_truth") + (("imagesTs", "labelsTs") if test_cases else ()):
+            (tmp / sub).mkdir()
+        total = cases + test_cases
+        for i in range(total):
+            split = ("imagesTr", "labelsTr") if i < cases else ("imagesTs", "labelsTs")
+            case_id = f"{name.lower()}_{i:03d}"
+            missing = bool(missing_sections) and bool(rng.random() < missing_sections)
+            c = generate_case(rng, shape, anisotropy, missing_section=missing, membranes_class=membranes_class)
+            write_image(c.image, spacing, tmp / split[0] / f"{case_id}_0000.nii.gz")
+            write_image(c.labels, spacing, tmp / split[1] / f"{case_id}.nii.gz")
+            write_image(c.truth, (xy_nm, xy_nm, xy_nm), tmp / "isotropic_truth" / f"{case_id}.nii.gz")
+            if i == 0:
+                save_preview(c.image, c.labels, anisotropy, tmp / "preview.png")
+            if progress:
+                print(f"\rsynth: case {i + 1}/{total}", end="" if i + 1 < total else "\n", flush=True)
+        write_dataset_json(tmp, {"background": 0, "mitochondria": 1, **({"membranes": 2} if membranes_class else {})},
+                           cases, name, f"reisoseg synth: anisotropy {anisotropy}, {xy_nm} nm lateral, seed {seed}",
+                           spacing, licence="synthetic data generated by reisoseg synth",
+                           converted_by="reisoseg synth")
+    return target

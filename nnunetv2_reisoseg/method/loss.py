@@ -1,0 +1,42 @@
+"""The re-isotropic loss: ``L = (1 - a) * L_ani + a * L_iso``.
+
+Each branch is supervised with the same loss nnU-Net builds for the stock trainer (Dice+CE, or
+Dice+BCE for regions, ignore label included, wrapped in nnU-Net's deep-supervision weighting), so
+its deep-supervision rule (lowest output weight 0, or 1e-6 under DDP without compile) holds for
+both branches. With ``a = 0.5`` this is the reference's fixed weighting.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnunetv2_reisoseg.method.network import ReIsoOutput
+
+
+class ReIsotropicLoss(nn.Module):
+    """Combines the anisotropic and isotropic branch losses; plain outputs (eval) get the branch loss.
+
+    Args:
+        branch_loss: the loss applied to each branch (nnU-Net's, with deep supervision).
+        iso_weight: ``a``, the weight of the isotropic branch; the anisotropic branch gets ``1 - a``.
+    """
+
+    def __init__(self, branch_loss: nn.Module, iso_weight: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= iso_weight <= 1.0:
+            raise ValueError(f"iso_weight must be in [0, 1], got {iso_weight}")
+        self.branch_loss = branch_loss
+        self.iso_weight = float(iso_weight)
+        # detached per-branch terms of the last training forward, for logging
+        self.last_terms: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, output: Any, target: Any) -> torch.Tensor:
+        if not isinstance(output, ReIsoOutput):
+            # validation: the anisotropic branch alone, as deployed
+            return self.branch_loss(output, target)
+        l_ani = self.branch_loss(output.anisotropic, target)
+        l_iso = self.branch_loss(output.isotropic, target)
+        self.last_terms = (l_ani.detach(), l_iso.detach())
+        return (1.0 - self.iso_weight) * l_ani + self.iso_weight * l_iso

@@ -1,0 +1,132 @@
+"""nnUNetTrainerReIso: nnU-Net's trainer with ReIsoSeg's isotropic branch and re-isotropic loss.
+
+Only hooks are overridden (network, loss, train step bookkeeping, logging, checkpoint checks); the
+training loop, data loading, augmentation, validation and inference are nnU-Net's own.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import distributed as dist
+from torch import nn
+from torch._dynamo import OptimizedModule
+
+from nnunetv2_reisoseg.method.loss import ReIsotropicLoss
+from nnunetv2_reisoseg.method.network import PI_PREFIX, ReIsoSegNetwork, build_reiso_network, pi_plan_from_configuration
+from nnunetv2_reisoseg.training.progress import plot_reiso_progress
+
+LOSS_KEYS = ("train_loss_ani", "train_loss_iso")
+
+
+class nnUNetTrainerReIso(nnUNetTrainer):
+    """ReIsoSeg on nnU-Net's planned 3D U-Net.
+
+    Architecture knobs are class attributes because inference rebuilds the network from the class
+    alone (``build_network_architecture`` is called without an instance); change them in a subclass:
+
+        class nnUNetTrainerReIsoTwoLevels(nnUNetTrainerReIso):
+            pi_levels = (1, 2)
+    """
+
+    # encoder stages whose skips the PI module replaces; None: chosen from the plan's anisotropy
+    pi_levels: tuple[int, ...] | None = None
+    # channel reduction inside the PI module (C -> C // pi_reduction), 4 in the paper
+    pi_reduction: int = 4
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        # fail before nnU-Net creates output folders
+        self.check_plans(plans, configuration)
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        # a: weight of the isotropic branch in L = (1 - a) * L_ani + a * L_iso (0.5 in the paper)
+        self.reiso_iso_weight = 0.5
+        # probability of degrading one lateral axis like the section axis (0.2 in the paper)
+        self.lateral_degradation_p = 0.2
+        for key in LOSS_KEYS:
+            self.logger.local_logger.my_fantastic_logging.setdefault(key, [])
+
+    @classmethod
+    def check_plans(cls, plans: dict, configuration: str) -> None:
+        """Raise a clear error for a configuration this trainer cannot train (before any folder exists)."""
+        check_configuration(PlansManager(plans).get_configuration(configuration), cls.pi_levels)
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        return build_reiso_network(plans_manager, configuration_manager, num_input_channels, num_output_channels,
+                                   enable_deep_supervision, pi_levels=cls.pi_levels, pi_reduction=cls.pi_reduction)
+
+    def reiso_network(self) -> ReIsoSegNetwork:
+        """The ReIsoSegNetwork inside whatever DDP / torch.compile wrapped it."""
+        mod = self.network.module if self.is_ddp else self.network
+        return mod._orig_mod if isinstance(mod, OptimizedModule) else mod
+
+    def initialize(self):
+        super().initialize()
+        pi = self.reiso_network().pi_module
+        pi.lateral_degradation_p = self.lateral_degradation_p
+        self.print_to_log_file(
+            f"ReIsoSeg: PI levels {list(pi.levels)}, ratios {[round(r, 3) for r in pi.ratios]}, "
+            f"section axis {pi.section_axis}, {sum(p.numel() for p in pi.parameters())} PI parameters, "
+            f"isotropic loss weight {self.reiso_iso_weight}, lateral degradation p {pi.lateral_degradation_p}")
+
+    def _build_loss(self):
+        return ReIsotropicLoss(super()._build_loss(), self.reiso_iso_weight)
+
+    def train_step(self, batch: dict) -> dict:
+        out = super().train_step(batch)
+        terms = torch.stack(self.loss.last_terms).cpu().numpy()  # one device transfer for both terms
+        out.update(zip(LOSS_KEYS, terms))
+        return out
+
+    def on_train_epoch_end(self, train_outputs: list[dict]):
+        super().on_train_epoch_end(train_outputs)
+        for key in LOSS_KEYS:
+            values = np.asarray([o[key] for o in train_outputs], dtype=np.float64)
+            if self.is_ddp:
+                gathered = [None] * dist.get_world_size()
+                dist.all_gather_object(gathered, values)
+                values = np.concatenate(gathered)
+            self.logger.log(key, float(values.mean()), self.current_epoch)
+        self.print_to_log_file('train_loss_ani', np.round(self.logger.get_value(LOSS_KEYS[0], -1), 4),
+                               'train_loss_iso', np.round(self.logger.get_value(LOSS_KEYS[1], -1), 4))
+
+    def on_epoch_end(self):
+        super().on_epoch_end()
+        if self.local_rank == 0:
+            plot_reiso_progress(self.logger.local_logger.my_fantastic_logging, self.output_folder)
+
+    def load_checkpoint(self, filename_or_checkpoint):
+        if isinstance(filename_or_checkpoint, str):
+            check_checkpoint(filename_or_checkpoint, type(self).__name__)
+        super().load_checkpoint(filename_or_checkpoint)
+        logging = self.logger.local_logger.my_fantastic_logging
+        for key in LOSS_KEYS:  # keep one entry per epoch even for logs written without these terms
+            logging.setdefault(key, [])
+            logging[key] += [float('nan')] * (len(logging['train_losses']) - len(logging[key]))
+
+
+def check_configuration(configuration_manager: ConfigurationManager, pi_levels=None) -> None:
+    """Raise a clear error for configurations the PI module cannot work on (2D, too few stages...)."""
+    try:
+        pi_plan_from_configuration(configuration_manager, pi_levels)
+    except ValueError as e:
+        raise RuntimeError(f"nnUNetTrainerReIso cannot train this configuration: {e}") from None
+
+
+def check_checkpoint(filename: str, trainer_name: str) -> None:
+    """Refuse checkpoints without PI weights before nnU-Net's strict load fails with a key dump."""
+    if not os.path.isfile(filename):
+        return
+    ckpt = torch.load(filename, map_location='cpu', weights_only=False, mmap=True)
+    if not any(k.startswith(PI_PREFIX) for k in ckpt.get('network_weights', {})):
+        raise RuntimeError(
+            f"{filename} was written by {ckpt.get('trainer_name', 'another trainer')} and holds no PI module "
+            f"weights, so {trainer_name} cannot continue from it. Continue it with -tr "
+            f"{ckpt.get('trainer_name', 'the trainer that wrote it')}, or move it away and start a new "
+            f"{trainer_name} training.")

@@ -1,0 +1,129 @@
+"""`reisoseg benchmark --preset tiny` end to end, and its numbers recomputed from the saved predictions."""
+import json
+import os
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, run_benchmark
+from nnunetv2_reisoseg.benchmark.stats import summarize
+from nnunetv2_reisoseg.cli import main
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    env = {"nnUNet_raw": root / "raw", "nnUNet_preprocessed": root / "pre", "nnUNet_def_n_proc": "1",
+           "nnUNet_n_proc_DA": "0", "nnUNet_compile": "f"}
+    old = {k: os.environ.get(k) for k in [*env, "nnUNet_results", "nnUNet_extTrainer"]}
+    os.environ.update({k: str(v) for k, v in env.items()})
+    for k in ("nnUNet_results", "nnUNet_extTrainer"):  # the benchmark must not need either
+        os.environ.pop(k, None)
+    out = root / "out"
+    assert main(["benchmark", "--preset", "tiny", "-o", str(out), "--device", "cpu", "--equal-time",
+                 "--methods", "stock", "reiso", "paper"]) == 0
+    yield root, out, json.loads((out / "results.json").read_text())
+    for k, v in old.items():
+        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def _read(path):
+    img = sitk.ReadImage(str(path))
+    return sitk.GetArrayFromImage(img), img.GetSpacing()[::-1]
+
+
+def _hd95(pred, ref, spacing):
+    """Independent of MONAI: 95th percentile of each directed surface-to-surface distance, the larger."""
+    def surface(m):
+        return m & ~ndi.binary_erosion(m)
+
+    sp, sr = surface(pred), surface(ref)
+    d_to_ref = ndi.distance_transform_edt(~sr, sampling=spacing)[sp]
+    d_to_pred = ndi.distance_transform_edt(~sp, sampling=spacing)[sr]
+    return max(np.percentile(d_to_ref, 95), np.percentile(d_to_pred, 95))
+
+
+def test_report_and_files(bench):
+    _, out, res = bench
+    report = (out / "report.md").read_text()
+    for text in ("stock nnU-Net", "ReIsoSeg", "Validation cases", "Test cases", "Dice vs isotropic truth",
+                 "training step", "inference (s per test case)", res["machine"]):
+        assert text in report
+    assert (out / "plots" / "per_case.png").stat().st_size > 10_000
+    assert (out / "plots" / "learning_curves.png").stat().st_size > 10_000
+    assert res["trainers"] == {"stock": "nnUNetTrainerBenchTiny", "reiso": "nnUNetTrainerReIsoBenchTiny",
+                               "paper": "nnUNetTrainerReIsoSegNetBenchTiny",
+                               "stock_time": "nnUNetTrainerBenchTinyEqualTime"}
+    assert {(r["method"], r["split"]) for r in res["cases"]} == {
+        (m, s) for m in ("stock", "reiso", "paper", "stock_time") for s in ("validation", "test")}
+    assert "ReIsoSeg paper network - stock nnU-Net (paired)" in report
+    assert "ReIsoSeg - stock nnU-Net at ReIsoSeg's wall time (paired)" in report
+    runs = {r["method"]: r for r in res["runs"]}
+    walls = {m: runs[m]["timing"]["training_wall_s"] for m in runs}
+    assert runs["stock_time"]["timing"]["epochs"] == max(1, round(walls["reiso"] / walls["stock"]))
+    for run in res["runs"]:  # the budget the preset promises, and measured steps
+        if run["method"] == "stock_time":
+            continue
+        assert run["timing"]["epochs"] == 1 and len(run["timing"]["step_times_s"]) == 2
+        assert all(t > 0 for t in run["timing"]["step_times_s"])
+        assert len(run["inference"]["seconds_per_case"]) == 1
+
+
+def test_numbers_recomputed_from_saved_predictions(bench):
+    _, out, res = bench
+    for row in res["cases"]:
+        pred, spacing = _read(row["prediction"])
+        ref, _ = _read(row["reference"])
+        p, r = pred == row["class"], ref == row["class"]
+        m = row["metrics"]
+        assert m["dice"] == pytest.approx(2 * (p & r).sum() / (p.sum() + r.sum()), abs=1e-9)
+        assert m["iou"] == pytest.approx((p & r).sum() / (p | r).sum(), abs=1e-9)
+        if p.any() and r.any():
+            assert m["hd95_nm"] == pytest.approx(_hd95(p, r, spacing), rel=1e-3)
+    # the summary is the mean over the rows, and report.md shows it
+    again = summarize(res["cases"], res["methods"])
+    assert again == json.loads(json.dumps(res["summary"]))
+    report = (out / "report.md").read_text()
+    for split in res["summary"].values():
+        for per_metric in split.values():
+            mean = per_metric["dice"]["reiso"]["mean"]
+            assert f"{mean:.3g}" in report
+
+
+def test_rerun_reuses_trainings_and_errors(bench, capsys):
+    root, out, _ = bench
+    ckpts = sorted((out / "results").rglob("checkpoint_final.pth"))
+    stamps = [p.stat().st_mtime_ns for p in ckpts]
+    run_benchmark(None, "tiny", out=out, device="cpu")
+    assert [p.stat().st_mtime_ns for p in ckpts] == stamps
+    assert capsys.readouterr().out.count("reusing the finished training") == 2
+    run_benchmark(None, "tiny", out=out, device="cpu", equal_time=True, methods=("stock", "reiso", "paper"))
+    assert capsys.readouterr().out.count("reusing the finished training") == 4  # equal-time epochs the same again
+    with pytest.raises(BenchmarkError, match="needs both"):
+        run_benchmark(None, "tiny", out=out, methods=("reiso",), equal_time=True)
+    ds = json.loads((root / "raw" / "Dataset951_SynthEMTiny" / "dataset.json").read_text())
+    ds["description"] = "something else"
+    (root / "raw" / "Dataset951_SynthEMTiny" / "dataset.json").write_text(json.dumps(ds))
+    with pytest.raises(BenchmarkError, match="is not the tiny preset's generated dataset"):
+        run_benchmark(None, "tiny", out=out, device="cpu")
+    with pytest.raises(BenchmarkError, match="unknown preset"):
+        run_benchmark(None, "huge", out=out)
+    with pytest.raises(BenchmarkError, match="dataset 999"):
+        run_benchmark("999", "tiny", out=out, device="cpu")
+
+
+def test_region_dataset_is_refused_before_any_work(tmp_path, monkeypatch):
+    raw = tmp_path / "raw" / "Dataset977_Regions"
+    raw.mkdir(parents=True)
+    (raw / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "both": [1, 2], "one": [1]},
+                                                  "channel_names": {"0": "EM"}, "numTraining": 1,
+                                                  "file_ending": ".nii.gz"}))
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "pre"))
+    with pytest.raises(BenchmarkError, match="region-based"):
+        run_benchmark("977", "tiny", out=tmp_path / "out", device="cpu")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "pre").exists()

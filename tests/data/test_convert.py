@@ -1,0 +1,212 @@
+"""`reisoseg convert`: every input kind, label rule and error, on small files made here."""
+import json
+
+import h5py
+import mrcfile
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import tifffile
+import zarr
+from PIL import Image
+
+from nnunetv2_reisoseg.cli import main
+from nnunetv2_reisoseg.data.convert import CREMI_BACKGROUND, choose_split_axis
+
+SHAPE = (16, 40, 40)
+
+
+@pytest.fixture
+def raw(tmp_path, monkeypatch):
+    d = tmp_path / "nnUNet_raw"
+    d.mkdir()
+    monkeypatch.setenv("nnUNet_raw", str(d))
+    return d
+
+
+def _volume(seed=0, shape=SHAPE):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 255, shape, dtype=np.uint8)
+    labels = np.zeros(shape, np.int64)
+    labels[2:10, 5:20, 5:20] = 1
+    labels[4:14, 22:35, 22:35] = 2
+    return image, labels
+
+
+def _read(path):
+    img = sitk.ReadImage(str(path))
+    return sitk.GetArrayFromImage(img), img.GetSpacing()[::-1]
+
+
+def _run(*args):
+    return main(["convert", *map(str, args)])
+
+
+def _fails(raw, match, *args):
+    before = sorted(p.name for p in raw.iterdir())
+    with pytest.raises(SystemExit, match=match):
+        _run(*args)
+    assert sorted(p.name for p in raw.iterdir()) == before  # nothing left behind, nothing replaced
+
+
+def _cremi(path, image, labels):
+    with h5py.File(path, "w") as f:
+        f.create_dataset("volumes/raw", data=image).attrs["resolution"] = (40.0, 4.0, 4.0)
+        f.create_dataset("volumes/labels/clefts", data=labels).attrs["resolution"] = (40.0, 4.0, 4.0)
+
+
+def test_cremi_hdf5_background_binary_split_and_test_volume(raw, tmp_path):
+    image, labels = _volume(shape=(8, 80, 80))  # 320 nm in each direction
+    clefts = np.full(image.shape, CREMI_BACKGROUND, np.uint64)
+    clefts[labels == 1] = 17  # instance ids
+    clefts[labels == 2] = 123456
+    _cremi(tmp_path / "sample_A.h5", image, clefts)
+    _cremi(tmp_path / "sample_B.h5", image[::-1].copy(), clefts[::-1].copy())
+    assert _run("--image", f"{tmp_path}/sample_A.h5:volumes/raw", "--labels",
+                f"{tmp_path}/sample_A.h5:/volumes/labels/clefts", "--test-image", f"{tmp_path}/sample_B.h5:volumes/raw",
+                "--test-labels", f"{tmp_path}/sample_B.h5:volumes/labels/clefts", "--binary", "--split", "4",
+                "--dataset-id", 5, "--name", "Cremi", "--class-names", "cleft") == 0
+    out = raw / "Dataset005_Cremi"
+    ds = json.loads((out / "dataset.json").read_text())
+    assert ds["labels"] == {"background": 0, "cleft": 1} and ds["numTraining"] == 4
+    # ties in physical extent are cut laterally: every block keeps all 8 sections
+    blocks = [_read(out / "imagesTr" / f"cremi_{i:03d}_0000.nii.gz") for i in range(4)]
+    assert [b[0].shape for b in blocks] == [(8, 20, 80)] * 4
+    assert all(np.allclose(b[1], (40, 4, 4)) for b in blocks)
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in blocks], axis=1), image)
+    lab = np.concatenate([_read(out / "labelsTr" / f"cremi_{i:03d}.nii.gz")[0] for i in range(4)], axis=1)
+    np.testing.assert_array_equal(lab, (labels > 0).astype(np.uint8))
+    test_img, _ = _read(out / "imagesTs" / "cremi_004_0000.nii.gz")
+    np.testing.assert_array_equal(test_img, image[::-1])
+    assert (out / "labelsTs" / "cremi_004.nii.gz").is_file()
+
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    verify_dataset_integrity(str(out), num_processes=1)  # nnU-Net accepts what we wrote
+
+
+def test_tiff_stack_imagej_spacing_label_map_and_ignore(raw, tmp_path):
+    image, labels = _volume(1)
+    tifffile.imwrite(tmp_path / "img.tif", image, imagej=True, resolution=(1 / 0.006, 1 / 0.006),
+                     metadata={"spacing": 0.045, "unit": "um"})
+    raw_labels = labels.astype(np.int16) * 3  # classes stored as 3 and 6
+    raw_labels[:, :, :4] = -1  # not annotated
+    tifffile.imwrite(tmp_path / "lab.tif", raw_labels)
+    assert _run("--image", tmp_path / "img.tif", "--labels", tmp_path / "lab.tif", "--label-map", "3:1", "6:2",
+                "--ignore-value", "-1", "--dataset-id", 6, "--name", "Tif") == 0
+    out = raw / "Dataset006_Tif"
+    ds = json.loads((out / "dataset.json").read_text())
+    assert ds["labels"] == {"background": 0, "class_1": 1, "class_2": 2, "ignore": 3}
+    img, spacing = _read(out / "imagesTr" / "tif_000_0000.nii.gz")
+    np.testing.assert_allclose(spacing, (45, 6, 6), rtol=1e-5)
+    np.testing.assert_array_equal(img, image)
+    lab, _ = _read(out / "labelsTr" / "tif_000.nii.gz")
+    expected = labels.copy()
+    expected[:, :, :4] = 3
+    np.testing.assert_array_equal(lab, expected)
+
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    verify_dataset_integrity(str(out), num_processes=1)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_folder_of_slices_needs_spacing(raw, tmp_path, suffix):
+    image, labels = _volume(2)
+    for name, vol in (("img", image), ("lab", labels.astype(np.uint8))):
+        (tmp_path / name).mkdir()
+        for z in range(SHAPE[0]):  # natural order: slice_2 before slice_10
+            path = tmp_path / name / f"slice_{z}{suffix}"
+            Image.fromarray(vol[z]).save(path) if suffix == ".png" else tifffile.imwrite(path, vol[z])
+    args = ["--image", tmp_path / "img", "--labels", tmp_path / "lab", "--dataset-id", 7, "--name", "Slices"]
+    _fails(raw, "no voxel size.*--spacing Z Y X", *args)
+    assert _run(*args, "--spacing", 30, 5, 5) == 0
+    img, spacing = _read(raw / "Dataset007_Slices" / "imagesTr" / "slices_000_0000.nii.gz")
+    np.testing.assert_array_equal(img, image)
+    assert np.allclose(spacing, (30, 5, 5))
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_ome_zarr_voxel_size(raw, tmp_path, zarr_format):
+    image, labels = _volume(3)
+    ms = [{"version": "0.4" if zarr_format == 2 else "0.5",
+           "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+           "datasets": [{"path": f"s{i}", "coordinateTransformations": [{"type": "scale", "scale": [0.05, xy, xy]}]}
+                        for i, xy in enumerate((0.008, 0.016))]}]
+    g = zarr.open_group(str(tmp_path / "em.zarr"), mode="w", zarr_format=zarr_format)
+    g.attrs.update({"multiscales": ms} if zarr_format == 2 else {"ome": {"version": "0.5", "multiscales": ms}})
+    g.create_array("s0", data=image)
+    g.create_array("s1", data=image[:, ::2, ::2])
+    lab = zarr.open_group(str(tmp_path / "labels.zarr"), mode="w", zarr_format=zarr_format)
+    lab.create_array("mito", data=(labels == 1).astype(np.uint8))
+    assert _run("--image", tmp_path / "em.zarr", "--labels", f"{tmp_path}/labels.zarr:mito", "--dataset-id", 8,
+                "--name", "Zarr") == 0
+    img, spacing = _read(raw / "Dataset008_Zarr" / "imagesTr" / "zarr_000_0000.nii.gz")
+    np.testing.assert_array_equal(img, image)  # the full-resolution level
+    np.testing.assert_allclose(spacing, (50, 8, 8), rtol=1e-5)
+
+
+def test_mrc_voxel_size_from_header(raw, tmp_path):
+    image, labels = _volume(4)
+    with mrcfile.new(tmp_path / "tomo.mrc") as m:
+        m.set_data(image)
+        m.voxel_size = (40.0, 40.0, 400.0)  # x, y, z in Angstrom
+    with mrcfile.new(tmp_path / "seg.mrc") as m:
+        m.set_data(labels.astype(np.int8))
+    assert _run("--image", tmp_path / "tomo.mrc", "--labels", tmp_path / "seg.mrc", "--dataset-id", 9,
+                "--name", "Mrc") == 0
+    img, spacing = _read(raw / "Dataset009_Mrc" / "imagesTr" / "mrc_000_0000.nii.gz")
+    np.testing.assert_array_equal(img, image)
+    np.testing.assert_allclose(spacing, (40, 4, 4), rtol=1e-5)
+
+
+def test_errors_name_the_problem_and_leave_nothing(raw, tmp_path):
+    image, labels = _volume(5)
+    _cremi(tmp_path / "a.h5", image, labels)
+    ok = ["--image", f"{tmp_path}/a.h5:volumes/raw", "--labels", f"{tmp_path}/a.h5:volumes/labels/clefts"]
+    dest = ["--dataset-id", 10, "--name", "Err"]
+    _fails(raw, "no such file", "--image", tmp_path / "missing.h5", "--labels", tmp_path / "missing.h5", *dest)
+    _fails(raw, "no dataset 'volumes/nope'; available: volumes/labels/clefts, volumes/raw",
+           "--image", f"{tmp_path}/a.h5:volumes/nope", "--labels", ok[3], *dest)
+    _fails(raw, "holds 2 datasets", "--image", tmp_path / "a.h5", "--labels", ok[3], *dest)
+    with h5py.File(tmp_path / "bad.h5", "w") as f:
+        f["small"] = labels[:, :20]
+        f["float"] = labels + 0.5
+        f["neg"] = labels - 1
+        f["ids"] = labels * 100
+    _fails(raw, r"shape \(16, 40, 40\) but labels .* have \(16, 20, 40\)", "--image", ok[1], "--labels",
+           f"{tmp_path}/bad.h5:small", *dest)
+    _fails(raw, "not integers", "--image", ok[1], "--labels", f"{tmp_path}/bad.h5:float", *dest)
+    _fails(raw, "negative label values", "--image", ok[1], "--labels", f"{tmp_path}/bad.h5:neg", *dest)
+    _fails(raw, "look like instance ids.*--binary", "--image", ok[1], "--labels", f"{tmp_path}/bad.h5:ids", *dest)
+    _fails(raw, r"not in --label-map", *ok, "--label-map", "1:1", *dest)
+    _fails(raw, "blocks of 5 voxels", *ok, "--split", 3, "--split-axis", "z", *dest)
+    _fails(raw, "one --labels per --image", *ok, "--image", ok[1], *dest)
+    # a failure after some cases were written (second volume's labels are bad) leaves nothing either
+    _fails(raw, "not integers", *ok, "--image", ok[1], "--labels", f"{tmp_path}/bad.h5:float", *dest)
+
+    assert _run(*ok, *dest) == 0
+    first = sorted(p.name for p in raw.iterdir())
+    _fails(raw, "already exists.*--overwrite", *ok, "--dataset-id", 10, "--name", "Other")
+    assert _run(*ok, "--dataset-id", 10, "--name", "Other", "--overwrite", "--binary") == 0
+    assert sorted(p.name for p in raw.iterdir()) == ["Dataset010_Other"] != first
+
+
+def test_split_axis_choice():
+    assert choose_split_axis((125, 1250, 1250), (40, 4, 4)) == 1  # CREMI: equal extents -> lateral
+    assert choose_split_axis((400, 256, 256), (40, 4, 4)) == 0  # a long stack of sections -> z
+    assert choose_split_axis((32, 256, 1024), (40, 4, 4)) == 2
+
+
+def test_test_volume_without_labels_goes_to_imagests_only(raw, tmp_path):
+    image, labels = _volume(6)
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    tifffile.imwrite(tmp_path / "lab.tif", labels.astype(np.uint8))
+    tifffile.imwrite(tmp_path / "held_out.tif", image[::-1].copy())
+    assert _run("--image", tmp_path / "img.tif", "--labels", tmp_path / "lab.tif", "--test-image",
+                tmp_path / "held_out.tif", "--spacing", 40, 4, 4, "--split", 2, "--dataset-id", 11,
+                "--name", "NoTs") == 0
+    out = raw / "Dataset011_NoTs"
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "imagesTr", "imagesTs", "labelsTr"]
+    assert [p.name for p in (out / "imagesTs").iterdir()] == ["nots_002_0000.nii.gz"]
+    assert json.loads((out / "dataset.json").read_text())["numTraining"] == 2

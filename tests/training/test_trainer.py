@@ -1,0 +1,112 @@
+import inspect
+
+import numpy as np
+import pytest
+import torch
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.nnUNetTrainer.variants.training_length import nnUNetTrainer_Xepochs
+from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+from nnunetv2_reisoseg import trainer_dir
+from nnunetv2_reisoseg.method.loss import ReIsotropicLoss
+from nnunetv2_reisoseg.method.network import ReIsoOutput
+from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
+from tests.conftest import load_plans
+
+DATASET_JSON = {"channel_names": {"0": "EM"}, "labels": {"background": 0, "mito": 1}, "numTraining": 20,
+                "file_ending": ".nii.gz"}
+
+
+def _trainer(cls=nnUNetTrainerReIso, plans="tiny_40x10x10", configuration="3d_fullres", dataset_json=DATASET_JSON):
+    p = load_plans(plans)
+    p["continue_training"] = False
+    return cls(p, configuration, 0, dataset_json, torch.device("cpu"))
+
+
+@pytest.fixture
+def ext_trainer(monkeypatch):
+    monkeypatch.setenv("nnUNet_extTrainer", str(trainer_dir()))
+
+
+def test_found_through_nnunet_resolver(ext_trainer, nnunet_dirs):
+    cls = recursive_find_trainer_class_by_name("nnUNetTrainerReIso")
+    assert cls.__name__ == "nnUNetTrainerReIso"
+    assert "plans_manager" in inspect.signature(cls.build_network_architecture).parameters
+
+
+def test_epoch_variants_match_nnunet(ext_trainer, nnunet_dirs):
+    stock = [n for n, c in vars(nnUNetTrainer_Xepochs).items() if inspect.isclass(c) and n.startswith("nnUNetTrainer_")]
+    assert stock, "nnU-Net's training-length variants moved"
+    for name in stock:
+        ours = name.replace("nnUNetTrainer_", "nnUNetTrainerReIso_")
+        cls = recursive_find_trainer_class_by_name(ours)
+        t = _trainer(cls)
+        assert t.num_epochs == getattr(nnUNetTrainer_Xepochs, name)(
+            {**load_plans("tiny_40x10x10"), "continue_training": False}, "3d_fullres", 0, DATASET_JSON,
+            torch.device("cpu")).num_epochs
+        assert t.my_init_kwargs["configuration"] == "3d_fullres"
+
+
+def test_loss_weights_both_branches_with_nnunet_deep_supervision(nnunet_dirs):
+    t = _trainer()
+    loss = t._build_loss()
+    assert isinstance(loss, ReIsotropicLoss) and loss.iso_weight == 0.5
+    assert isinstance(loss.branch_loss, DeepSupervisionWrapper)
+    w = np.array(loss.branch_loss.weight_factors)
+    assert w[-1] == 0 and w.sum() == pytest.approx(1) and w[0] == pytest.approx(2 * w[1])
+
+    t.is_ddp = True  # DDP without compile: nnU-Net's 1e-6 so every parameter gets a gradient
+    assert t._build_loss().branch_loss.weight_factors[-1] > 0
+
+
+def test_loss_is_the_weighted_sum_of_both_branches(nnunet_dirs):
+    t = _trainer()
+    t.reiso_iso_weight = 0.3
+    loss = t._build_loss()
+    torch.manual_seed(0)
+    scales = [(16, 48, 48), (16, 24, 24), (16, 12, 12)]
+    target = [torch.randint(0, 2, (2, 1, *s)).float() for s in scales]
+    ani = [torch.randn(2, 2, *s) for s in scales]
+    iso = [torch.randn(2, 2, *s) for s in scales]
+    total = loss(ReIsoOutput(ani, iso), target)
+    l_ani, l_iso = loss.branch_loss(ani, target), loss.branch_loss(iso, target)
+    assert total.item() == pytest.approx(0.7 * l_ani.item() + 0.3 * l_iso.item(), rel=1e-6)
+    assert loss.last_terms[0].item() == pytest.approx(l_ani.item())
+    assert loss(ani, target).item() == pytest.approx(l_ani.item())  # validation: anisotropic branch only
+
+
+def test_region_and_ignore_label_losses(nnunet_dirs):
+    regions = {**DATASET_JSON, "labels": {"background": 0, "mito": [1, 2], "cristae": 2}, "regions_class_order": [1, 2]}
+    assert type(_trainer(dataset_json=regions)._build_loss().branch_loss.loss).__name__ == "DC_and_BCE_loss"
+    ignore = {**DATASET_JSON, "labels": {"background": 0, "mito": 1, "ignore": 2}}
+    assert _trainer(dataset_json=ignore)._build_loss().branch_loss.loss.ignore_label == 2
+
+
+def test_2d_configuration_is_a_clear_error(nnunet_dirs):
+    with pytest.raises(RuntimeError, match=r"3D configurations only.*stock nnUNetTrainer for 2d"):
+        _trainer(configuration="2d")
+    assert not any(nnunet_dirs["nnUNet_results"].iterdir())  # nothing created
+
+
+def test_checkpoint_from_another_trainer_is_a_clear_error(nnunet_dirs, tmp_path):
+    from nnunetv2_reisoseg.training.trainer import check_checkpoint
+
+    path = tmp_path / "checkpoint_final.pth"
+    torch.save({"network_weights": {"encoder.w": torch.zeros(1)}, "trainer_name": "nnUNetTrainer"}, path)
+    with pytest.raises(RuntimeError, match=r"written by nnUNetTrainer.*no PI module"):
+        check_checkpoint(str(path), "nnUNetTrainerReIso")
+    torch.save({"network_weights": {"pi_module.w": torch.zeros(1)}, "trainer_name": "nnUNetTrainerReIso"}, path)
+    check_checkpoint(str(path), "nnUNetTrainerReIso")
+
+
+def test_subclass_knobs_reach_the_network(nnunet_dirs):
+    class TwoLevels(nnUNetTrainerReIso):
+        pi_levels = (2,)
+        pi_reduction = 2
+
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    pm = PlansManager(load_plans("tiny_40x10x10"))
+    net = TwoLevels.build_network_architecture(pm, pm.get_configuration("3d_fullres"), 1, 2, False)
+    assert net.pi_module.levels == (2,)
+    assert net.pi_module.reduce[0].out_channels == 128 // 2
