@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="nnunetv2-reisoseg",
-    version="0.1.0",
+    version="0.2.0",
     description="ReIsoSeg (Guo et al., IEEE TMI 2024) for nnU-Net v2: PI module and re-isotropic loss",
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
@@ -14,6 +14,7 @@ setup(
     package_dir={"nnunetv2_reisoseg.trainers": "trainers"},
     install_requires=[
         "nnunetv2>=2.8.1",  # nnUNet_extTrainer and the new build_network_architecture signature
+        "torch>=2.4",  # torch.is_autocast_enabled(device_type) in the PI module's CPU fast path
         "matplotlib",
         "SimpleITK",
         "scipy",

@@ -1,7 +1,7 @@
 """ReIsoSeg (Guo et al., IEEE TMI 2024) for nnU-Net v2: PI module, re-isotropic loss, tools."""
 from pathlib import Path
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def trainer_dir() -> Path:

@@ -29,7 +29,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from nnunetv2_reisoseg.method.network import pi_plan_from_configuration
-    from nnunetv2_reisoseg.method.pi_module import PIModule, isotropic_size
+    from nnunetv2_reisoseg.method.pi_module import PIModule
 
     plans = _load_plans(args.dataset, args.plans)
     pm = PlansManager(plans)
@@ -39,7 +39,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if len(cm.patch_size) != 3:
         raise SystemExit(f"{args.configuration} is 2D: ReIsoSeg needs a 3D configuration such as 3d_fullres.")
     try:
-        plan = pi_plan_from_configuration(cm, args.pi_levels)
+        plan = pi_plan_from_configuration(cm, args.pi_levels, args.reduction)
     except ValueError as e:
         raise SystemExit(f"ReIsoSeg cannot train {args.configuration}: {e}") from None
     pi = PIModule(plan.channels, plan.ratios, plan.levels, plan.section_axis, args.reduction)
@@ -51,15 +51,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{'stage':>5}  {'features':>8}  {'patch shape':>16}  {'spacing':>24}  {'ratio':>6}  PI module")
     for s, (shape, sp, r) in enumerate(zip(plan.stage_shapes, plan.stage_spacings, plan.stage_ratios)):
         if s in plan.levels:
-            n = shape[plan.section_axis]
-            use = f"yes: {n} -> {isotropic_size(n, max(r, 1.0))} sections, channels {channels[s]} -> " \
-                  f"{max(1, channels[s] // args.reduction)}"
+            i = plan.levels.index(s)
+            use = (f"yes: {shape[plan.section_axis]} -> {plan.iso_sizes[i]} sections, channels {plan.channels[i]} "
+                   f"-> {plan.inner_channels[i]}")
         else:
             use = "no (full resolution)" if s == 0 else "no (bottleneck)" if s == len(plan.stage_ratios) - 1 else "no"
         sp_txt = "x".join(f"{v:g}" for v in sp)
         print(f"{s:>5}  {channels[s]:>8}  {'x'.join(map(str, shape)):>16}  {sp_txt:>24}  {r:>6.3g}  {use}")
-    print(f"PI levels {list(plan.levels)}; PI module parameters: {n_pi:,} (training only; inference runs the "
-          "stock network)")
+    print(f"PI levels {list(plan.levels)}; isotropic branch parameters: {n_pi:,} in the PI module plus the "
+          "isotropic output heads (training only; inference runs the stock network)")
     return 0
 
 
@@ -81,6 +81,34 @@ def cmd_export_stock(args: argparse.Namespace) -> int:
         print(f"wrote {w}")
     print(f"Stock nnU-Net model folder: {args.output}\nPredict without the plugin: nnUNetv2_predict_from_modelfolder "
           f"-i IN -o OUT -m {args.output} -f FOLDS")
+    return 0
+
+
+def cmd_import_stock(args: argparse.Namespace) -> int:
+    from nnunetv2_reisoseg.training.export import import_stock
+
+    trainer_class = None
+    if args.trainer != "nnUNetTrainerReIso":
+        from nnunetv2_reisoseg import trainer_dir
+
+        old = os.environ.get("nnUNet_extTrainer")
+        os.environ["nnUNet_extTrainer"] = os.pathsep.join([p for p in (old, str(trainer_dir())) if p])
+        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+        try:
+            trainer_class = recursive_find_trainer_class_by_name(args.trainer)
+        except RuntimeError as e:
+            raise SystemExit(f"import-stock: {e}") from None
+    plans = json.loads(Path(args.plans).read_text()) if args.plans else None
+    try:
+        info = import_stock(args.checkpoint, args.output, trainer_class, plans, args.configuration, args.seed,
+                            args.overwrite)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        raise SystemExit(f"import-stock: {e}") from None
+    print(f"wrote {info['output']}: {info['kept']} tensors from {args.checkpoint} and {info['new_parameters']:,} "
+          f"freshly initialised isotropic-branch parameters ({info['trainer']}, seed {args.seed})")
+    print(f"next: nnUNetv2_train DATASET CONFIGURATION FOLD -tr {info['trainer']} -pretrained_weights "
+          f"{info['output']}")
     return 0
 
 
@@ -181,6 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output model folder")
     s.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     s.set_defaults(func=cmd_export_stock)
+
+    s = sub.add_parser("import-stock", help="a stock nnU-Net checkpoint plus a fresh isotropic branch, for "
+                                            "nnUNetv2_train -tr nnUNetTrainerReIso -pretrained_weights")
+    s.add_argument("checkpoint", help="stock checkpoint, e.g. .../nnUNetTrainer__nnUNetPlans__3d_fullres/fold_0/"
+                                      "checkpoint_final.pth")
+    s.add_argument("-o", "--output", required=True, help="checkpoint to write (give it to -pretrained_weights)")
+    s.add_argument("-tr", "--trainer", default="nnUNetTrainerReIso",
+                   help="the ReIsoSeg trainer you will train with (its PI levels and reduction shape the branch)")
+    s.add_argument("--plans", default=None, help="plans .json to build for (default: the checkpoint's own)")
+    s.add_argument("-c", "--configuration", default=None, help="configuration (default: the checkpoint's own)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the isotropic branch's initialisation")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    s.set_defaults(func=cmd_import_stock)
 
     s = sub.add_parser("synth", help="generate a synthetic anisotropic EM dataset in $nnUNet_raw")
     s.add_argument("--dataset-id", type=int, default=901)

@@ -16,6 +16,9 @@ import numpy as np
 ISOTROPIC_BELOW = 2.0
 # The reference uses three PI levels (encoder levels 1, 2, 3).
 MAX_PI_LEVELS = 3
+# The PI Net goes from one PI level to the next with a 2x2x2-strided conv (and back with a 2x2x2
+# transposed conv): on the isotropic grid every axis halves between consecutive PI levels.
+PI_NET_STRIDE = 2
 
 
 def section_axis(spacing: Sequence[float]) -> int:
@@ -50,6 +53,47 @@ def stage_shapes(patch_size: Sequence[int], strides: Sequence[Sequence[int]]) ->
     return [tuple(int(p) // c for p, c in zip(patch_size, cum)) for cum in cumulative_strides(strides)]
 
 
+def reduced_channels(channels: Sequence[int], reduction: int) -> tuple[int, ...]:
+    """Channels inside the PI module: C // reduction (at least 1), 1/4 in the paper."""
+    if reduction < 1:
+        raise ValueError(f"the PI module's channel reduction must be >= 1, got {reduction}")
+    return tuple(max(1, int(c) // reduction) for c in channels)
+
+
+def isotropic_sizes(sizes: Sequence[int], ratios: Sequence[float]) -> tuple[int, ...]:
+    """Section-axis size of every PI level on the isotropic grid, chosen from the deepest level up.
+
+    The PI Net halves every axis from one PI level to the next and doubles it on the way back, so
+    level l needs exactly twice the isotropic slices of level l + 1. The deepest level takes
+    ``round(n * ratio)`` (never fewer than its ``n`` slices; a ratio below 1 is left alone) and every
+    shallower level twice the one below. Between PI levels nnU-Net halves the lateral axes, so level
+    l's own target ``n_l * ratio_l`` is twice level l + 1's: the sizes differ from rounding each level
+    on its own by at most half a slice at the deepest level, and no resampling inside the PI Net is
+    needed to make the strided convs meet.
+    """
+    if len(sizes) != len(ratios) or not sizes:
+        raise ValueError(f"one size per ratio, got sizes {tuple(sizes)} and ratios {tuple(ratios)}")
+    deepest = max(int(sizes[-1]), round(int(sizes[-1]) * max(1.0, float(ratios[-1]))))
+    out = tuple(deepest * PI_NET_STRIDE ** (len(sizes) - 1 - i) for i in range(len(sizes)))
+    for lvl, (n, iso) in enumerate(zip(sizes, out)):
+        if iso < n:
+            raise ValueError(
+                f"PI level {lvl} has {n} sections but only {iso} on the isotropic grid derived from the deepest "
+                f"PI level ({tuple(sizes)} sections, ratios {tuple(ratios)}): consecutive PI levels must halve the "
+                "lateral axes and at most halve the section axis, as nnU-Net's strides do")
+    return out
+
+
+def _pi_transition_problem(strides: Sequence[Sequence[int]], level: int, axis: int) -> str | None:
+    """Why the PI Net cannot go from stage ``level - 1`` to ``level`` (None when it can): it halves every
+    axis of the isotropic grid, so the plan must halve both lateral axes there (section: 1 or 2)."""
+    st = tuple(int(v) for v in strides[level])
+    lateral_ok = all(v == PI_NET_STRIDE for a, v in enumerate(st) if a != axis)
+    if lateral_ok and st[axis] in (1, PI_NET_STRIDE):
+        return None
+    return f"stride {st} into stage {level}"
+
+
 def default_pi_levels(ratios: Sequence[float], max_levels: int = MAX_PI_LEVELS) -> list[int]:
     """PI levels chosen from the per-stage anisotropy.
 
@@ -82,9 +126,11 @@ class PIPlan:
     levels: tuple[int, ...]
     ratios: tuple[float, ...]
     channels: tuple[int, ...]
+    inner_channels: tuple[int, ...]  # inside the PI module (channels // reduction)
     stage_ratios: tuple[float, ...]
     stage_spacings: tuple[tuple[float, ...], ...]
     stage_shapes: tuple[tuple[int, ...], ...]
+    iso_sizes: tuple[int, ...]  # section-axis size of each PI level on the isotropic grid (training patch)
 
 
 def plan_pi_module(
@@ -93,6 +139,7 @@ def plan_pi_module(
     features_per_stage: Sequence[int],
     patch_size: Sequence[int] | None = None,
     pi_levels: Sequence[int] | None = None,
+    reduction: int = 4,
 ) -> PIPlan:
     """Validate and describe the PI module for a 3D plan; raise a clear error where it cannot work."""
     if len(spacing) != 3 or any(len(s) != 3 for s in strides):
@@ -104,7 +151,17 @@ def plan_pi_module(
     if len(features_per_stage) != n_stages:
         raise ValueError(f"features_per_stage has {len(features_per_stage)} entries for {n_stages} stages")
     ratios = stage_anisotropy(spacing, strides)
-    levels = list(pi_levels) if pi_levels is not None else default_pi_levels(ratios)
+    axis = section_axis(spacing)
+    if pi_levels is None:
+        levels = default_pi_levels(ratios)
+        # keep the window up to the first transition the PI Net cannot follow (rare: a plan that stops
+        # pooling one lateral axis early)
+        for i in range(1, len(levels)):
+            if _pi_transition_problem(strides, levels[i], axis):
+                levels = levels[:i]
+                break
+    else:
+        levels = list(pi_levels)
     if not levels:
         raise ValueError("pi_levels is empty: the PI module needs at least one encoder level")
     if levels != list(range(levels[0], levels[0] + len(levels))):
@@ -115,8 +172,13 @@ def plan_pi_module(
             f"(the plan has {n_stages} stages; the full-resolution stage 0 and the bottleneck "
             f"{n_stages - 1} are never replaced)."
         )
+    problems = [p for lv in levels[1:] if (p := _pi_transition_problem(strides, lv, axis))]
+    if problems:
+        raise ValueError(
+            f"pi_levels {levels} cannot be used on this plan: {'; '.join(problems)} (section axis {axis}). The PI "
+            "Net halves every axis between consecutive PI levels, so the plan must halve both lateral axes there. "
+            "Set pi_levels to stages joined by such strides in a subclass of nnUNetTrainerReIso.")
     shapes = stage_shapes(patch_size, strides) if patch_size is not None else []
-    axis = section_axis(spacing)
     if shapes:
         for lvl in levels:
             if shapes[lvl][axis] < 2:
@@ -126,12 +188,17 @@ def plan_pi_module(
                     f"stages (e.g. {[lv for lv in range(1, lvl)] or 'none possible'}) in a subclass of "
                     "nnUNetTrainerReIso, or plan a larger patch."
                 )
+    level_ratios = tuple(ratios[lv] for lv in levels)
+    iso = isotropic_sizes([shapes[lv][axis] for lv in levels], level_ratios) if shapes else ()
+    channels = tuple(int(features_per_stage[lv]) for lv in levels)
     return PIPlan(
         section_axis=axis,
         levels=tuple(levels),
-        ratios=tuple(ratios[lv] for lv in levels),
-        channels=tuple(int(features_per_stage[lv]) for lv in levels),
+        ratios=level_ratios,
+        channels=channels,
+        inner_channels=reduced_channels(channels, reduction),
         stage_ratios=tuple(ratios),
         stage_spacings=tuple(stage_spacings(spacing, strides)),
         stage_shapes=tuple(shapes),
+        iso_sizes=iso,
     )

@@ -1,9 +1,10 @@
-"""The re-isotropic loss: ``L = (1 - a) * L_ani + a * L_iso``.
+"""The re-isotropic loss of the paper: ``L = (1 - a) * L_iso + a * L_ani``.
 
-Each branch is supervised with the same loss nnU-Net builds for the stock trainer (Dice+CE, or
-Dice+BCE for regions, ignore label included, wrapped in nnU-Net's deep-supervision weighting), so
-its deep-supervision rule (lowest output weight 0, or 1e-6 under DDP without compile) holds for
-both branches. With ``a = 0.5`` this is the reference's fixed weighting.
+``a`` weighs the anisotropic branch (the one deployed), ``1 - a`` the isotropic branch, as in the
+paper and its reference implementation (``a = 0.5`` there, fixed). Each branch is supervised with the
+loss nnU-Net builds for the stock trainer (Dice+CE, or Dice+BCE for regions, ignore label included,
+wrapped in nnU-Net's deep-supervision weighting), so nnU-Net's deep-supervision rule (lowest output
+weight 0, or 1e-6 under DDP without compile) holds for both branches.
 """
 from __future__ import annotations
 
@@ -20,16 +21,16 @@ class ReIsotropicLoss(nn.Module):
 
     Args:
         branch_loss: the loss applied to each branch (nnU-Net's, with deep supervision).
-        iso_weight: ``a``, the weight of the isotropic branch; the anisotropic branch gets ``1 - a``.
+        ani_weight: the paper's ``a``, the weight of the anisotropic branch; the isotropic branch gets ``1 - a``.
     """
 
-    def __init__(self, branch_loss: nn.Module, iso_weight: float = 0.5) -> None:
+    def __init__(self, branch_loss: nn.Module, ani_weight: float = 0.5) -> None:
         super().__init__()
-        if not 0.0 <= iso_weight <= 1.0:
-            raise ValueError(f"iso_weight must be in [0, 1], got {iso_weight}")
+        if not 0.0 <= ani_weight <= 1.0:
+            raise ValueError(f"the anisotropic branch's weight a must be in [0, 1], got {ani_weight}")
         self.branch_loss = branch_loss
-        self.iso_weight = float(iso_weight)
-        # detached per-branch terms of the last training forward, for logging
+        self.ani_weight = float(ani_weight)
+        # detached per-branch terms (anisotropic, isotropic) of the last training forward, for logging
         self.last_terms: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, output: Any, target: Any) -> torch.Tensor:
@@ -39,4 +40,4 @@ class ReIsotropicLoss(nn.Module):
         l_ani = self.branch_loss(output.anisotropic, target)
         l_iso = self.branch_loss(output.isotropic, target)
         self.last_terms = (l_ani.detach(), l_iso.detach())
-        return (1.0 - self.iso_weight) * l_ani + self.iso_weight * l_iso
+        return (1.0 - self.ani_weight) * l_iso + self.ani_weight * l_ani

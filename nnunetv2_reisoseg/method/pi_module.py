@@ -13,17 +13,19 @@ time on that list. Per forward (one random draw shared by all PI levels):
 
 Resampling uses index gathers rather than ``F.interpolate``: for integer ratios they pick exactly
 the slices nearest interpolation picks (up: slice i//r, down: slice j*r), for non-integer ratios
-they stay well defined and the round trip up-then-down is the identity.
+they stay well defined and the round trip up-then-down is the identity. The isotropic sizes are chosen
+from the deepest PI level up (``anisotropy.isotropic_sizes``), so the PI Net's strided and transposed
+convs meet their partners exactly: there is no other resampling than the method's own.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from torch import nn
 
+from nnunetv2_reisoseg.method.anisotropy import PI_NET_STRIDE, isotropic_sizes, reduced_channels
 from nnunetv2_reisoseg.method.blocks import ConvNeXtStage, ResidualConvBlock
 
 # the four axial choices of the reference, as pairs of (section=0, lateral1=1, lateral2=2) roles
@@ -43,16 +45,14 @@ def downsample_index(n_out: int, n_in: int, device: torch.device | None = None) 
     return torch.clamp(-((n_out - 2 * j * n_in) // (2 * n_out)), 0, n_in - 1)
 
 
-def isotropic_size(n: int, ratio: float) -> int:
-    """Number of section-axis slices after re-isotropic interpolation (never fewer than before)."""
-    return max(n, round(n * ratio))
-
-
-def _fit(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    """Bring x to a spatial shape when strided convs and rounding left it off by a voxel or a stride."""
-    if tuple(x.shape[2:]) == tuple(shape):
-        return x
-    return F.interpolate(x, size=tuple(shape), mode="nearest-exact")
+def _meets(x: torch.Tensor, partner: torch.Tensor, what: str) -> torch.Tensor:
+    """x, checked to have ``partner``'s spatial shape (the PI Net's levels are sized to meet exactly)."""
+    if x.shape[2:] != partner.shape[2:]:
+        raise RuntimeError(
+            f"PI Net: the {what} gives {tuple(x.shape[2:])} where the next level has {tuple(partner.shape[2:])}. "
+            "Consecutive PI levels must halve every axis of the isotropic grid; train on patches whose size "
+            "nnU-Net's planned strides divide (the plans' patch size does).")
+    return x
 
 
 class PINet(nn.Module):
@@ -68,22 +68,23 @@ class PINet(nn.Module):
         super().__init__()
         c = list(channels)
         k = len(c)
-        self.down = nn.ModuleList([nn.Conv3d(c[i - 1], c[i], 2, stride=2) for i in range(1, k)])
+        s = PI_NET_STRIDE
+        self.down = nn.ModuleList([nn.Conv3d(c[i - 1], c[i], s, stride=s) for i in range(1, k)])
         self.down_blocks = nn.ModuleList([ResidualConvBlock(2 * c[i], c[i], section_axis) for i in range(1, k)])
         self.stages = nn.ModuleList([ConvNeXtStage(ci) for ci in c])
-        self.up = nn.ModuleList([nn.ConvTranspose3d(c[i + 1], c[i], 2, stride=2) for i in range(k - 1)])
+        self.up = nn.ModuleList([nn.ConvTranspose3d(c[i + 1], c[i], s, stride=s) for i in range(k - 1)])
         self.up_blocks = nn.ModuleList([ResidualConvBlock(2 * c[i], c[i], section_axis) for i in range(k - 1)])
 
     def forward(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         k = len(feats)
         down = [feats[0]]
         for i in range(1, k):
-            lower = _fit(self.down[i - 1](down[-1]), feats[i].shape[2:])
+            lower = _meets(self.down[i - 1](down[-1]), feats[i], f"strided conv of PI level {i - 1}")
             down.append(self.down_blocks[i - 1](torch.cat((feats[i], lower), dim=1)))
         staged = [stage(d) for stage, d in zip(self.stages, down)]
         out = [staged[-1]]
         for i in range(k - 2, -1, -1):
-            upper = _fit(self.up[i](out[0]), staged[i].shape[2:])
+            upper = _meets(self.up[i](out[0]), staged[i], f"transposed conv of PI level {i + 1}")
             out.insert(0, self.up_blocks[i](torch.cat((upper, staged[i]), dim=1)))
         return out
 
@@ -112,15 +113,13 @@ class PIModule(nn.Module):
         super().__init__()
         if not (len(channels) == len(ratios) == len(levels) > 0):
             raise ValueError("channels, ratios and levels must have the same, non-zero length")
-        if reduction < 1:
-            raise ValueError(f"reduction must be >= 1, got {reduction}")
         self.levels = tuple(int(lv) for lv in levels)
         # a section axis finer than the lateral ones (ratio < 1) is left as it is
         self.ratios = tuple(max(1.0, float(r)) for r in ratios)
         self.section_axis = int(section_axis)
         self.lateral_axes = tuple(a for a in range(3) if a != self.section_axis)
         self.lateral_degradation_p = float(lateral_degradation_p)
-        inner = [max(1, int(c) // reduction) for c in channels]
+        inner = reduced_channels(channels, reduction)
         self.reduce = nn.ModuleList([nn.Conv3d(int(c), i, 1) for c, i in zip(channels, inner)])
         self.restore = nn.ModuleList([nn.Conv3d(i, int(c), 1) for c, i in zip(channels, inner)])
         self.pi_net = PINet(inner, self.section_axis)
@@ -140,11 +139,10 @@ class PIModule(nn.Module):
         roles = (self.section_axis, *self.lateral_axes)
         return 2 + roles[pair[0]], 2 + roles[pair[1]]
 
-    def to_isotropic(self, x: torch.Tensor, ratio: float, lateral: int | None) -> torch.Tensor:
-        """Lossy re-isotropic interpolation of one level (before permutation)."""
+    def to_isotropic(self, x: torch.Tensor, n_iso: int, ratio: float, lateral: int | None) -> torch.Tensor:
+        """Lossy re-isotropic interpolation of one level to ``n_iso`` sections (before permutation)."""
         dim = 2 + self.section_axis
         n = x.shape[dim]
-        n_iso = isotropic_size(n, ratio)
         if n_iso != n:
             x = x.index_select(dim, upsample_index(n, n_iso, x.device))
         if lateral is not None and ratio > 1:
@@ -166,9 +164,10 @@ class PIModule(nn.Module):
     def transform(self, feats: Sequence[torch.Tensor], swap: int, lateral: int | None) -> list[torch.Tensor]:
         """Reduced features -> isotropic, permuted features (steps 2-3)."""
         dims = self._swap_dims(swap)
+        sizes = isotropic_sizes([f.shape[2 + self.section_axis] for f in feats], self.ratios)
         out = []
-        for x, r in zip(feats, self.ratios):
-            x = self.to_isotropic(x, r, lateral)
+        for x, n_iso, r in zip(feats, sizes, self.ratios):
+            x = self.to_isotropic(x, n_iso, r, lateral)
             out.append(x.transpose(*dims) if dims else x)
         return out
 

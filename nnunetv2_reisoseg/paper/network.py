@@ -5,7 +5,8 @@ Five levels with 28/36/48/64/80 features; (1,5,5) input and output convolutions;
 along the section axis where the data are anisotropic and 2x2x2 where they are isotropic; transposed
 convolutions up; the PI module (``pi_module.PIModule``, the same one ``nnUNetTrainerReIso`` uses) on
 levels 1-3; three deep-supervision outputs per branch (full resolution after the output conv, full
-resolution before it, level 1), each branch with its own 1x1x1 output convolutions.
+resolution before it, level 1), each branch with its own 1x1x1 output convolutions (the reference's
+six), the isotropic branch's kept under ``isotropic.`` with the PI module as in ``ReIsoSegNetwork``.
 
 The reference ships one trainer per ratio (1, 2, 4, 8): ``n = log2(ratio)`` of its first three
 pools are flat (the last ``n`` of them) and the fourth is 2x2x2. Here ``n`` comes from the plans'
@@ -24,7 +25,7 @@ from dynamic_network_architectures.initialization.weight_init import InitWeights
 from torch import nn
 
 from nnunetv2_reisoseg.method.blocks import ResidualConvBlock, conv_norm_act, flat_kernel
-from nnunetv2_reisoseg.method.network import ReIsoOutput
+from nnunetv2_reisoseg.method.network import IsotropicBranch, ReIsoOutput
 from nnunetv2_reisoseg.method.pi_module import PIModule
 
 PAPER_FEATURES = (28, 36, 48, 64, 80)
@@ -83,9 +84,16 @@ def fit_patch_size(patch_size: Sequence[int], topology: PaperTopology) -> tuple[
     return tuple(out)
 
 
+def paper_heads(features: Sequence[int], num_classes: int) -> nn.ModuleList:
+    """One branch's output heads: full resolution after the output conv, full resolution before it, level 1
+    (1x1x1 convs without bias, as the reference's six)."""
+    return nn.ModuleList([nn.Conv3d(c, num_classes, 1, bias=False) for c in (features[0], features[0], features[1])])
+
+
 class PaperDecoder(nn.Module):
-    """Transposed convs, residual blocks, output conv and the per-branch deep-supervision heads.
-    Named ``decoder`` with a ``deep_supervision`` flag, which nnU-Net's trainer switches."""
+    """Transposed convs, residual blocks, output conv and the anisotropic branch's output heads
+    (``seg_layers``; the isotropic branch's are ``ReIsoSegPaperNet.isotropic.seg_layers``). Named
+    ``decoder`` with a ``deep_supervision`` flag, which nnU-Net's trainer switches."""
 
     def __init__(self, features: Sequence[int], pools: Sequence[Sequence[int]], num_classes: int,
                  section_axis: int, deep_supervision: bool) -> None:
@@ -97,9 +105,7 @@ class PaperDecoder(nn.Module):
                                  for i in (3, 2, 1, 0)])
         self.blocks = nn.ModuleList([ResidualConvBlock(2 * f[i], f[i], section_axis) for i in (3, 2, 1, 0)])
         self.out_conv = conv_norm_act(f[0], f[0], flat_kernel(5, section_axis))
-        # heads: full resolution after out_conv, before it, level 1; one set per branch
-        self.heads_ani = nn.ModuleList([nn.Conv3d(c, num_classes, 1, bias=False) for c in (f[0], f[0], f[1])])
-        self.heads_iso = nn.ModuleList([nn.Conv3d(c, num_classes, 1, bias=False) for c in (f[0], f[0], f[1])])
+        self.seg_layers = paper_heads(f, num_classes)
 
     def forward(self, skips: Sequence[torch.Tensor], bottom_up: torch.Tensor, heads: nn.ModuleList):
         """``skips`` are levels 0-3; ``bottom_up`` is the transposed conv of the bottleneck (shared)."""
@@ -128,11 +134,16 @@ class ReIsoSegPaperNet(nn.Module):
         self.encoder = nn.ModuleList([ResidualConvBlock(a, b, sa) for a, b in zip([f[0], *f[:-1]], f)])
         self.pools = nn.ModuleList([nn.MaxPool3d(tuple(p), stride=tuple(p)) for p in topology.pools])
         self.decoder = PaperDecoder(f, topology.pools, num_classes, sa, deep_supervision)
-        for part in (self.stem, self.encoder, self.decoder):  # as the reference; PIModule initialises itself alike
+        iso_heads = paper_heads(f, num_classes)
+        for part in (self.stem, self.encoder, self.decoder, iso_heads):  # as the reference; PIModule does alike
             part.apply(InitWeights_He(1e-2))
-        self.pi_module = PIModule([f[lv] for lv in PAPER_PI_LEVELS],
-                                  [topology.level_ratios[lv] for lv in PAPER_PI_LEVELS], PAPER_PI_LEVELS, sa,
-                                  pi_reduction, lateral_degradation_p)
+        pi = PIModule([f[lv] for lv in PAPER_PI_LEVELS], [topology.level_ratios[lv] for lv in PAPER_PI_LEVELS],
+                      PAPER_PI_LEVELS, sa, pi_reduction, lateral_degradation_p)
+        self.isotropic = IsotropicBranch(pi, iso_heads)  # training only, as in ReIsoSegNetwork
+
+    @property
+    def pi_module(self) -> PIModule:
+        return self.isotropic.pi_module
 
     def forward(self, x: torch.Tensor):
         x = self.stem(x)
@@ -141,14 +152,14 @@ class ReIsoSegPaperNet(nn.Module):
             x = block(x if i == 0 else self.pools[i - 1](x))
             skips.append(x)
         bottom_up = self.decoder.up[0](skips[4])  # the same in both branches: computed once
-        ani = self.decoder(skips, bottom_up, self.decoder.heads_ani)
+        ani = self.decoder(skips, bottom_up, self.decoder.seg_layers)
         if not self.training:
             return ani
-        return ReIsoOutput(ani, self.decoder(self._pi(skips), bottom_up, self.decoder.heads_iso))
+        return ReIsoOutput(ani, self.decoder(self._pi(skips), bottom_up, self.isotropic.seg_layers))
 
     @torch.compiler.disable  # the random draw stays out of compiled graphs (see ReIsoSegNetwork._pi)
     def _pi(self, skips: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        return self.pi_module(skips)
+        return self.isotropic.pi_module(skips)
 
 
 def deep_supervision_scales(topology: PaperTopology) -> list[list[float]]:

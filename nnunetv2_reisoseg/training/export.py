@@ -1,22 +1,52 @@
-"""Export a trained ReIsoSeg model folder as a stock nnU-Net model folder (no plugin needed)."""
+"""Between the plugin and stock nnU-Net: export a trained ReIsoSeg model folder as a stock one (no plugin
+needed to predict), and import a stock checkpoint as the starting point of a ReIsoSeg training."""
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from nnunetv2_reisoseg.data.raw_dataset import staged_folder
-from nnunetv2_reisoseg.method.network import strip_pi_weights
+from nnunetv2_reisoseg.method.network import TRAINING_ONLY_PREFIX, has_isotropic_branch, strip_training_only
 
 STOCK_TRAINER = "nnUNetTrainer"
 _MODEL_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
-PAPER_NET_KEY = "decoder.heads_iso.0.weight"  # only ReIsoSegPaperNet has per-branch output heads
+
+
+def _network_from_init_args(trainer_class: type, init_args: dict, plans: dict | None = None,
+                            configuration: str | None = None) -> nn.Module:
+    """The network ``trainer_class`` builds for a checkpoint's plans (or ``plans``/``configuration``)."""
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    pm = PlansManager(plans or init_args["plans"])
+    cm = pm.get_configuration(configuration or init_args["configuration"])
+    dataset_json = init_args["dataset_json"]
+    n_in = determine_num_input_channels(pm, cm, dataset_json)
+    n_out = pm.get_label_manager(dataset_json).num_segmentation_heads
+    return trainer_class.build_network_architecture(pm, cm, n_in, n_out, True)
+
+
+def _mismatch(weights: dict, expected: dict) -> list[str]:
+    """Keys of ``expected`` missing from ``weights`` or of another shape, and keys ``expected`` lacks."""
+    out = [f"missing {k}" for k in expected if k not in weights]
+    out += [f"{k}: {tuple(weights[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+            if k in weights and weights[k].shape != v.shape]
+    out += [f"unexpected {k}" for k in weights if k not in expected]
+    return out
 
 
 def export_stock(model_folder: str | Path, out_folder: str | Path, overwrite: bool = False) -> list[Path]:
     """Copy ``model_folder`` to ``out_folder`` with every checkpoint reduced to the base network and
-    renamed to ``nnUNetTrainer``. Returns the checkpoints written. Nothing is left behind on error."""
+    renamed to ``nnUNetTrainer``. Each checkpoint is checked against the network stock nnU-Net builds
+    from its plans before anything is written. Returns the checkpoints written; nothing is left behind
+    on error."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
     src, dst = Path(model_folder), Path(out_folder)
     missing = [f for f in ("plans.json", "dataset.json") if not (src / f).is_file()]
     if missing:
@@ -33,20 +63,27 @@ def export_stock(model_folder: str | Path, out_folder: str | Path, overwrite: bo
         raise ValueError("the output folder must differ from the model folder")
 
     written = []
+    expected = None
     with staged_folder(dst) as tmp:
         for name in _MODEL_FILES:
             if (src / name).is_file():
                 shutil.copy2(src / name, tmp / name)
         for ckpt_path in checkpoints:
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-            if PAPER_NET_KEY in ckpt["network_weights"]:
+            weights = strip_training_only(ckpt["network_weights"])
+            if expected is None:  # all folds share the plans
+                expected = _network_from_init_args(nnUNetTrainer, ckpt["init_args"]).state_dict()
+            problems = _mismatch(weights, expected)
+            if problems:
+                paper = "ReIsoSegNet" in str(ckpt.get("trainer_name"))
                 raise ValueError(
-                    f"{ckpt_path} holds the paper's network ({ckpt.get('trainer_name')}), which stock nnU-Net "
-                    "cannot build: there is no stock model to export. Predict with the plugin installed "
-                    "(nnUNetv2_predict -tr with nnUNet_extTrainer set), or train nnUNetTrainerReIso, whose "
-                    "network is nnU-Net's own.")
+                    f"{ckpt_path} holds " + ("the paper's network" if paper else "a network") +
+                    f" ({ckpt.get('trainer_name')}) that stock nnU-Net does not build from these plans "
+                    f"({len(problems)} differences, e.g. {problems[0]}): there is no stock model to export. Predict "
+                    "with the plugin installed (nnUNetv2_predict -tr with nnUNet_extTrainer set)"
+                    + (", or train nnUNetTrainerReIso, whose network is nnU-Net's own." if paper else "."))
             stock = {
-                "network_weights": strip_pi_weights(ckpt["network_weights"]),
+                "network_weights": weights,
                 "trainer_name": STOCK_TRAINER,
                 "init_args": ckpt["init_args"],
                 "current_epoch": ckpt.get("current_epoch"),
@@ -63,3 +100,54 @@ def export_stock(model_folder: str | Path, out_folder: str | Path, overwrite: bo
             torch.save(stock, tmp / rel)
             written.append(dst / rel)
     return written
+
+
+def import_stock(checkpoint: str | Path, out_file: str | Path, trainer_class: type | None = None,
+                 plans: dict | None = None, configuration: str | None = None, seed: int = 0,
+                 overwrite: bool = False) -> dict:
+    """Write ``out_file``: a stock nnU-Net checkpoint's weights plus a freshly initialised isotropic branch
+    (PI module and isotropic heads, seeded by ``seed``), built by ``trainer_class`` (nnUNetTrainerReIso by
+    default) from the checkpoint's own plans (or ``plans``/``configuration``). nnU-Net's
+    ``-pretrained_weights`` then loads it into a ReIsoSeg training; like every checkpoint it gives, the
+    output heads (``.seg_layers.``) are left to be trained. Returns a summary."""
+    if trainer_class is None:
+        from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
+
+        trainer_class = nnUNetTrainerReIso
+    src, dst = Path(checkpoint), Path(out_file)
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: no such checkpoint (e.g. $nnUNet_results/DatasetXXX/"
+                                "nnUNetTrainer__nnUNetPlans__3d_fullres/fold_0/checkpoint_final.pth)")
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"{dst} exists; choose another -o or pass --overwrite.")
+    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or "network_weights" not in ckpt or "init_args" not in ckpt:
+        raise ValueError(f"{src} is not an nnU-Net checkpoint (no network_weights / init_args)")
+    weights = ckpt["network_weights"]
+    if has_isotropic_branch(weights):
+        raise ValueError(f"{src} already holds an isotropic branch ({ckpt.get('trainer_name')}): pass it to "
+                         "-pretrained_weights directly")
+    torch.manual_seed(seed)
+    net = _network_from_init_args(trainer_class, ckpt["init_args"], plans, configuration)
+    target = net.state_dict()
+    problems = _mismatch(weights, strip_training_only(target))
+    if problems:
+        raise ValueError(
+            f"{src} ({ckpt.get('trainer_name')}) does not hold the network {trainer_class.__name__} builds around "
+            f"from these plans ({len(problems)} differences, e.g. {problems[0]}). Import checkpoints of stock "
+            "nnUNetTrainer (or a trainer with the same network) trained with the same plans.")
+    target.update(weights)
+    out = {"network_weights": target, "trainer_name": trainer_class.__name__, "init_args": ckpt["init_args"],
+           "imported_from": {"checkpoint": str(src.resolve()), "trainer_name": ckpt.get("trainer_name"),
+                             "current_epoch": ckpt.get("current_epoch")}, "isotropic_branch_seed": seed}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
+    os.close(fd)
+    try:
+        torch.save(out, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    n_new = sum(p.numel() for n, p in net.named_parameters() if n.startswith(TRAINING_ONLY_PREFIX))
+    return {"output": dst, "trainer": trainer_class.__name__, "kept": len(weights), "new_parameters": n_new}

@@ -16,7 +16,12 @@ from torch import nn
 from torch._dynamo import OptimizedModule
 
 from nnunetv2_reisoseg.method.loss import ReIsotropicLoss
-from nnunetv2_reisoseg.method.network import PI_PREFIX, ReIsoSegNetwork, build_reiso_network, pi_plan_from_configuration
+from nnunetv2_reisoseg.method.network import (
+    ReIsoSegNetwork,
+    build_reiso_network,
+    has_isotropic_branch,
+    pi_plan_from_configuration,
+)
 from nnunetv2_reisoseg.training.progress import plot_reiso_progress
 
 LOSS_KEYS = ("train_loss_ani", "train_loss_iso")
@@ -42,8 +47,8 @@ class nnUNetTrainerReIso(nnUNetTrainer):
         # fail before nnU-Net creates output folders
         self.check_plans(plans, configuration)
         super().__init__(plans, configuration, fold, dataset_json, device)
-        # a: weight of the isotropic branch in L = (1 - a) * L_ani + a * L_iso (0.5 in the paper)
-        self.reiso_iso_weight = 0.5
+        # the paper's a: weight of the anisotropic branch in L = (1 - a) * L_iso + a * L_ani (0.5 in the paper)
+        self.reiso_ani_weight = 0.5
         # probability of degrading one lateral axis like the section axis (0.2 in the paper)
         self.lateral_degradation_p = 0.2
         for key in LOSS_KEYS:
@@ -73,10 +78,11 @@ class nnUNetTrainerReIso(nnUNetTrainer):
         self.print_to_log_file(
             f"ReIsoSeg: PI levels {list(pi.levels)}, ratios {[round(r, 3) for r in pi.ratios]}, "
             f"section axis {pi.section_axis}, {sum(p.numel() for p in pi.parameters())} PI parameters, "
-            f"isotropic loss weight {self.reiso_iso_weight}, lateral degradation p {pi.lateral_degradation_p}")
+            f"re-isotropic loss L = (1 - a) * L_iso + a * L_ani with a (anisotropic branch weight) = "
+            f"{self.reiso_ani_weight}, lateral degradation p {pi.lateral_degradation_p}")
 
     def _build_loss(self):
-        return ReIsotropicLoss(super()._build_loss(), self.reiso_iso_weight)
+        return ReIsotropicLoss(super()._build_loss(), self.reiso_ani_weight)
 
     def train_step(self, batch: dict) -> dict:
         out = super().train_step(batch)
@@ -124,7 +130,7 @@ def check_checkpoint(filename: str, trainer_name: str) -> None:
     if not os.path.isfile(filename):
         return
     ckpt = torch.load(filename, map_location='cpu', weights_only=False, mmap=True)
-    if not any(k.startswith(PI_PREFIX) for k in ckpt.get('network_weights', {})):
+    if not has_isotropic_branch(ckpt.get('network_weights', {})):
         raise RuntimeError(
             f"{filename} was written by {ckpt.get('trainer_name', 'another trainer')} and holds no PI module "
             f"weights, so {trainer_name} cannot continue from it. Continue it with -tr "

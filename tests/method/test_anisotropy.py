@@ -17,6 +17,10 @@ def _config(name, configuration="3d_fullres"):
     ("iso_8x8x8", [1, 1, 1, 1, 1, 1], (1, 2, 3)),
     ("ct_3x0.8x0.8", [3.75, 1.875, 1.875, 1.875, 1.875, 0.9375], (1, 2, 3)),
     ("tiny_40x10x10", [4, 2, 1, 1], (1, 2)),
+    ("cremi_40x4x4", [10, 5, 2.5, 1.25, 1.25, 1.25, 0.625], (1, 2, 3)),
+    ("ac3_29x6x6", [29 / 6, 29 / 12, 29 / 24, 29 / 24, 29 / 24, 29 / 24], (1, 2, 3)),
+    ("mitoem_30x8x8", [3.75, 1.875, 1.875, 1.875, 1.875, 0.9375], (1, 2, 3)),
+    ("lucchi_50x5x5", [10, 5, 2.5, 1.25, 1.25, 1.25], (1, 2, 3)),
 ])
 def test_real_plans(name, ratios, levels):
     plan = pi_plan_from_configuration(_config(name))
@@ -87,3 +91,24 @@ def test_pi_parameter_count_is_independent_of_anisotropy():
     counts = {sum(p.numel() for p in PIModule((36, 48, 64), r, (1, 2, 3)).parameters())
               for r in [(1, 1, 1), (2, 1, 1), (4, 2, 1), (7.5, 3.75, 1.875)]}
     assert counts == {81_135}  # the reference's PI module, without its four unused layers
+
+
+@pytest.mark.parametrize("name, iso_sizes, inner", [
+    ("em_45x6x6", (120, 60, 30), (16, 32, 64)),      # 32 sections x 3.75 at level 1, exactly halved below
+    ("cremi_40x4x4", (120, 60, 30), (16, 32, 64)),   # 24 x 5 = 120 at level 1; level 3 has 12 x 2.5 = 30
+    ("ac3_29x6x6", (116, 58, 29), (16, 32, 64)),     # 48 x 29/12 = 116 at level 1
+    ("tiny_40x10x10", (32, 16), (16, 32)),
+])
+def test_isotropic_sizes_and_channels_of_real_plans(name, iso_sizes, inner):
+    plan = pi_plan_from_configuration(_config(name))
+    assert plan.iso_sizes == iso_sizes and plan.inner_channels == inner
+    assert all(a == 2 * b for a, b in zip(plan.iso_sizes, plan.iso_sizes[1:]))
+
+
+def test_pi_levels_must_halve_the_lateral_axes_between_them():
+    # a plan that stops pooling one lateral axis early: stride (1, 2, 1) into stage 3
+    strides = [[1, 1, 1], [1, 2, 2], [1, 2, 2], [1, 2, 1], [2, 2, 2]]
+    with pytest.raises(ValueError, match=r"stride \(1, 2, 1\) into stage 3.*halve both lateral axes"):
+        plan_pi_module((40, 5, 5), strides, [8] * 5, pi_levels=[1, 2, 3])
+    # the automatic choice keeps the window up to that transition
+    assert plan_pi_module((40, 5, 5), strides, [8] * 5).levels == (1, 2)

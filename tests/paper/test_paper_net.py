@@ -22,6 +22,10 @@ def test_parameter_counts_match_the_reference(spacing, total):
     net = ReIsoSegPaperNet(1, 2, paper_topology(spacing))
     assert _n(net) == total
     assert _n(net.pi_module) == 81_135
+    # six 1x1x1 output convs, three per branch (full after and before the output conv, level 1), as the reference
+    heads = {k: tuple(v.shape) for k, v in net.state_dict().items() if ".seg_layers." in k}
+    assert heads == {f"{b}.seg_layers.{i}.weight": (2, c, 1, 1, 1) for b in ("decoder", "isotropic")
+                     for i, c in enumerate((28, 28, 36))}
 
 
 @pytest.mark.parametrize("spacing, flat, pi_ratios", [
@@ -65,6 +69,20 @@ def test_branches_outputs_and_inference_without_pi(monkeypatch):
         net.decoder.deep_supervision = False
         single = net(x)
     assert torch.equal(ds[0], single)
+
+
+def test_each_branch_reads_out_with_its_own_heads():
+    torch.manual_seed(0)
+    net = ReIsoSegPaperNet(1, 2, paper_topology((40, 10, 10)))
+    x = torch.randn(1, 1, 8, 32, 32)
+    net.pi_module.draw = lambda: (1, None)
+    with torch.no_grad():
+        before = net(x)
+        for p in net.isotropic.seg_layers.parameters():
+            p.mul_(-1)
+        after = net(x)
+    assert all(torch.equal(a, b) for a, b in zip(before.anisotropic, after.anisotropic))
+    assert all(torch.allclose(a, -b) for a, b in zip(before.isotropic, after.isotropic))  # 1x1x1, no bias
 
 
 def test_trainer_plans_loss_and_discovery(nnunet_dirs, monkeypatch):

@@ -26,6 +26,7 @@ TINY_TRAINER = '''
 import os
 import signal
 import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2_reisoseg.paper.trainer import nnUNetTrainerReIsoSegNet
 from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
 
@@ -46,6 +47,10 @@ class nnUNetTrainerReIsoTiny(TinyBudget, nnUNetTrainerReIso):
 
 
 class nnUNetTrainerReIsoSegNetTiny(TinyBudget, nnUNetTrainerReIsoSegNet):
+    pass
+
+
+class nnUNetTrainerStockTiny(TinyBudget, nnUNetTrainer):
     pass
 
 
@@ -108,7 +113,7 @@ def test_training_wrote_both_loss_terms(ws):
     _, _, model = ws
     ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False, map_location="cpu")
     assert ckpt["trainer_name"] == TRAINER
-    assert any(k.startswith("pi_module.") for k in ckpt["network_weights"])
+    assert any(k.startswith("isotropic.pi_module.") for k in ckpt["network_weights"])
     assert len(ckpt["logging"]["train_loss_ani"]) == len(ckpt["logging"]["train_loss_iso"]) == 1
     assert np.isfinite(ckpt["logging"]["train_loss_iso"]).all()
     assert (model / "fold_0" / "progress_reiso.png").stat().st_size > 0
@@ -138,6 +143,33 @@ def test_export_stock_predicts_identically_without_the_plugin(ws):
     assert p.returncode != 0 and "--overwrite" in p.stderr
 
 
+def test_fine_tuning_from_a_stock_model_through_import_stock(ws):
+    root, env, model = ws
+    run(["nnUNetv2_train", "901", "3d_fullres", "0", "-tr", "nnUNetTrainerStockTiny", "-device", "cpu"], env)
+    stock_ckpt = (root / "res" / "Dataset901_SynthEM" / "nnUNetTrainerStockTiny__nnUNetPlans__3d_fullres" / "fold_0"
+                  / "checkpoint_final.pth")
+    # nnU-Net's loader wants every key of the ReIsoSeg network in the checkpoint: a stock one fails
+    p = subprocess.run(["nnUNetv2_train", "901", "3d_fullres", "2", "-tr", TRAINER, "-device", "cpu",
+                        "-pretrained_weights", stock_ckpt], env=env, capture_output=True, text=True)
+    assert p.returncode != 0 and "isotropic.pi_module" in p.stdout + p.stderr
+    run(["reisoseg", "import-stock", stock_ckpt, "-o", root / "init.pth"], env)
+    out = run(["nnUNetv2_train", "901", "3d_fullres", "1", "-tr", TRAINER, "-device", "cpu", "-pretrained_weights",
+               root / "init.pth"], env)
+    assert "Loading pretrained weights" in out and "ReIsoSeg: PI levels" in out
+    final = torch.load(model / "fold_1" / "checkpoint_final.pth", weights_only=False, map_location="cpu")
+    stock = torch.load(stock_ckpt, weights_only=False, map_location="cpu")["network_weights"]
+    scratch = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False, map_location="cpu")
+    key = next(k for k, v in stock.items() if k.startswith("encoder.") and v.ndim == 5)
+
+    def corr(a, b):
+        return float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
+
+    # two iterations later the encoder is still the stock model's, not an independent initialisation
+    assert corr(final["network_weights"][key], stock[key]) > 0.9
+    assert abs(corr(scratch["network_weights"][key], stock[key])) < 0.5
+    assert np.isfinite(final["logging"]["train_loss_iso"]).all()
+
+
 def test_val_npz_find_best_and_zip(ws):
     root, env, model = ws
     shutil.rmtree(model / "fold_0" / "validation")
@@ -161,7 +193,7 @@ def test_continue_training_keeps_pi_weights_optimizer_and_loss_curves(ws):
     assert after["current_epoch"] == 2
     for key in ("train_loss_ani", "train_loss_iso", "train_losses"):
         assert after["logging"][key][0] == before["logging"][key][0] and len(after["logging"][key]) == 2
-    k = next(k for k in after["network_weights"] if k.startswith("pi_module."))
+    k = next(k for k in after["network_weights"] if k.startswith("isotropic.pi_module."))
     assert not torch.equal(after["network_weights"][k], before["network_weights"][k])  # trained on from them
     assert after["optimizer_state"]["state"]
 
@@ -175,7 +207,7 @@ def test_resenc_preset_trains_and_predicts(ws):
     model = root / "res" / "Dataset901_SynthEM" / f"{TRAINER}__nnUNetResEncUNetMPlans__3d_fullres"
     ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False, map_location="cpu")
     assert any(k.startswith("encoder.stem") for k in ckpt["network_weights"])  # the residual encoder
-    assert any(k.startswith("pi_module.") for k in ckpt["network_weights"])
+    assert any(k.startswith("isotropic.pi_module.") for k in ckpt["network_weights"])
     run(["nnUNetv2_predict", "-i", root / "raw" / "Dataset901_SynthEM" / "imagesTs", "-o", root / "pred_resenc",
          "-d", "901", "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-p", "nnUNetResEncUNetMPlans", "-device", "cpu",
          "--disable_tta", "-npp", "1", "-nps", "1"], env)
@@ -189,7 +221,7 @@ def test_paper_network_trains_predicts_resumes_and_is_not_exported_as_stock(ws):
     assert "ReIsoSeg paper network: section axis 0, ratio 4 -> 2 in-plane pool(s)" in out
     model = root / "res" / "Dataset901_SynthEM" / f"{trainer}__nnUNetPlans__3d_fullres"
     ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False, map_location="cpu")
-    assert "decoder.heads_iso.2.weight" in ckpt["network_weights"] and np.isfinite(
+    assert "isotropic.seg_layers.2.weight" in ckpt["network_weights"] and np.isfinite(
         ckpt["logging"]["train_loss_iso"]).all()
     run(["nnUNetv2_predict", "-i", root / "raw" / "Dataset901_SynthEM" / "imagesTs", "-o", root / "pred_paper",
          "-d", "901", "-c", "3d_fullres", "-f", "0", "-tr", trainer, "-device", "cpu", "--disable_tta", "-npp", "1",
@@ -219,7 +251,7 @@ def test_training_killed_mid_epoch_continues_with_c(ws):
     assert final["current_epoch"] == 3
     for key in ("train_loss_ani", "train_loss_iso", "train_losses", "val_losses"):
         assert len(final["logging"][key]) == 3 and final["logging"][key][0] == latest["logging"][key][0]
-    k = next(k for k in final["network_weights"] if k.startswith("pi_module."))
+    k = next(k for k in final["network_weights"] if k.startswith("isotropic.pi_module."))
     assert not torch.equal(final["network_weights"][k], latest["network_weights"][k])
     assert final["optimizer_state"]["state"]
 

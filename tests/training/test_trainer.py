@@ -50,7 +50,7 @@ def test_epoch_variants_match_nnunet(ext_trainer, nnunet_dirs):
 def test_loss_weights_both_branches_with_nnunet_deep_supervision(nnunet_dirs):
     t = _trainer()
     loss = t._build_loss()
-    assert isinstance(loss, ReIsotropicLoss) and loss.iso_weight == 0.5
+    assert isinstance(loss, ReIsotropicLoss) and loss.ani_weight == 0.5
     assert isinstance(loss.branch_loss, DeepSupervisionWrapper)
     w = np.array(loss.branch_loss.weight_factors)
     assert w[-1] == 0 and w.sum() == pytest.approx(1) and w[0] == pytest.approx(2 * w[1])
@@ -59,9 +59,10 @@ def test_loss_weights_both_branches_with_nnunet_deep_supervision(nnunet_dirs):
     assert t._build_loss().branch_loss.weight_factors[-1] > 0
 
 
-def test_loss_is_the_weighted_sum_of_both_branches(nnunet_dirs):
+def test_loss_is_the_papers_weighted_sum_of_both_branches(nnunet_dirs):
+    """L = (1 - a) * L_iso + a * L_ani, a being the anisotropic branch's weight (the paper's a)."""
     t = _trainer()
-    t.reiso_iso_weight = 0.3
+    t.reiso_ani_weight = 0.3
     loss = t._build_loss()
     torch.manual_seed(0)
     scales = [(16, 48, 48), (16, 24, 24), (16, 12, 12)]
@@ -70,7 +71,8 @@ def test_loss_is_the_weighted_sum_of_both_branches(nnunet_dirs):
     iso = [torch.randn(2, 2, *s) for s in scales]
     total = loss(ReIsoOutput(ani, iso), target)
     l_ani, l_iso = loss.branch_loss(ani, target), loss.branch_loss(iso, target)
-    assert total.item() == pytest.approx(0.7 * l_ani.item() + 0.3 * l_iso.item(), rel=1e-6)
+    assert total.item() == pytest.approx(0.7 * l_iso.item() + 0.3 * l_ani.item(), rel=1e-6)
+    assert l_ani.item() != pytest.approx(l_iso.item(), rel=1e-3)  # the weights are told apart
     assert loss.last_terms[0].item() == pytest.approx(l_ani.item())
     assert loss(ani, target).item() == pytest.approx(l_ani.item())  # validation: anisotropic branch only
 
@@ -95,7 +97,8 @@ def test_checkpoint_from_another_trainer_is_a_clear_error(nnunet_dirs, tmp_path)
     torch.save({"network_weights": {"encoder.w": torch.zeros(1)}, "trainer_name": "nnUNetTrainer"}, path)
     with pytest.raises(RuntimeError, match=r"written by nnUNetTrainer.*no PI module"):
         check_checkpoint(str(path), "nnUNetTrainerReIso")
-    torch.save({"network_weights": {"pi_module.w": torch.zeros(1)}, "trainer_name": "nnUNetTrainerReIso"}, path)
+    torch.save({"network_weights": {"isotropic.pi_module.w": torch.zeros(1)}, "trainer_name": "nnUNetTrainerReIso"},
+               path)
     check_checkpoint(str(path), "nnUNetTrainerReIso")
 
 
