@@ -189,7 +189,23 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict_volume(args: argparse.Namespace) -> int:
+    from nnunetv2_reisoseg.volume.predict import VolumeError, predict_volume
+
+    if args.workers and args.scheduler:
+        raise SystemExit("predict-volume: --workers starts a local dask cluster, --scheduler joins one; give one")
+    try:
+        predict_volume(args.input, args.output, args.model, args.folds, args.block_size, args.step_size,
+                       not args.disable_tta, args.device, args.workers, args.scheduler, args.c, args.overwrite,
+                       args.spacing, args.save_probabilities, args.checkpoint)
+    except VolumeError as e:
+        raise SystemExit(f"predict-volume: {e}") from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from nnunetv2_reisoseg.benchmark.presets import PRESETS
+
     p = argparse.ArgumentParser(prog="reisoseg", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -266,11 +282,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     s.set_defaults(func=cmd_convert)
 
+    s = sub.add_parser("predict-volume", help="segment a whole volume (HDF5, zarr / OME-Zarr, MRC, TIFF) block by "
+                                              "block with any nnU-Net 3D model, into an OME-Zarr")
+    s.add_argument("-i", "--input", required=True, metavar="VOLUME",
+                   help="PATH[:KEY]: file.h5:volumes/raw, volume.zarr (OME-Zarr: full resolution), .mrc, .tif")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.zarr", help="OME-Zarr label image to write")
+    s.add_argument("-m", "--model", required=True, metavar="MODEL_FOLDER",
+                   help="trained model folder (plans.json, dataset.json, fold_X/), e.g. $nnUNet_results/Dataset901_X/"
+                        "nnUNetTrainerReIso__nnUNetPlans__3d_fullres")
+    s.add_argument("-f", "--folds", nargs="+", default=["0"], help="folds to ensemble (default 0)")
+    s.add_argument("-chk", "--checkpoint", default="checkpoint_final.pth")
+    s.add_argument("--block-size", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                   help="voxels per block (input axes; rounded up to whole output chunks). Memory grows with it, the "
+                        "recomputed tiles at block borders shrink with it. Default: 6 patches per axis")
+    s.add_argument("-step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
+    s.add_argument("--disable_tta", action="store_true", help="no test-time mirroring")
+    s.add_argument("-device", default="cuda", choices=("cuda", "cpu"))
+    s.add_argument("--workers", type=int, default=0, help="run the blocks on a local dask cluster of N processes")
+    s.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the blocks on an existing dask cluster (tcp://host:8786); workers must see the same files")
+    s.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                   help="voxel size in nm when the file has none (or a wrong one)")
+    s.add_argument("--save_probabilities", action="store_true", help="also write per-class probabilities (float16)")
+    s.add_argument("--c", action="store_true", help="continue an interrupted run (same settings), redoing unfinished "
+                                                    "blocks only")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    s.set_defaults(func=cmd_predict_volume)
+
     s = sub.add_parser("benchmark", help="train and evaluate stock nnU-Net and ReIsoSeg side by side")
     s.add_argument("dataset", nargs="?", default=None,
                    help="dataset id or name in $nnUNet_raw (default: generate the preset's synthetic EM dataset)")
-    s.add_argument("--preset", default="smoke", choices=("tiny", "smoke", "short", "full"),
-                   help="training budget: smoke ~10 min on a 2-core CPU, full = nnU-Net's 1000x250")
+    s.add_argument("--preset", default="smoke", choices=tuple(PRESETS),
+                   help="training budget and the synthetic dataset it generates: smoke (a pipeline check, ~10 min "
+                        "on a 2-core CPU), plateau (stock nnU-Net levels off on a 2-core CPU, ~12 min per stock "
+                        "training), short and full (GPU; full = nnU-Net's 1000 x 250)")
     s.add_argument("--folds", type=int, nargs="+", default=[0])
     s.add_argument("--seeds", type=int, nargs="+", default=[0])
     s.add_argument("--methods", nargs="+", default=["stock", "reiso"], choices=("stock", "reiso", "paper"),

@@ -20,6 +20,9 @@ class Budget:
 # the synthetic dataset of the short and full presets (the same data for both)
 _SYNTH_FULL = dict(dataset_id=953, name="SynthEM", cases=20, test_cases=5, shape=(32, 256, 256), anisotropy=8,
                    xy_nm=5.0)
+# many small cases: an 8x32x32 patch (nnU-Net plans the patch from the case size) keeps a CPU step short
+_SYNTH_SMALL = dict(dataset_id=954, name="SynthEMPlateau", cases=60, test_cases=20, shape=(8, 32, 32), anisotropy=8,
+                    xy_nm=5.0)
 PRESETS: dict[str, Budget] = {
     "tiny": Budget(1, 2, 1, False, dict(dataset_id=951, name="SynthEMTiny", cases=5, test_cases=1,
                                         shape=(8, 32, 32), anisotropy=4, xy_nm=10.0),
@@ -27,6 +30,13 @@ PRESETS: dict[str, Budget] = {
     "smoke": Budget(5, 24, 2, False, dict(dataset_id=952, name="SynthEMSmoke", cases=15, test_cases=3,
                                           shape=(16, 64, 64), anisotropy=8, xy_nm=5.0),
                     "about 10 minutes on a 2-core CPU; too short to rank the methods"),
+    # sized for a 2-core CPU so that stock nnU-Net's pseudo Dice levels off (the poly schedule anneals over
+    # the whole budget): 2,500 iterations of an 8x32x32 patch, about 12 minutes per stock training there
+    "plateau": Budget(100, 25, 10, False, _SYNTH_SMALL,
+                      "2,500 iterations of an 8x32x32 patch, sized for stock nnU-Net to level off on a 2-core CPU"),
+    # the same data on a GPU, for perf/gpu_run.py: a few minutes per training
+    "gpu": Budget(40, 25, 10, False, _SYNTH_SMALL,
+                  "1,000 iterations of the plateau preset's data, for a short GPU slot (perf/gpu_run.py)"),
     "short": Budget(100, 50, 10, True, _SYNTH_FULL, "5,000 iterations: an hour or two per training on a GPU"),
     "full": Budget(1000, 250, 50, True, _SYNTH_FULL, "nnU-Net's default budget (1000 epochs x 250 iterations)"),
 }

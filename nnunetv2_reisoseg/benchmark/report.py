@@ -1,4 +1,4 @@
-"""``report.md`` and the plots of a benchmark run."""
+"""``report.md`` and the plots of a benchmark run, from ``results.json`` alone."""
 from __future__ import annotations
 
 import os
@@ -10,10 +10,14 @@ import numpy as np
 
 from nnunetv2_reisoseg.benchmark.metrics import HIGHER_IS_BETTER, METRIC_TITLES
 from nnunetv2_reisoseg.benchmark.presets import METHOD_TITLES
-from nnunetv2_reisoseg.benchmark.stats import MIN_PAIRS, _fmt, _stats, comparisons
+from nnunetv2_reisoseg.benchmark.stats import CONFIDENCE, MIN_PAIRS, _fmt, _stats, comparisons, fmt_paired
+
+PRIMARY_METRIC = "dice"  # decided before any run: Dice on the test cases (validation cases when there are none)
+HEADLINE_METRICS = ("dice", "hd95_nm", "iso_dice")
 
 
-def _machine() -> str:
+def machine() -> str:
+    """CPU model and cores, GPU, Python and torch of this process."""
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -28,71 +32,162 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} CPU cores, {gpu}; Python {platform.python_version()}, torch {torch.__version__}"
 
 
-def _costs(results: dict, methods: Sequence[str]) -> dict:
+def costs(trainings: Sequence[dict], methods: Sequence[str]) -> dict:
+    """Per method, over its trainings: median step time, wall time, peak memory, inference per test case."""
     out = {}
     for meth in methods:
-        runs = [r for r in results["runs"] if r["method"] == meth]
-        steps = [np.median(r["timing"]["step_times_s"][2:] or r["timing"]["step_times_s"]) for r in runs]
+        runs = [r for r in trainings if r["method"] == meth]
+        steps = [float(np.median(r["timing"]["step_times_s"][2:] or r["timing"]["step_times_s"])) for r in runs]
         inf = [s for r in runs if r.get("inference") for s in r["inference"]["seconds_per_case"].values()]
         gpu = [r["timing"]["peak_gpu_allocated_bytes"] for r in runs if r["timing"]["peak_gpu_allocated_bytes"]]
-        out[meth] = {"median_step_s": _stats(steps), "training_wall_s": _stats([r["timing"]["training_wall_s"]
-                                                                                  for r in runs]),
+        out[meth] = {"median_step_s": _stats(steps), "training_wall_s": _stats([r["training_wall_s"] for r in runs]),
                      "peak_cpu_rss_gib": _stats([r["timing"]["peak_cpu_rss_bytes"] / 2**30 for r in runs]),
                      "peak_gpu_gib": _stats([g / 2**30 for g in gpu]) if gpu else None,
                      "inference_s_per_case": _stats(inf) if inf else None}
     return out
 
 
+def plateau(values: Sequence[float], fraction: float = 0.2, tolerance: float = 0.01) -> dict:
+    """Whether a learning curve has levelled off: the mean over its last ``fraction`` of epochs within
+    ``tolerance`` of the mean over the ``fraction`` before."""
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    w = max(1, round(fraction * len(v)))
+    if len(v) < 2 * w or len(v) < 2:
+        return {"reached": None, "last": None, "before": None, "window_epochs": w}
+    last, before = float(np.mean(v[-w:])), float(np.mean(v[-2 * w:-w]))
+    return {"reached": abs(last - before) <= tolerance, "last": last, "before": before, "window_epochs": w,
+            "tolerance": tolerance}
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _primary_split(summary: dict) -> str:
+    return "test" if "test" in summary else "validation"
+
+
 def write_report(results: dict, out: Path) -> Path:
-    methods = results["methods"]
+    methods, classes, summary = results["methods"], results["classes"], results["summary"]
+    budget = results["budget"]
+    pairs = comparisons(methods)
+    n_trainings = {m: sum(t["method"] == m for t in results["trainings"]) for m in methods}
     lines = [f"# reisoseg benchmark: {results['dataset']}, preset `{results['preset']}`", "",
              f"- Command: `{results['command']}`",
              f"- Machine: {results['machine']}; training device `{results['device']}`; nnU-Net workers "
              + ", ".join(f"{k}={v}" for k, v in results["nnunet_workers"].items()),
-             f"- Budget per training: {results['budget']['epochs']} epochs x {results['budget']['iterations']} "
-             f"iterations, batch {results['batch_size']}, patch {'x'.join(map(str, results['patch_size']))}, "
-             f"spacing {'x'.join(f'{v:g}' for v in results['spacing'])} ({results['budget']['note']})",
-             f"- Folds {results['folds']}, seeds {results['seeds']}; the same plans, folds, seeds and budget for "
-             "every method. Spread is the standard deviation over cases x folds x seeds; a paired difference "
-             f"smaller than its spread is reported as no difference, and fewer than {MIN_PAIRS} pairs as cannot "
-             "tell.", ""]
-    classes = results["classes"]
-    pairs = comparisons(methods)
+             f"- Budget per training: {budget['epochs']} epochs x {budget['iterations']} iterations, batch "
+             f"{results['batch_size']}, patch {'x'.join(map(str, results['patch_size']))}, spacing "
+             f"{'x'.join(f'{v:g}' for v in results['spacing'])} ({budget['note']})",
+             f"- Trainings: folds {results['folds']} x seeds {results['seeds']} per method ("
+             + ", ".join(f"{METHOD_TITLES[m]}: {n_trainings[m]}" for m in methods) + "); the same plans, folds, "
+             "seeds and budget for every method.",
+             f"- Statistics: the unit is the training. Each training is summarised by its mean over cases; "
+             f"methods are paired by (seed, fold); a verdict needs at least {MIN_PAIRS} training pairs and comes "
+             f"from a paired t-test on the training means (scipy.stats.ttest_rel): the mean paired difference, "
+             f"its {int(CONFIDENCE * 100)}% confidence interval, d_z (mean / sd of the paired differences) and p. "
+             f"\"better\" means the interval excludes 0. Primary comparison, fixed in advance: "
+             f"{METRIC_TITLES[PRIMARY_METRIC]} on the {_primary_split(summary)} cases; the other metrics are "
+             "secondary and not corrected for multiple comparisons.", ""]
+
+    lines += ["## Verdicts", ""]
+    rows = []
+    for a, b in pairs:
+        for split in ("test", "validation"):
+            for c, per_metric in summary.get(split, {}).items():
+                for m in HEADLINE_METRICS:
+                    if m not in per_metric:
+                        continue
+                    p = per_metric[m]["paired"][f"{a} - {b}"]
+                    primary = m == PRIMARY_METRIC and split == _primary_split(summary)
+                    rows.append([f"{METHOD_TITLES[a]} - {METHOD_TITLES[b]}", split, classes.get(c, c),
+                                 ("**" if primary else "") + METRIC_TITLES[m] + (" (primary)**" if primary else ""),
+                                 fmt_paired(p), p["verdict"]])
+    ci = f"paired difference [{int(CONFIDENCE * 100)}% CI]"
+    lines += [*_table(["comparison", "cases", "class", "metric", ci, "verdict"], rows), ""]
+
     for split, title in (("validation", "Validation cases (cross-validation folds)"), ("test", "Test cases")):
-        if split not in results["summary"]:
+        if split not in summary:
             continue
-        head = ["class", "metric", *(METHOD_TITLES[m] for m in methods)]
+        head = ["class", "metric", *(f"{METHOD_TITLES[m]} (trainings)" for m in methods)]
         for a, b in pairs:
-            head += [f"{METHOD_TITLES[a]} - {METHOD_TITLES[b]} (paired)", "verdict"]
-        lines += [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for c, per_metric in results["summary"][split].items():
+            head += [f"{METHOD_TITLES[a]} - {METHOD_TITLES[b]} (paired over trainings)", "verdict"]
+        rows = []
+        for c, per_metric in summary[split].items():
             for m, entry in per_metric.items():
-                cells = [classes.get(c, c), METRIC_TITLES[m], *(_fmt(entry[x]) for x in methods)]
+                cells = [classes.get(c, c), METRIC_TITLES[m], *(_fmt(entry["trainings"][x]) for x in methods)]
                 for a, b in pairs:
-                    d = entry.get("paired", {}).get(f"{a} - {b}")
-                    cells += [_fmt(d), d["verdict"] if d else ""]
-                lines.append("| " + " | ".join(cells) + " |")
+                    p = entry["paired"][f"{a} - {b}"]
+                    cells += [fmt_paired(p), p["verdict"]]
+                rows.append(cells)
+        lines += [f"## {title}", "", "Each method's mean ± sd over its trainings' means.", "", *_table(head, rows)]
         lines.append("")
-    costs = results["costs"]
+
+    rows = []
+    for t in results["trainings"]:
+        val = [c["metrics"].get(PRIMARY_METRIC) for c in t["cases"] if c["split"] == "validation"]
+        test = [c["metrics"].get(PRIMARY_METRIC) for c in t["cases"] if c["split"] == "test"]
+        pl = t.get("plateau") or {}
+        pl_txt = "n/a" if pl.get("reached") is None else (
+            f"{'yes' if pl['reached'] else 'no'} ({pl['before']:.3f} -> {pl['last']:.3f})")
+        rows.append([METHOD_TITLES[t["method"]], str(t["seed"]), str(t["fold"]),
+                     f"{t['epochs']} x {t['iterations_per_epoch']}", f"{t['training_wall_s'] / 60:.1f}", pl_txt,
+                     _fmt(_stats(val)), _fmt(_stats(test))])
+    lines += ["## Trainings", "", "Plateau: the pseudo Dice (nnU-Net's, on validation patches) averaged over the "
+              "last 20% of epochs, against the 20% before; levelled off when within 0.01.", ""]
+    title = METRIC_TITLES[PRIMARY_METRIC]
+    lines += [*_table(["method", "seed", "fold", "epochs x iterations", "wall (min)", "pseudo Dice plateau",
+                       f"validation {title} (cases)", f"test {title} (cases)"], rows), ""]
+
+    lines += ["## Spread over cases (description only)", "", "Mean ± sd over every case of every training of a "
+              "method. Cases of one training are not independent of each other: these numbers describe, they "
+              "decide nothing.", ""]
+    rows = []
+    for split in ("validation", "test"):
+        for c, per_metric in summary.get(split, {}).items():
+            for m in HEADLINE_METRICS:
+                if m in per_metric:
+                    rows.append([split, classes.get(c, c), METRIC_TITLES[m],
+                                 *(_fmt(per_metric[m]["cases"][x]) for x in methods)])
+    lines += [*_table(["cases", "class", "metric", *(METHOD_TITLES[m] for m in methods)], rows), ""]
+
+    cost = results["costs"]
     others = [m for m in methods if m != "stock"] if "stock" in methods else []
     head = ["", *(METHOD_TITLES[m] for m in methods), *(f"{METHOD_TITLES[o]} / stock" for o in others)]
-    lines += ["## Cost (measured in this run)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for key, title in (("median_step_s", "training step (s, median per training)"),
                        ("training_wall_s", "training wall time (s)"), ("peak_cpu_rss_gib", "peak CPU RSS (GiB)"),
                        ("peak_gpu_gib", "peak GPU memory allocated (GiB)"),
                        ("inference_s_per_case", "inference (s per test case)")):
-        vals = [costs[m].get(key) for m in methods]
+        vals = [cost[m].get(key) for m in methods]
         if all(v is None for v in vals):
             continue
         cells = [title, *(_fmt(v) for v in vals)]
         for o in others:
-            a, b = costs["stock"].get(key), costs[o].get(key)
+            a, b = cost["stock"].get(key), cost[o].get(key)
             cells.append(f"{b['mean'] / a['mean']:.2f}x" if a and b and a["mean"] and b["mean"] is not None
                          else "n/a")
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    lines += ["## Cost (measured in this run)", "", *_table(head, rows)]
     lines += ["", "The training step excludes data loading; inference is nnU-Net's predictor on each test "
               "case in one process (preprocessing, sliding window, resampling; file I/O excluded).", "",
-              "## Plots", "", "![per-case metrics](plots/per_case.png)", "",
+              "## What this does not show", ""]
+    caveats = []
+    if results.get("synthetic"):
+        caveats.append("The data are synthetic (`reisoseg synth`): simulated serial-section EM of mitochondria. "
+                       "Real EM has other textures, artefacts and label noise; nothing here transfers to it "
+                       "without a run on real data.")
+    if results["device"] == "cpu":
+        caveats.append(f"The budget is a CPU budget ({budget['epochs']} x {budget['iterations']} iterations of a "
+                       f"{'x'.join(map(str, results['patch_size']))} patch); the paper trains 600 x 250 iterations "
+                       "of larger patches on a GPU. A method that pays off late in training, or on larger "
+                       "context, can look different here.")
+    if min(n_trainings.values(), default=0) < MIN_PAIRS:
+        caveats.append(f"Fewer than {MIN_PAIRS} trainings per method: every comparison is \"cannot tell\".")
+    caveats.append("Verdicts speak of these methods on this dataset and budget only; \"no difference shown\" is not "
+                   "evidence of equality (see the width of the interval).")
+    lines += [f"- {c}" for c in caveats]
+    lines += ["", "## Plots", "", "![per-case metrics](plots/per_case.png)", "",
               "![learning curves](plots/learning_curves.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
@@ -100,16 +195,18 @@ def write_report(results: dict, out: Path) -> Path:
 
 
 def write_plots(results: dict, out: Path) -> None:
+    """``plots/per_case.png`` (every case against stock's on the same case and training) and
+    ``plots/learning_curves.png`` (mean and band over each method's trainings)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import torch
 
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
-    rows, methods = results["cases"], results["methods"]
-    metrics = [m for m in ("dice", "hd95_nm", "iso_dice") if any(m in r["metrics"] for r in rows)]
+    methods, trainings = results["methods"], results["trainings"]
+    rows = [{**c, "method": t["method"], "seed": t["seed"], "fold": t["fold"]} for t in trainings for c in t["cases"]]
+    metrics = [m for m in HEADLINE_METRICS if any(m in r["metrics"] for r in rows)]
     with plt.style.context("default"):
         fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 4.2), squeeze=False)
         for ax, m in zip(axes[0], metrics):
@@ -122,7 +219,7 @@ def write_plots(results: dict, out: Path) -> None:
                            if k in stock]
                     pts = [(a, b) for a, b in pts if a is not None and b is not None and np.isfinite([a, b]).all()]
                     if pts:
-                        ax.scatter(*zip(*pts), marker=marker, alpha=0.7, color=f"C{methods.index(other)}",
+                        ax.scatter(*zip(*pts), marker=marker, alpha=0.6, s=14, color=f"C{methods.index(other)}",
                                    label=f"{METHOD_TITLES[other]}, {split}")
             if stock:
                 lim = ax.get_xlim() + ax.get_ylim()
@@ -133,28 +230,38 @@ def write_plots(results: dict, out: Path) -> None:
                 ax.legend(fontsize=7)
             ax.set_title(f"{METRIC_TITLES[m]} per case" + (" (higher is better)" if HIGHER_IS_BETTER.get(m)
                                                            else " (lower is better)"), fontsize=9)
+        fig.suptitle("Per case, against stock nnU-Net on the same case and training (description only)", fontsize=9)
         fig.tight_layout()
         fig.savefig(plots / "per_case.png", dpi=100)
         plt.close(fig)
 
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for i, run in enumerate(results["runs"]):
-            ckpt = torch.load(Path(run["folder"]) / "checkpoint_final.pth", map_location="cpu", weights_only=False)
-            lg = ckpt["logging"]
-            color = f"C{methods.index(run['method'])}"
-            lab = METHOD_TITLES[run["method"]] if i == next(j for j, r in enumerate(results["runs"])
-                                                            if r["method"] == run["method"]) else None
-            axes[0].plot(lg["train_losses"], color=color, label=lab and f"{lab} train")
-            axes[0].plot(lg["val_losses"], color=color, ls="--", label=lab and f"{lab} val")
-            for key, ls in (("train_loss_ani", ":"), ("train_loss_iso", "-.")):
-                if lg.get(key):
-                    axes[0].plot(lg[key], color=color, ls=ls, label=lab and key)
-            axes[1].plot(lg["mean_fg_dice"], color=color, label=lab)
-        axes[0].set_title("losses (ReIsoSeg: train = 0.5 ani + 0.5 iso)", fontsize=9)
-        axes[1].set_title("pseudo Dice on validation patches", fontsize=9)
-        for ax in axes:
-            ax.set_xlabel("epoch")
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+        for meth in methods:
+            runs = [t for t in trainings if t["method"] == meth and t.get("curves")]
+            if not runs:
+                continue
+            color = f"C{methods.index(meth)}"
+            label = f"{METHOD_TITLES[meth]} (n={len(runs)})"
+            for ax, key in ((axes[0], "mean_fg_dice"), (axes[1], "train_losses")):
+                n = min(len(t["curves"][key]) for t in runs)
+                its = (np.arange(n) + 1) * runs[0]["iterations_per_epoch"]
+                v = np.asarray([t["curves"][key][:n] for t in runs], dtype=float)
+                mean = np.nanmean(v, 0)
+                ax.plot(its, mean, color=color, label=label)
+                if len(runs) > 1:
+                    sd = np.nanstd(v, 0, ddof=1)
+                    ax.fill_between(its, mean - sd, mean + sd, color=color, alpha=0.2)
+            for i, t in enumerate(runs):
+                minutes = np.asarray(t["curves"]["epoch_end_s"]) / 60
+                axes[2].plot(minutes, t["curves"]["mean_fg_dice"][:len(minutes)], color=color, lw=1, alpha=0.8,
+                             label=label if i == 0 else None)
+        axes[0].set_title("pseudo Dice on validation patches: mean ± sd over trainings", fontsize=9)
+        axes[1].set_title("training loss (ReIsoSeg: (1 - a) L_iso + a L_ani): mean ± sd", fontsize=9)
+        axes[2].set_title("pseudo Dice against training wall time, one line per training", fontsize=9)
+        for ax, xlabel in zip(axes, ("iterations", "iterations", "minutes of training")):
+            ax.set_xlabel(xlabel)
             ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(plots / "learning_curves.png", dpi=100)
         plt.close(fig)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -21,7 +23,7 @@ from pathlib import Path
 from nnunetv2_reisoseg.benchmark.budget import EPOCHS_ENV, SEED_ENV, TIMING_FILE
 from nnunetv2_reisoseg.benchmark.metrics import evaluate_case
 from nnunetv2_reisoseg.benchmark.presets import CONFIGURATION, METHODS, PLANS, PRESETS, trainer_name
-from nnunetv2_reisoseg.benchmark.report import _costs, _machine, write_plots, write_report
+from nnunetv2_reisoseg.benchmark.report import costs, machine, plateau, write_plots, write_report
 from nnunetv2_reisoseg.benchmark.stats import summarize
 
 
@@ -38,6 +40,22 @@ def ext_trainer_path(existing: str | None) -> str:
     """``nnUNet_extTrainer`` for the benchmark's trainings: its trainer folder first, then the user's."""
     paths = [str(TRAINER_DIR)] + [p for p in (existing or "").split(os.pathsep) if p]
     return os.pathsep.join(dict.fromkeys(paths))
+
+
+def nnunet_command(name: str) -> list[str]:
+    """nnU-Net's console script ``name``; where it is not on PATH (its wheel unpacked onto PYTHONPATH, as on
+    a bare GPU machine), its entry point run by this Python."""
+    path = shutil.which(name)
+    if path:
+        return [path]
+    from importlib.metadata import entry_points
+
+    ep = next((e for e in entry_points(group="console_scripts") if e.name == name), None)
+    if ep is None:
+        raise BenchmarkError(f"{name} is neither on PATH nor a console script of an installed package: install "
+                             "nnunetv2 (pip install nnunetv2)")
+    return [sys.executable, "-c", f"import sys; from {ep.module} import {ep.attr} as main; sys.argv[0] = {name!r}; "
+            "sys.exit(main())"]
 
 
 def log(msg: str) -> None:
@@ -123,7 +141,7 @@ def ensure_plans(dataset_id: int, dataset_name: str, out: Path) -> dict:
         env = {**os.environ, **worker_env()}
         if env["nnUNet_n_proc_DA"] == "0":  # 0 breaks nnU-Net's planner (torch.set_num_threads(0))
             env["nnUNet_n_proc_DA"] = "1"
-        _run_logged(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", CONFIGURATION, "-np",
+        _run_logged([*nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", CONFIGURATION, "-np",
                      env["nnUNet_def_n_proc"]], env, out / "logs" / "plan_and_preprocess.log", "plan", None)
     plans = json.loads(plans_file.read_text())
     if CONFIGURATION not in plans["configurations"]:
@@ -159,8 +177,8 @@ def train(run: Run, dataset_id: int, preset: str, device: str, out: Path, extra_
     env = {**os.environ, **worker_env()}
     env.update({"nnUNet_results": str(out / "results" / f"seed{run.seed}"), SEED_ENV: str(run.seed),
                 "nnUNet_extTrainer": ext_trainer_path(env.get("nnUNet_extTrainer")), **(extra_env or {})})
-    cmd = ["nnUNetv2_train", str(dataset_id), CONFIGURATION, str(run.fold), "-tr", trainer_name(run.method, preset),
-           "-device", device]
+    cmd = [*nnunet_command("nnUNetv2_train"), str(dataset_id), CONFIGURATION, str(run.fold), "-tr",
+           trainer_name(run.method, preset), "-device", device]
     if (run.folder / "checkpoint_latest.pth").is_file() or (run.folder / "checkpoint_final.pth").is_file():
         cmd.append("--c")  # an interrupted run continues from its last checkpoint
     log(f"{run.tag}: {' '.join(cmd)}")
@@ -221,6 +239,24 @@ def predict_test(run: Run, dataset_dir: Path, device: str, out: Path) -> dict | 
 
 
 # ----------------------------------------------------------------------------------------------- driver
+def _curves(folder: Path) -> dict:
+    """Learning curves of a finished training from its checkpoint: per epoch pseudo Dice, losses (both
+    re-isotropic terms for ReIsoSeg) and the seconds since the training started at each epoch's end."""
+    import torch
+
+    lg = torch.load(folder / "checkpoint_final.pth", map_location="cpu", weights_only=False)["logging"]
+    starts, ends = lg.get("epoch_start_timestamps", []), lg.get("epoch_end_timestamps", [])
+    out = {k: [float(v) for v in lg[k]] for k in ("mean_fg_dice", "ema_fg_dice", "train_losses", "val_losses",
+                                                  "train_loss_ani", "train_loss_iso") if lg.get(k)}
+    out["epoch_end_s"] = [float(e - starts[0]) for e in ends] if starts else []
+    return out
+
+
+def flatten_cases(trainings: Sequence[dict]) -> list[dict]:
+    """One row per (training, case, class) with the training's method, seed and fold."""
+    return [{**c, "method": t["method"], "seed": t["seed"], "fold": t["fold"]} for t in trainings for c in t["cases"]]
+
+
 def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequence[int] = (0,),
                   seeds: Sequence[int] = (0,), out: str | os.PathLike | None = None,
                   methods: Sequence[str] = ("stock", "reiso"), device: str = "auto",
@@ -260,7 +296,8 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
     log(f"{dataset_name}: {n_total} trainings ({', '.join(methods)} x seeds {list(seeds)} x folds {list(folds)}), "
         f"preset {preset}: {preset_budget.epochs} epochs x {preset_budget.iterations} iterations on {device}")
 
-    run_records, case_rows = [], []
+    trainings = []
+    done = 0
     for seed in seeds:
         for fold in folds:
             walls: dict[str, float] = {}
@@ -274,38 +311,46 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
                     extra = {EPOCHS_ENV: str(epochs)}
                     log(f"{run.tag}: {epochs} epochs, the stock budget scaled by ReIsoSeg's wall time "
                         f"({walls['reiso']:.0f} s vs {walls['stock']:.0f} s)")
+                done += 1
+                log(f"training {done}/{n_total}: {run.tag}")
                 train(run, dataset_id, preset, device, out_dir, extra)
-                walls[meth] = json.loads((folder / TIMING_FILE).read_text())["training_wall_s"]
+                timing = json.loads((folder / TIMING_FILE).read_text())
+                walls[meth] = timing["training_wall_s"]
                 inference = predict_test(run, dataset_dir, device, out_dir)
-                run_records.append({"method": meth, "seed": seed, "fold": fold, "folder": str(folder),
-                                    "timing": json.loads((folder / TIMING_FILE).read_text()),
-                                    "inference": inference})
                 pairs = [("validation", p, dataset_dir / "labelsTr" / p.name)
                          for p in sorted((folder / "validation").glob("*" + ending))]
                 test_dir = out_dir / "predictions" / f"seed{seed}" / meth / f"fold_{fold}"
                 pairs += [("test", p, dataset_dir / "labelsTs" / p.name) for p in sorted(test_dir.glob("*" + ending))
                           if (dataset_dir / "labelsTs" / p.name).is_file()]
                 log(f"{run.tag}: evaluating {len(pairs)} predictions")
+                cases = []
                 for split, pred, ref in pairs:
                     truth = truth_dir / pred.name
                     per_class = evaluate_case(pred, ref, fg, ignore, truth if truth.is_file() else None)
                     case = pred.name[: -len(ending)]
                     for c, metrics in per_class.items():
-                        case_rows.append({"method": meth, "seed": seed, "fold": fold, "split": split, "case": case,
-                                          "class": c, "prediction": str(pred), "reference": str(ref),
-                                          "metrics": metrics})
+                        cases.append({"split": split, "case": case, "class": c, "prediction": str(pred),
+                                      "reference": str(ref), "metrics": metrics})
+                curves = _curves(folder)
+                trainings.append({
+                    "method": meth, "seed": seed, "fold": fold, "trainer": trainer_name(meth, preset),
+                    "folder": str(folder), "epochs": timing["epochs"],
+                    "iterations_per_epoch": timing["iterations_per_epoch"],
+                    "training_wall_s": timing["training_wall_s"], "timing": timing, "inference": inference,
+                    "plateau": plateau(curves.get("mean_fg_dice", [])), "curves": curves, "cases": cases})
     cfg = plans["configurations"][CONFIGURATION]
     results = {
         "dataset": dataset_name, "preset": preset, "budget": asdict(preset_budget), "methods": list(methods),
         "trainers": {m: trainer_name(m, preset) for m in methods}, "folds": list(folds), "seeds": list(seeds),
-        "device": device, "machine": _machine(), "command": command or f"reisoseg benchmark --preset {preset}",
-        "patch_size": cfg["patch_size"], "batch_size": cfg["batch_size"], "spacing": cfg["spacing"],
-        "classes": labels, "runs": run_records, "cases": case_rows,
+        "device": device, "machine": machine(), "command": command or f"reisoseg benchmark --preset {preset}",
+        "synthetic": dataset is None, "patch_size": cfg["patch_size"], "batch_size": cfg["batch_size"],
+        "spacing": cfg["spacing"], "classes": labels,
         "nnunet_workers": {k: os.environ.get(k) or worker_env().get(k) for k in ("nnUNet_n_proc_DA",
                                                                                 "nnUNet_def_n_proc")},
+        "trainings": trainings,
     }
-    results["summary"] = summarize(case_rows, methods)
-    results["costs"] = _costs(results, methods)
+    results["summary"] = summarize(flatten_cases(trainings), methods)
+    results["costs"] = costs(trainings, methods)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float))
     write_plots(results, out_dir)
     report = write_report(results, out_dir)

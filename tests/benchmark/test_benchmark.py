@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
-from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, run_benchmark
+from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, flatten_cases, run_benchmark
 from nnunetv2_reisoseg.benchmark.stats import summarize
 from nnunetv2_reisoseg.cli import main
 
@@ -51,31 +51,41 @@ def test_report_and_files(bench):
     _, out, res = bench
     report = (out / "report.md").read_text()
     for text in ("stock nnU-Net", "ReIsoSeg", "Validation cases", "Test cases", "Dice vs isotropic truth",
-                 "training step", "inference (s per test case)", res["machine"]):
+                 "training step", "inference (s per test case)", res["machine"], "## Verdicts",
+                 "The data are synthetic", "## What this does not show"):
         assert text in report
+    # one seed and one fold: one training pair, so every comparison is "cannot tell"
+    verdicts = [p["verdict"] for split in res["summary"].values() for per_metric in split.values()
+                for entry in per_metric.values() for p in entry["paired"].values()]
+    assert verdicts and all(v.startswith("cannot tell") or v == "" for v in verdicts)
+    assert any(v.startswith("cannot tell (1 training pair") for v in verdicts)
+    assert " better |" not in report
     assert (out / "plots" / "per_case.png").stat().st_size > 10_000
     assert (out / "plots" / "learning_curves.png").stat().st_size > 10_000
     assert res["trainers"] == {"stock": "nnUNetTrainerBenchTiny", "reiso": "nnUNetTrainerReIsoBenchTiny",
                                "paper": "nnUNetTrainerReIsoSegNetBenchTiny",
                                "stock_time": "nnUNetTrainerBenchTinyEqualTime"}
-    assert {(r["method"], r["split"]) for r in res["cases"]} == {
+    assert {(t["method"], c["split"]) for t in res["trainings"] for c in t["cases"]} == {
         (m, s) for m in ("stock", "reiso", "paper", "stock_time") for s in ("validation", "test")}
-    assert "ReIsoSeg paper network - stock nnU-Net (paired)" in report
-    assert "ReIsoSeg - stock nnU-Net at ReIsoSeg's wall time (paired)" in report
-    runs = {r["method"]: r for r in res["runs"]}
-    walls = {m: runs[m]["timing"]["training_wall_s"] for m in runs}
-    assert runs["stock_time"]["timing"]["epochs"] == max(1, round(walls["reiso"] / walls["stock"]))
-    for run in res["runs"]:  # the budget the preset promises, and measured steps
+    assert "ReIsoSeg paper network - stock nnU-Net (paired over trainings)" in report
+    assert "ReIsoSeg - stock nnU-Net at ReIsoSeg's wall time (paired over trainings)" in report
+    runs = {r["method"]: r for r in res["trainings"]}
+    walls = {m: runs[m]["training_wall_s"] for m in runs}
+    assert runs["stock_time"]["epochs"] == max(1, round(walls["reiso"] / walls["stock"]))
+    for run in res["trainings"]:  # every training listed with its budget, wall time and learning curves
+        assert {"method", "seed", "fold", "epochs", "iterations_per_epoch", "training_wall_s", "cases",
+                "curves"} <= set(run)
+        assert len(run["curves"]["mean_fg_dice"]) == run["epochs"]
         if run["method"] == "stock_time":
             continue
-        assert run["timing"]["epochs"] == 1 and len(run["timing"]["step_times_s"]) == 2
+        assert run["epochs"] == 1 and len(run["timing"]["step_times_s"]) == 2
         assert all(t > 0 for t in run["timing"]["step_times_s"])
         assert len(run["inference"]["seconds_per_case"]) == 1
 
 
 def test_numbers_recomputed_from_saved_predictions(bench):
     _, out, res = bench
-    for row in res["cases"]:
+    for row in flatten_cases(res["trainings"]):
         pred, spacing = _read(row["prediction"])
         ref, _ = _read(row["reference"])
         p, r = pred == row["class"], ref == row["class"]
@@ -85,12 +95,12 @@ def test_numbers_recomputed_from_saved_predictions(bench):
         if p.any() and r.any():
             assert m["hd95_nm"] == pytest.approx(_hd95(p, r, spacing), rel=1e-3)
     # the summary is the mean over the rows, and report.md shows it
-    again = summarize(res["cases"], res["methods"])
+    again = summarize(flatten_cases(res["trainings"]), res["methods"])
     assert again == json.loads(json.dumps(res["summary"]))
     report = (out / "report.md").read_text()
     for split in res["summary"].values():
         for per_metric in split.values():
-            mean = per_metric["dice"]["reiso"]["mean"]
+            mean = per_metric["dice"]["trainings"]["reiso"]["mean"]
             assert f"{mean:.3g}" in report
 
 

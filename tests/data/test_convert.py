@@ -196,6 +196,43 @@ def test_split_axis_choice():
     assert choose_split_axis((125, 1250, 1250), (40, 4, 4)) == 1  # CREMI: equal extents -> lateral
     assert choose_split_axis((400, 256, 256), (40, 4, 4)) == 0  # a long stack of sections -> z
     assert choose_split_axis((32, 256, 1024), (40, 4, 4)) == 2
+    # the longest axis would give blocks too thin: the next one that works
+    assert choose_split_axis((24, 80, 80), (40, 4, 4), 4) == 1
+    assert choose_split_axis((24, 80, 80), (40, 4, 4), 2) == 0
+
+
+def test_auto_split_never_picks_an_axis_it_then_refuses(raw, tmp_path):
+    image, labels = _volume(shape=(24, 80, 80))  # 960 nm of sections, 320 nm laterally
+    _cremi(tmp_path / "s.h5", image, labels.astype(np.uint64))
+    assert _run("--image", f"{tmp_path}/s.h5:volumes/raw", "--labels", f"{tmp_path}/s.h5:volumes/labels/clefts",
+                "--split", 4, "--dataset-id", 12, "--name", "Thin") == 0
+    blocks = [_read(raw / "Dataset012_Thin" / "imagesTr" / f"thin_{i:03d}_0000.nii.gz")[0] for i in range(4)]
+    assert [b.shape for b in blocks] == [(24, 20, 80)] * 4
+
+
+def test_readers_read_only_what_is_indexed(tmp_path):
+    """TIFF stacks, slice folders and arrays with leading singleton axes are read lazily."""
+    from nnunetv2_reisoseg.data.convert import read_volume
+
+    image, _ = _volume()
+    tifffile.imwrite(tmp_path / "stack.tif", image)
+    (tmp_path / "slices").mkdir()
+    for i, s in enumerate(image):
+        Image.fromarray(s).save(tmp_path / "slices" / f"s{i}.png")
+    with h5py.File(tmp_path / "five_d.h5", "w") as f:
+        f.create_dataset("raw", data=image[None, None])
+    for spec in (tmp_path / "stack.tif", tmp_path / "slices", f"{tmp_path}/five_d.h5:raw"):
+        vol = read_volume(str(spec))
+        assert not isinstance(vol.array, np.ndarray) and vol.shape == image.shape
+        np.testing.assert_array_equal(vol.array[3:7, 5:9, 2:30], image[3:7, 5:9, 2:30])
+        np.testing.assert_array_equal(vol.array[2], image[2])
+        vol.close()
+    reads = []
+    vol = read_volume(str(tmp_path / "slices"))
+    original = vol.array._read
+    vol.array._read = lambda sl: reads.append(sl[0]) or original(sl)
+    vol.array[4:6]
+    assert reads == [slice(4, 6)]  # two of 16 slice files
 
 
 def test_test_volume_without_labels_goes_to_imagests_only(raw, tmp_path):

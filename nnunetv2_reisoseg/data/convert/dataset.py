@@ -35,12 +35,17 @@ def _split_slices(shape: Sequence[int], n: int, axis: int) -> list[tuple[slice, 
     return out
 
 
-def choose_split_axis(shape: Sequence[int], spacing: Sequence[float]) -> int:
-    """The axis of largest physical extent; a lateral axis on ties, so every block keeps all sections."""
-    extent = [n * s for n, s in zip(shape, spacing)]
-    best = max(extent)
-    lateral = [a for a in (1, 2) if extent[a] >= 0.99 * best]
-    return lateral[0] if lateral else 0
+MIN_BLOCK = 8  # voxels along the split axis: fewer leave nnU-Net nothing to pool
+
+
+def choose_split_axis(shape: Sequence[int], spacing: Sequence[float], n: int = 1) -> int:
+    """The axis of largest physical extent (a lateral axis on ties, so every block keeps all sections) among
+    those that give blocks of at least ``MIN_BLOCK`` voxels; the largest extent when none does."""
+    extent = [k * s for k, s in zip(shape, spacing)]
+    # preference: larger extent first, lateral before z when within 1%
+    order = sorted(range(3), key=lambda a: (-round(extent[a] / (0.01 * max(extent) or 1)), a == 0, a))
+    fits = [a for a in order if shape[a] // max(1, n) >= MIN_BLOCK]
+    return fits[0] if fits else order[0]
 
 
 def convert(
@@ -104,8 +109,8 @@ def convert(
         blocks: list[tuple[str, Volume, Volume | None, tuple[float, float, float], tuple[slice, ...]]] = []
         for kind, img, lab, sp in jobs:
             n = split if kind == "train" else 1
-            axis = choose_split_axis(img.shape, sp) if split_axis == "auto" else "zyx".index(split_axis)
-            if n > 1 and img.shape[axis] // n < 8:
+            axis = choose_split_axis(img.shape, sp, n) if split_axis == "auto" else "zyx".index(split_axis)
+            if n > 1 and img.shape[axis] // n < MIN_BLOCK:
                 raise ConvertError(f"{img.source}: --split {n} along {'zyx'[axis]} gives blocks of "
                                    f"{img.shape[axis] // n} voxels; use fewer blocks or another --split-axis")
             blocks += [(kind, img, lab, sp, s) for s in _split_slices(img.shape, n, axis)]

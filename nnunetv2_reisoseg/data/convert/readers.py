@@ -66,12 +66,37 @@ def _spacing3(values: Sequence[float]) -> tuple[float, float, float] | None:
     return v[0], v[1], v[2]
 
 
+class LazyArray:
+    """A (Z, Y, X) view that reads only what is indexed: leading singleton axes of a stored array dropped
+    without reading it (``zarr_array[0]`` would read everything), or a stack of 2D slice files."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any, read: Callable[[tuple[slice, ...]], np.ndarray]) -> None:
+        self.shape, self.dtype, self._read = tuple(int(s) for s in shape), np.dtype(dtype), read
+        self.ndim = 3
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            i = key.index(Ellipsis)
+            key = key[:i] + (slice(None),) * (3 - len(key) + 1) + key[i + 1:]
+        key = key + (slice(None),) * (3 - len(key))
+        drop = [a for a, k in enumerate(key) if not isinstance(k, slice)]
+        sl = tuple(k if isinstance(k, slice) else slice(int(k) % n, int(k) % n + 1) for k, n in zip(key, self.shape))
+        out = self._read(sl)
+        return out.reshape([n for a, n in enumerate(out.shape) if a not in drop]) if drop else out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:, :, :]
+        return out if dtype is None else out.astype(dtype)
+
+
 def _squeeze3(array: Any, source: str) -> Any:
     shape = tuple(array.shape)
     if len(shape) == 3:
         return array
     if len(shape) > 3 and all(s == 1 for s in shape[:-3]):
-        return array[(0,) * (len(shape) - 3)]
+        lead = (0,) * (len(shape) - 3)
+        return LazyArray(shape[-3:], array.dtype, lambda sl: np.asarray(array[lead + sl]))
     raise ConvertError(f"{source}: expected a 3D volume (Z, Y, X), got shape {shape}. Multi-channel or "
                        "time series data is not supported; select one 3D dataset with PATH:KEY.")
 
@@ -214,13 +239,19 @@ def _read_slices(folder: Path) -> Volume:
     first = read(files[0])
     if first.ndim != 2:
         raise ConvertError(f"{files[0]}: expected a 2D greyscale slice, got shape {first.shape}")
-    out = np.empty((len(files), *first.shape), first.dtype)
-    for i, p in enumerate(files):
-        s = first if i == 0 else read(p)
-        if s.shape != first.shape:
-            raise ConvertError(f"{p}: slice shape {s.shape} differs from {files[0].name}'s {first.shape}")
-        out[i] = s
-    return Volume(out, None, f"{folder} ({len(files)} slices)")
+
+    def read_sections(sl: tuple[slice, ...]) -> np.ndarray:  # only the slice files the request covers
+        picked = files[sl[0]]
+        out = np.empty((len(picked), *first[sl[1:]].shape), first.dtype)
+        for i, p in enumerate(picked):
+            s = read(p)
+            if s.shape != first.shape:
+                raise ConvertError(f"{p}: slice shape {s.shape} differs from {files[0].name}'s {first.shape}")
+            out[i] = s[sl[1:]]
+        return out
+
+    return Volume(LazyArray((len(files), *first.shape), first.dtype, read_sections), None,
+                  f"{folder} ({len(files)} slices)")
 
 
 def read_volume(spec: str) -> Volume:
@@ -240,10 +271,13 @@ def read_volume(spec: str) -> Volume:
         return _read_slices(path)
     if suffix in (".tif", ".tiff"):
         import tifffile
+        import zarr
 
-        with tifffile.TiffFile(path) as tif:
-            data = tif.asarray()
-            spacing = _tiff_spacing(tif)
-        return Volume(_squeeze3(data, str(path)), spacing, str(path))
+        tif = tifffile.TiffFile(path)
+        spacing = _tiff_spacing(tif)
+        data = zarr.open(tif.aszarr(), mode="r")  # pages read as they are indexed
+        if isinstance(data, zarr.Group):  # pyramidal TIFF: its full-resolution level
+            data = data["0"]
+        return Volume(_squeeze3(data, str(path)), spacing, str(path), tif.close)
     raise ConvertError(f"{path}: unknown kind of file; reisoseg convert reads HDF5 (.h5/.hdf5), zarr "
                        "(.zarr), MRC (.mrc/.rec), TIFF (.tif/.tiff) and folders of TIFF/PNG slices")
