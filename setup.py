@@ -24,6 +24,8 @@ setup(
         "mrcfile",
         "tifffile",
         "monai",  # reisoseg benchmark: HD95 and ASSD
+        "dask[distributed]",  # reisoseg predict-volume --workers / --scheduler
+        "tqdm",
     ],
     extras_require={"test": ["pytest", "ruff"]},
     entry_points={"console_scripts": ["reisoseg=nnunetv2_reisoseg.cli:main"]},

@@ -114,8 +114,8 @@ def machine(device: str) -> str:
     desc = f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}"
     if device == "cuda":
         desc = f"{torch.cuda.get_device_name()}, " + desc + ", autocast fp16 + GradScaler"
-    if os.environ.get("nnUNet_compile", "").lower() in ("1", "t", "true"):
-        desc += ", torch.compile"
+    if device == "cuda" and os.environ.get("nnUNet_compile", "").lower() in ("1", "t", "true"):
+        desc += ", torch.compile"  # nnU-Net compiles on CUDA only
     return desc
 
 
@@ -124,6 +124,7 @@ def main() -> None:
     ap.add_argument("--plans", default=str(DEFAULT_PLANS))
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--json", default=None, metavar="PATH", help="also write the measurements as JSON")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment for both measured processes, e.g. GLIBC_TUNABLES=... (repeatable)")
     ap.add_argument("--_one", nargs=2, help=argparse.SUPPRESS)
@@ -155,6 +156,13 @@ def main() -> None:
           f"{r['peak_bytes'] / s['peak_bytes']:.2f}x |")
     print(f"| inference forward (1 patch, eval) | {si['median_s']:.3f} s | {ri['median_s']:.3f} s | "
           f"{ri['median_s'] / si['median_s']:.2f}x |")
+    if a.json:
+        Path(a.json).write_text(json.dumps({
+            "machine": machine(a.device), "plans": Path(a.plans).name, "iters": a.iters, "environment": a.env,
+            "measurements": {f"{name}_{mode}": r for (name, mode), r in res.items()},
+            "ratios": {"train_step": r["median_s"] / s["median_s"],
+                       "train_peak_memory": r["peak_bytes"] / s["peak_bytes"],
+                       "inference": ri["median_s"] / si["median_s"]}}, indent=1))
 
 
 if __name__ == "__main__":

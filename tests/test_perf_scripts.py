@@ -1,21 +1,37 @@
-"""The measurement scripts in perf/ run (tiny settings on the CPU), so they do not rot between
-the sessions that have the hardware they are written for."""
+"""The measurement scripts in perf/ run (tiny settings on the CPU), so that they work the first time a session
+has the hardware they are written for."""
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_gpu_checks_runs_on_the_cpu_paths():
-    p = subprocess.run([sys.executable, ROOT / "perf" / "gpu_checks.py", "--device", "cpu", "--steps", "2",
-                        "--plans", ROOT / "tests" / "fixtures" / "plans" / "tiny_40x10x10.json"],
-                       capture_output=True, text=True, cwd=ROOT)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+@pytest.mark.e2e
+def test_gpu_run_dry_mode_runs_every_step_and_reports(tmp_path):
+    """perf/gpu_run.sh --dry: the CUDA checks, train_step with and without compile and the stock-vs-ReIsoSeg
+    comparison, with tiny settings on the CPU, into one folder with a report."""
+    out = tmp_path / "gpu_run"
+    p = subprocess.run(["bash", ROOT / "perf" / "gpu_run.sh", out, "--dry", "--budget-s", "900"], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    for step in ("gpu_checks", "train_step", "train_step_compile", "compare_1"):
+        row = next(line for line in report.splitlines() if line.startswith(f"| {step} |"))
+        assert row.split("|")[3].strip() == "ok", row
+        assert (out / f"{step}.log").is_file()
+    rows = [json.loads(line) for line in (out / "gpu_checks.log").read_text().splitlines() if line.startswith("{")]
     assert [r["trainer"] for r in rows] == ["nnUNetTrainerReIso", "nnUNetTrainerReIsoSegNet"]
     assert all(r["ok"] and r["non_finite_losses"] == 0 and not r["compiled"] for r in rows)
+    for name in ("train_step.json", "train_step_compile.json"):
+        ratios = json.loads((out / name).read_text())["ratios"]
+        assert set(ratios) == {"train_step", "train_peak_memory", "inference"} and all(v > 0 for v in ratios.values())
+    assert "## Speed and memory, no compile" in report and "## CUDA checks" in report
+    assert "cannot tell" in report  # one training pair in the dry run: no verdict
+    assert (out / "benchmark" / "results.json").is_file()
 
 
 def test_paper_inference_script():

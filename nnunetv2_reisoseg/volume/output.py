@@ -1,0 +1,103 @@
+"""The output of ``reisoseg predict-volume``: a chunked OME-Zarr label image that napari and neuroglancer open,
+with what made it, and one done marker per block so that a killed run resumes where it stopped.
+
+Layout (zarr format 2, OME-NGFF 0.4)::
+
+    OUT.zarr/.zattrs        multiscales (axes z/y/x in nanometres, scale = voxel size), image-label (colours and
+                            names from dataset.json), reisoseg (model, folds, checkpoint, step size, TTA, statistics)
+    OUT.zarr/0              the labels (uint8 or uint16), chunks aligned with the blocks
+    OUT.zarr/probabilities  optional: per-class probabilities (float16, c/z/y/x), its own multiscales
+    OUT.zarr/.reisoseg/     settings.json (refuses a --c run with other settings), done/<block> markers
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+_CONTROL = ".reisoseg"
+# settings that must match for --c to continue a run (the rest is provenance)
+RESUME_KEYS = ("input", "shape", "spacing_nm", "model", "folds", "checkpoint", "step_size", "tta",
+               "block_shape", "chunks", "save_probabilities", "statistics", "transpose_forward")
+
+
+class OutputError(ValueError):
+    """The output folder cannot be (re)used as asked; the message says what to do."""
+
+
+def _label_colour(i: int) -> list[int]:
+    """A stable, distinct colour per label (background transparent)."""
+    if i == 0:
+        return [0, 0, 0, 0]
+    import matplotlib
+
+    r, g, b, _ = matplotlib.colormaps["tab10"]((i - 1) % 10)
+    return [int(255 * r), int(255 * g), int(255 * b), 255]
+
+
+def _multiscales(name: str, axes: Sequence[dict], scale: Sequence[float]) -> list[dict]:
+    return [{"version": "0.4", "name": name, "axes": list(axes),
+             "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": list(scale)}]}]}]
+
+
+def prepare(out: Path, settings: dict, labels: dict[str, int], shape: Sequence[int], chunks: Sequence[int],
+            n_classes: int, cont: bool, overwrite: bool) -> tuple[bool, set[int]]:
+    """Create ``out`` (or check it for ``cont``); returns (created, blocks already done)."""
+    control = out / _CONTROL
+    if out.exists():
+        if cont:
+            if not (control / "settings.json").is_file():
+                raise OutputError(f"{out} exists but is not a reisoseg predict-volume output; choose another -o")
+            old = json.loads((control / "settings.json").read_text())
+            diff = [k for k in RESUME_KEYS if old.get(k) != json.loads(json.dumps(settings.get(k)))]
+            if diff:
+                changes = ", ".join(f"{k}: {old.get(k)} -> {settings.get(k)}" for k in diff)
+                raise OutputError(f"{out} was started with other settings ({changes}); rerun with the same settings "
+                                  "to continue, or pass --overwrite to start again")
+            return False, done_blocks(out)
+        if not overwrite:
+            raise OutputError(f"{out} exists; pass --c to continue the run that wrote it, or --overwrite to replace it")
+        shutil.rmtree(out)
+    elif cont:
+        pass  # nothing to continue: start
+    import zarr
+
+    root = zarr.open_group(str(out), mode="w", zarr_format=2)
+    dtype = np.uint8 if max(labels.values(), default=0) < 255 else np.uint16
+    root.create_array("0", shape=tuple(shape), chunks=tuple(chunks), dtype=dtype, fill_value=0)
+    spacing = settings["spacing_nm"]
+    axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
+    names = {v: k for k, v in labels.items()}
+    root.attrs.update({
+        "multiscales": _multiscales(Path(settings["input"]).name, axes, spacing),
+        "image-label": {"version": "0.4",
+                        "colors": [{"label-value": v, "rgba": _label_colour(v)} for v in sorted(names)],
+                        "properties": [{"label-value": v, "name": names[v]} for v in sorted(names)],
+                        "source": {"image": settings["input"]}},
+        "reisoseg": settings,
+    })
+    if settings.get("save_probabilities"):
+        prob = root.create_group("probabilities")
+        prob.create_array("0", shape=(n_classes, *shape), chunks=(n_classes, *chunks), dtype=np.float16, fill_value=0)
+        prob.attrs["multiscales"] = _multiscales("probabilities", [{"name": "c", "type": "channel"}, *axes],
+                                                 [1.0, *spacing])
+    (control / "done").mkdir(parents=True)
+    (control / "settings.json").write_text(json.dumps(settings, indent=1))
+    return True, set()
+
+
+def done_blocks(out: Path) -> set[int]:
+    d = out / _CONTROL / "done"
+    return {int(p.name) for p in d.iterdir()} if d.is_dir() else set()
+
+
+def mark_done(out: Path, index: int, info: dict) -> None:
+    """Written after every chunk of the block: a block without its marker is redone by --c."""
+    (out / _CONTROL / "done" / str(index)).write_text(json.dumps(info))
+
+
+def settings_of(out: Path) -> dict:
+    return json.loads((out / _CONTROL / "settings.json").read_text())

@@ -1,0 +1,411 @@
+"""``reisoseg predict-volume``: segment a volume larger than memory with any nnU-Net 3D model, block by block,
+with nnU-Net's own answer.
+
+A run is a few named parts, as in daisy: the total region (the volume), the blocks that partition it (each
+writes whole output chunks of its own), the region a block reads (the nnU-Net tiles that touch it), a
+process function (``run_block``) and a check that a block is done (its marker). Workers receive only
+(output folder, block index); each opens the input and output stores itself and keeps its predictor.
+
+Every block follows nnU-Net's sliding window over the whole volume: the tiles nnU-Net would place, in its
+order, with its Gaussian weighting, fp16 accumulation, test-time mirroring and fold ensembling, on data
+normalised with statistics of the whole volume (a first streaming pass). With nnU-Net's own statistics the
+labels are identical to ``nnUNetPredictor`` on the whole volume.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nnunetv2_reisoseg.volume import grid as g
+from nnunetv2_reisoseg.volume import output as store
+from nnunetv2_reisoseg.volume.intensity import Normalizer, VolumeStats, check_scheme, stream_stats
+
+SLAB_VOXELS = 2**24  # voxels per slab of the statistics pass (128 MB in float64)
+
+
+class VolumeError(ValueError):
+    """Bad input for predict-volume; the message names the problem and the fix. Nothing has been written."""
+
+
+# ------------------------------------------------------------------------------------------------ model
+def _with_our_trainers() -> None:
+    """nnU-Net finds the plugin's trainers (nnUNetTrainerReIso, the paper network) through nnUNet_extTrainer."""
+    from nnunetv2_reisoseg import trainer_dir
+
+    paths = [p for p in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
+    if str(trainer_dir()) not in paths:
+        os.environ["nnUNet_extTrainer"] = os.pathsep.join([*paths, str(trainer_dir())])
+
+
+def check_model(model: Path, folds: Sequence[int | str], checkpoint: str) -> dict:
+    """The model folder's plans, dataset.json and configuration; clear errors for what is missing."""
+    import json
+
+    import torch
+
+    missing = [f for f in ("plans.json", "dataset.json") if not (model / f).is_file()]
+    if missing:
+        raise VolumeError(f"{model} is not an nnU-Net model folder (no {', '.join(missing)}); pass the folder that "
+                          "holds plans.json and fold_X/, e.g. $nnUNet_results/DatasetXXX/nnUNetTrainer__nnUNetPlans__"
+                          "3d_fullres")
+    available = sorted(p.name[5:] for p in model.glob("fold_*") if (p / checkpoint).is_file())
+    absent = [str(f) for f in folds if str(f) not in available]
+    if absent:
+        raise VolumeError(f"{model} has no {checkpoint} for fold(s) {', '.join(absent)}; folds with one: "
+                          f"{', '.join(available) or 'none'} (-f, or -chk for another checkpoint)")
+    ckpt = torch.load(model / f"fold_{folds[0]}" / checkpoint, map_location="cpu", weights_only=False, mmap=True)
+    plans = json.loads((model / "plans.json").read_text())
+    configuration = ckpt["init_args"]["configuration"]
+    cfg = plans["configurations"][configuration]
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    cm = PlansManager(plans).get_configuration(configuration)
+    if len(cm.patch_size) != 3:
+        raise VolumeError(f"{model} is a 2D model ({configuration}); predict-volume needs a 3D one (3d_fullres)")
+    if cm.previous_stage_name is not None:
+        raise VolumeError(f"{model} is a cascade stage ({configuration}) that needs the previous stage's "
+                          "segmentation; predict with a 3d_fullres or 3d_lowres model")
+    dataset_json = json.loads((model / "dataset.json").read_text())
+    for scheme, masked in zip(cm.normalization_schemes, cm.use_mask_for_norm):
+        try:
+            check_scheme(scheme, masked)
+        except ValueError as e:
+            raise VolumeError(str(e)) from None
+    return {"plans": plans, "configuration": configuration, "cfg": cfg, "dataset_json": dataset_json,
+            "trainer": ckpt.get("trainer_name")}
+
+
+class BlockPredictor:
+    """One process's nnU-Net predictor for a run (network, every fold's weights), input and output stores."""
+
+    def __init__(self, settings: dict, out: Path) -> None:
+        import torch
+        import zarr
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+        from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+
+        from nnunetv2_reisoseg.data.convert.readers import read_volume
+
+        _with_our_trainers()
+        self.settings = settings
+        self.device = torch.device(settings["device"])
+        p = nnUNetPredictor(tile_step_size=settings["step_size"], use_gaussian=True, use_mirroring=settings["tta"],
+                            perform_everything_on_device=self.device.type == "cuda", device=self.device, verbose=False,
+                            verbose_preprocessing=False, allow_tqdm=False)
+        p.initialize_from_trained_model_folder(settings["model"], use_folds=tuple(settings["folds"]),
+                                               checkpoint_name=settings["checkpoint"])
+        self.predictor = p
+        self.network = p.network.to(self.device).eval()
+        self._loaded = 0  # the fold whose weights the network holds (nnU-Net loads the first)
+        cm, pm = p.configuration_manager, p.plans_manager
+        self.tf = tuple(pm.transpose_forward)
+        stats = VolumeStats(**{**settings["statistics"], "bbox": tuple(map(tuple, settings["statistics"]["bbox"]))})
+        self.normalize = Normalizer(cm.normalization_schemes[0], cm.use_mask_for_norm[0],
+                                    pm.foreground_intensity_properties_per_channel["0"], stats)
+        self.grid = g.TileGrid(g.to_network(stats.bbox, self.tf), tuple(cm.patch_size), settings["step_size"])
+        self.gaussian = compute_gaussian(tuple(cm.patch_size), sigma_scale=1. / 8, value_scaling_factor=10,
+                                         device=self.device)
+        self.volume = read_volume(settings["input"])
+        root = zarr.open_group(str(out), mode="r+")
+        self.labels = root["0"]
+        self.probabilities = root["probabilities"]["0"] if settings["save_probabilities"] else None
+        self.out = out
+
+    def _autocast(self):
+        import torch
+
+        # as nnU-Net's predict_sliding_window_return_logits: autocast on CUDA only
+        return torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else nullcontext()
+
+    def input_region(self, region: g.Box) -> np.ndarray:
+        """Normalised data of a padded-space region, zero where nnU-Net pads (network axes, channel first)."""
+        valid = tuple((pb, pb + n) for pb, n in zip(self.grid.pad_below, self.grid.cropped_shape))
+        inner = g.intersect(region, valid)
+        data = np.zeros((1, *g.size(region)), np.float32)
+        if inner is not None:
+            box_in = g.to_input(self.grid.network_from_padded(inner), self.tf)
+            raw = np.asarray(self.volume.array[g.slices(box_in)]).transpose(self.tf)
+            rel = g.shift(inner, [-lo for lo, _ in region])
+            data[(0, *g.slices(rel))] = self.normalize(raw)
+        return data
+
+    def logits(self, plan: g.BlockPlan):
+        """The block's logits (fp16, network axes, its write region): nnU-Net's per-fold sliding-window sums
+        restricted to the block, then its fold ensemble."""
+        import torch
+
+        p = self.predictor
+        region = self.input_region(plan.read)
+        x = torch.from_numpy(region)
+        read_lo = [lo for lo, _ in plan.read]
+        write_size = g.size(plan.write)
+        heads = p.label_manager.num_segmentation_heads
+        total = None
+        with torch.inference_mode(), self._autocast():
+            for f, params in enumerate(p.list_of_parameters):
+                if self._loaded != f:  # as nnU-Net: a compiled network takes the weights through its original module
+                    getattr(self.network, "_orig_mod", self.network).load_state_dict(params)
+                    self._loaded = f
+                acc = torch.zeros((heads, *write_size), dtype=torch.half, device=self.device)
+                weight = torch.zeros(write_size, dtype=torch.half, device=self.device)
+                for tile in plan.tiles:
+                    sl = g.slices(g.shift(tile, [-v for v in read_lo]))
+                    work = torch.clone(x[(slice(None), *sl)][None], memory_format=torch.contiguous_format)
+                    pred = p._internal_maybe_mirror_and_predict(work.to(self.device))[0].to(self.device)
+                    pred *= self.gaussian
+                    inter = g.intersect(tile, plan.write)
+                    in_tile = g.slices(g.shift(inter, [-lo for lo, _ in tile]))
+                    in_write = g.slices(g.shift(inter, [-lo for lo, _ in plan.write]))
+                    acc[(slice(None), *in_write)] += pred[(slice(None), *in_tile)]
+                    weight[in_write] += self.gaussian[in_tile]
+                torch.div(acc, weight, out=acc)
+                acc = acc.to("cpu")
+                total = acc if total is None else total.add_(acc)
+            if len(p.list_of_parameters) > 1:
+                total /= len(p.list_of_parameters)
+        return total
+
+    def run(self, plan: g.BlockPlan) -> dict:
+        """Compute one block and write its chunks (labels and, if asked, probabilities)."""
+        t0 = time.perf_counter()
+        lm = self.predictor.label_manager
+        block_shape = g.size(plan.box)
+        labels = np.zeros(block_shape, dtype=self.labels.dtype)
+        probs = None
+        if self.probabilities is not None:
+            probs = np.zeros((self.probabilities.shape[0], *block_shape), np.float16)
+            if not lm.has_regions:
+                probs[0] = 1  # outside nnU-Net's crop: background, as its revert_cropping_on_probabilities
+        if plan.write is not None:
+            logits = self.logits(plan)
+            seg = lm.convert_logits_to_segmentation(logits.numpy())
+            inside = g.to_input(self.grid.network_from_padded(plan.write), self.tf)
+            rel = g.slices(g.shift(inside, [-lo for lo, _ in plan.box]))
+            tb = [self.tf.index(a) for a in range(3)]  # transpose_backward
+            labels[rel] = np.asarray(seg).transpose(tb)
+            if probs is not None:
+                pr = lm.apply_inference_nonlin(logits).numpy()
+                probs[(slice(None), *rel)] = pr.transpose([0, *(a + 1 for a in tb)])
+        self.labels[g.slices(plan.box)] = labels
+        if probs is not None:
+            self.probabilities[(slice(None), *g.slices(plan.box))] = probs
+        info = {"seconds": time.perf_counter() - t0, "tiles": len(plan.tiles)}
+        store.mark_done(self.out, plan.index, info)
+        return info
+
+
+_PREDICTORS: dict[tuple[str, str], BlockPredictor] = {}
+
+
+def _predictor(out: Path) -> BlockPredictor:
+    """This process's predictor for the run in ``out`` (made once, then reused for every block)."""
+    import json
+
+    settings = store.settings_of(out)
+    key = (str(out), json.dumps(settings, sort_keys=True))
+    if key not in _PREDICTORS:
+        _release()
+        _PREDICTORS[key] = BlockPredictor(settings, out)
+    return _PREDICTORS[key]
+
+
+def _release() -> None:
+    """Drop this process's predictor and close its input (after a serial run)."""
+    for bp in _PREDICTORS.values():
+        bp.volume.close()
+    _PREDICTORS.clear()
+
+
+def run_block(out: str, index: int) -> dict:
+    """Process one block of the run whose output is ``out``: all a worker receives are these two values."""
+    bp = _predictor(Path(out))
+    s = bp.settings
+    box = g.blocks(s["shape"], s["block_shape"])[index]
+    return {"index": index, **bp.run(g.plan_block(index, box, bp.grid, bp.tf))}
+
+
+# ------------------------------------------------------------------------------------------------ driver
+@dataclass
+class Summary:
+    output: Path
+    blocks: int
+    blocks_run: int
+    voxels: int
+    seconds: float
+    tiles_run: int
+    tiles_whole_volume: int
+
+    @property
+    def overlap_overhead(self) -> float:
+        return self.tiles_run / max(1, self.tiles_whole_volume)
+
+
+def _progress(total: int, initial: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="block", file=sys.stdout, dynamic_ncols=True,
+                mininterval=1.0)
+
+
+def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.PathLike,
+                   folds: Sequence[int | str] = (0,), block_size: Sequence[int] | None = None,
+                   step_size: float = 0.5, tta: bool = True, device: str = "cuda",
+                   workers: int = 0, scheduler: str | None = None, cont: bool = False, overwrite: bool = False,
+                   spacing: Sequence[float] | None = None, save_probabilities: bool = False,
+                   checkpoint: str = "checkpoint_final.pth", norm_stats: VolumeStats | None = None,
+                   progress: bool = True) -> Summary:
+    """Segment ``input_spec`` (PATH[:KEY] of HDF5, zarr / OME-Zarr, MRC, TIFF) into the OME-Zarr ``output``."""
+    import torch
+
+    from nnunetv2_reisoseg.data.convert.readers import ConvertError, read_volume
+
+    out, model = Path(output).resolve(), Path(model).resolve()
+    folds = [int(f) if str(f).isdigit() else f for f in folds]
+    if not 0 < step_size <= 1:
+        raise VolumeError(f"-step_size must be in (0, 1], got {step_size}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise VolumeError("-device cuda but CUDA is not available here; pass -device cpu")
+    if out.exists() and not cont and not overwrite:
+        raise VolumeError(f"{out} exists; pass --c to continue the run that wrote it, or --overwrite to replace it")
+    info = check_model(model, folds, checkpoint)
+    try:
+        vol = read_volume(input_spec)
+    except ConvertError as e:
+        raise VolumeError(str(e)) from None
+    try:
+        shape = vol.shape
+        sp = tuple(float(s) for s in spacing) if spacing is not None else vol.spacing_nm
+        if sp is None:
+            raise VolumeError(f"{vol.source}: no voxel size in the file; pass --spacing Z Y X in nm")
+        n_channels = len(info["dataset_json"]["channel_names"])
+        if n_channels != 1:
+            raise VolumeError(f"the model takes {n_channels} input channels; predict-volume reads one-channel volumes")
+        tf = info["plans"].get("transpose_forward", [0, 1, 2])
+        target = info["cfg"]["spacing"]
+        from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
+
+        net_shape = [shape[a] for a in tf]
+        if list(compute_new_shape(net_shape, [sp[a] for a in tf], target)) != net_shape:
+            want = [0.0] * 3
+            for i, a in enumerate(tf):
+                want[a] = target[i]
+            raise VolumeError(
+                f"{vol.source} has voxels of {'x'.join(f'{v:g}' for v in sp)} nm but the model was trained at "
+                f"{'x'.join(f'{v:g}' for v in want)} nm: nnU-Net would resample the whole volume. Give a volume at "
+                "the model's voxel size (e.g. the OME-Zarr level at that scale), or --spacing if the file's is wrong")
+        patch_in = [0] * 3
+        for i, a in enumerate(tf):
+            patch_in[a] = info["cfg"]["patch_size"][i]
+        chunks = g.default_chunks(shape)
+        if block_size is not None:  # blocks smaller than the default chunks get chunks of their size
+            chunks = tuple(min(c, max(1, int(b))) for c, b in zip(chunks, block_size))
+        block = g.block_shape(shape, patch_in, chunks, block_size)
+        settings = {"input": input_spec, "shape": list(shape), "spacing_nm": list(sp), "model": str(model),
+                    "folds": folds, "checkpoint": checkpoint, "step_size": step_size, "tta": tta,
+                    "device": device, "block_shape": list(block), "chunks": list(chunks),
+                    "save_probabilities": save_probabilities, "transpose_forward": list(tf),
+                    "trainer": info["trainer"], "configuration": info["configuration"]}
+        if cont and (out / ".reisoseg" / "settings.json").is_file() and norm_stats is None:
+            settings["statistics"] = store.settings_of(out).get("statistics")  # computed by the run being continued
+        else:
+            if norm_stats is None:
+                t0 = time.perf_counter()
+                slab = max(1, SLAB_VOXELS // max(1, shape[1] * shape[2]))
+
+                def show(done: int, n: int) -> None:
+                    if progress:
+                        print(f"\rpredict-volume: statistics pass {done}/{n} sections", end="" if done < n else "\n",
+                              flush=True)
+
+                norm_stats = stream_stats(vol.array, slab, show)
+                if progress:
+                    print(f"predict-volume: mean {norm_stats.mean:.4g}, sd {norm_stats.std:.4g} over the nonzero box "
+                          f"{norm_stats.bbox} ({time.perf_counter() - t0:.1f} s)", flush=True)
+            settings["statistics"] = norm_stats.to_dict()
+        if settings["statistics"]["bbox"] is None:
+            raise VolumeError(f"{vol.source} is all zeros: nothing to segment")
+    finally:
+        vol.close()
+    try:
+        _, done = store.prepare(out, settings, {k: v for k, v in info["dataset_json"]["labels"].items()
+                                                if isinstance(v, int)}, shape, chunks,
+                                _n_outputs(info), cont, overwrite)
+    except store.OutputError as e:
+        raise VolumeError(str(e)) from None
+
+    all_blocks = g.blocks(shape, block)
+    todo = [i for i in range(len(all_blocks)) if i not in done]
+    stats = settings["statistics"]
+    grid = g.TileGrid(g.to_network(tuple(map(tuple, stats["bbox"])), tf),
+                      tuple(info["cfg"]["patch_size"]), step_size)
+    if progress:
+        print(f"predict-volume: {len(all_blocks)} blocks of {'x'.join(map(str, block))} (chunks "
+              f"{'x'.join(map(str, chunks))}), {len(done)} already done; {len(grid.tiles())} nnU-Net tiles of "
+              f"{'x'.join(map(str, info['cfg']['patch_size']))}, folds {folds}, TTA {'on' if tta else 'off'}, "
+              f"{device}" + (f", {workers} dask workers" if workers else "") +
+              (f", dask scheduler {scheduler}" if scheduler else ""), flush=True)
+    t0 = time.perf_counter()
+    results = _run(out, todo, len(all_blocks), len(done), workers, scheduler, progress)
+    seconds = time.perf_counter() - t0
+    summary = Summary(out, len(all_blocks), len(todo), int(np.prod(shape)), seconds,
+                      sum(r["tiles"] for r in results), len(grid.tiles()))
+    if progress:
+        print(f"predict-volume: wrote {out}: {len(todo)} blocks in {seconds:.1f} s "
+              f"({summary.voxels / max(seconds, 1e-9):,.0f} voxels/s over the volume; "
+              f"{summary.overlap_overhead:.2f} tile predictions per nnU-Net tile)", flush=True)
+    return summary
+
+
+def _n_outputs(info: dict) -> int:
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    return PlansManager(info["plans"]).get_label_manager(info["dataset_json"]).num_segmentation_heads
+
+
+def _run(out: Path, todo: list[int], total: int, initial: int, workers: int, scheduler: str | None,
+         progress: bool) -> list[dict]:
+    """Run the blocks: in this process, on a LocalCluster of ``workers`` processes, or on the dask cluster at
+    ``scheduler``. Only (output folder, block index) travels to the workers."""
+    bar = _progress(total, initial, "blocks") if progress else None
+    results = []
+    try:
+        if not workers and not scheduler:
+            try:
+                for i in todo:
+                    results.append(run_block(str(out), i))
+                    if bar is not None:
+                        bar.update()
+            finally:
+                _release()
+            return results
+        from dask.distributed import Client, LocalCluster, as_completed
+
+        cluster = None
+        if scheduler:
+            client = Client(scheduler)
+        else:
+            threads = str(max(1, (os.cpu_count() or 1) // workers))  # torch's threads per worker process
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+            client = Client(cluster)
+        try:
+            futures = client.map(run_block, [str(out)] * len(todo), todo, pure=False)
+            for fut in as_completed(futures):
+                results.append(fut.result())
+                if bar is not None:
+                    bar.update()
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        return results
+    finally:
+        if bar is not None:
+            bar.close()

@@ -1,0 +1,218 @@
+"""reisoseg predict-volume against nnU-Net's own predictor, on model folders with random weights from a tiny
+plan (they load without training), HDF5 and zarr input, blocks smaller and larger than the patch, a killed and
+resumed run, a two-worker dask LocalCluster, the output's metadata and the errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import zarr
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+from nnunetv2_reisoseg.cli import main
+from nnunetv2_reisoseg.data.synth import generate_case
+from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
+from nnunetv2_reisoseg.volume import grid as g
+from nnunetv2_reisoseg.volume.intensity import nnunet_stats, stream_stats
+from nnunetv2_reisoseg.volume.predict import predict_volume
+from tests.conftest import load_plans
+
+DATASET_JSON = {"channel_names": {"0": "EM"}, "labels": {"background": 0, "mitochondria": 1}, "numTraining": 5,
+                "file_ending": ".nii.gz"}
+SPACING = (40.0, 10.0, 10.0)  # the tiny plan's
+
+
+def make_model(folder, trainer=nnUNetTrainer, folds=(0, 1), dataset_json=DATASET_JSON):
+    """A model folder as nnU-Net writes one, with random weights (He init, as training starts)."""
+    plans = load_plans("tiny_40x10x10")
+    pm = PlansManager(plans)
+    cm = pm.get_configuration("3d_fullres")
+    folder.mkdir(parents=True)
+    (folder / "plans.json").write_text(json.dumps(plans))
+    (folder / "dataset.json").write_text(json.dumps(dataset_json))
+    for f in folds:
+        torch.manual_seed(100 + f)
+        net = trainer.build_network_architecture(pm, cm, 1, 2, False)
+        (folder / f"fold_{f}").mkdir()
+        torch.save({"network_weights": net.state_dict(), "trainer_name": trainer.__name__,
+                    "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": f,
+                                  "dataset_json": dataset_json, "device": "cpu"},
+                    "inference_allowed_mirroring_axes": (0, 1, 2), "current_epoch": 0},
+                   folder / f"fold_{f}" / "checkpoint_final.pth")
+    return folder
+
+
+def nnunet_reference(model, volume, folds, tta, step_size=0.5):
+    """nnU-Net's own predictor on the whole volume (preprocessing, sliding window, export)."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    p = nnUNetPredictor(tile_step_size=step_size, use_mirroring=tta, device=torch.device("cpu"), verbose=False,
+                        verbose_preprocessing=False, allow_tqdm=False)
+    p.initialize_from_trained_model_folder(str(model), use_folds=tuple(folds))
+    return p.predict_single_npy_array(volume[None].astype(np.float32), {"spacing": list(SPACING)})
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    root = tmp_path_factory.mktemp("volume")
+    case = generate_case(np.random.default_rng(3), (24, 80, 70), 4)  # 2 x 3 x 2 tiles of the 16x48x48 patch
+    vol = case.image.astype(np.uint8)
+    vol[:, :7, :] = 0  # an empty margin: nnU-Net crops to the nonzero box
+    with h5py.File(root / "vol.h5", "w") as f:
+        f.create_dataset("raw", data=vol, chunks=(8, 32, 32)).attrs["resolution"] = SPACING
+    z = zarr.open_group(str(root / "vol.zarr"), mode="w", zarr_format=2)
+    z.create_array("0", shape=vol.shape, chunks=(8, 40, 40), dtype=vol.dtype)[:] = vol
+    z.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": a, "type": "space", "unit": "nanometer"}
+                                                          for a in "zyx"],
+                               "datasets": [{"path": "0", "coordinateTransformations": [
+                                   {"type": "scale", "scale": list(SPACING)}]}]}]
+    model = make_model(root / "model")
+    return root, vol, model
+
+
+def _labels(out):
+    return zarr.open_array(str(out / "0"), mode="r")[:]
+
+
+def test_streaming_statistics_match_numpy(ws):
+    _, vol, _ = ws
+    ours = stream_stats(vol, 3)
+    ref = nnunet_stats(vol)
+    assert ours.bbox == ref.bbox and ours.count == ref.count
+    assert ours.mean == pytest.approx(ref.mean, rel=1e-6) and ours.std == pytest.approx(ref.std, rel=1e-5)
+    crop = vol[g.slices(ours.bbox)].astype(np.float64)
+    assert ours.mean == pytest.approx(crop.mean(), rel=1e-12) and ours.std == pytest.approx(crop.std(), rel=1e-10)
+
+
+@pytest.mark.parametrize("block", [(8, 32, 32), (32, 128, 128)])  # smaller than the patch; the whole volume
+def test_same_labels_as_nnunet_with_its_statistics(ws, block, tmp_path):
+    root, vol, model = ws
+    ref = nnunet_reference(model, vol, (0, 1), tta=False)
+    out = tmp_path / "seg.zarr"
+    s = predict_volume(f"{root}/vol.h5:raw", out, model, folds=(0, 1), block_size=block, tta=False, device="cpu",
+                       norm_stats=nnunet_stats(vol), progress=False)
+    ours = _labels(out)
+    assert 0.05 < ref.mean() < 0.95  # both classes present: the comparison says something
+    assert np.array_equal(ours, ref)
+    used = json.loads((out / ".reisoseg" / "settings.json").read_text())["block_shape"]
+    assert s.blocks == len(g.blocks(vol.shape, used)) and (s.blocks == 1) == (block == (32, 128, 128))
+    assert (s.overlap_overhead > 1.0) == (s.blocks > 1)  # smaller blocks recompute the tiles at their borders
+
+
+def test_same_labels_with_test_time_mirroring(ws, tmp_path):
+    _, vol, model = ws
+    small = vol[:20, 20:76, 10:60]
+    with h5py.File(tmp_path / "small.h5", "w") as f:
+        f.create_dataset("raw", data=small).attrs["resolution"] = SPACING
+    ref = nnunet_reference(model, small, (0,), tta=True)
+    predict_volume(f"{tmp_path}/small.h5:raw", tmp_path / "tta.zarr", model, folds=(0,), block_size=(16, 32, 32),
+                   tta=True, device="cpu", norm_stats=nnunet_stats(small), progress=False)
+    assert np.array_equal(_labels(tmp_path / "tta.zarr"), ref)
+
+
+def test_own_statistics_from_zarr_and_metadata(ws, tmp_path):
+    root, vol, model = ws
+    ref = nnunet_reference(model, vol, (0, 1), tta=False)
+    out = tmp_path / "seg.zarr"
+    assert main(["predict-volume", "-i", str(root / "vol.zarr"), "-o", str(out), "-m", str(model), "-f", "0", "1",
+                 "--disable_tta", "-device", "cpu", "--block-size", "16", "64", "64", "--save_probabilities"]) == 0
+    ours = _labels(out)
+    assert (ours == ref).mean() >= 0.999  # statistics of the whole volume in float64, nnU-Net's in float32
+    attrs = zarr.open_group(str(out), mode="r").attrs.asdict()
+    ms = attrs["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["z", "y", "x"] and ms["axes"][0]["unit"] == "nanometer"
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == list(SPACING)
+    assert [p["name"] for p in attrs["image-label"]["properties"]] == ["background", "mitochondria"]
+    prov = attrs["reisoseg"]
+    assert prov["folds"] == [0, 1] and prov["tta"] is False and prov["step_size"] == 0.5
+    assert prov["statistics"]["bbox"][1] == [7, 80] and prov["trainer"] == "nnUNetTrainer"
+    probs = zarr.open_array(str(out / "probabilities" / "0"), mode="r")
+    assert probs.shape == (2, *vol.shape) and probs.dtype == np.float16
+    p = probs[:].astype(np.float32)
+    assert np.allclose(p.sum(0), 1, atol=2e-3)
+    # the labels are the argmax of the probabilities (which float16 storage may round into a tie)
+    assert ((p[1] >= p[0]) == (ours == 1))[np.abs(p[1] - p[0]) > 1e-3].all()
+    assert (p[0, :, :7] == 1).all()  # outside nnU-Net's crop: background
+
+
+def test_reisoseg_model_and_a_two_worker_dask_cluster(ws, tmp_path):
+    root, vol, _ = ws
+    model = make_model(tmp_path / "reiso_model", nnUNetTrainerReIso, folds=(0,))
+    ck = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False)
+    assert any(k.startswith("isotropic.") for k in ck["network_weights"])
+    common = ["-i", f"{root}/vol.h5:raw", "-m", str(model), "-f", "0", "--disable_tta", "-device", "cpu",
+              "--block-size", "16", "40", "40"]
+    assert main(["predict-volume", "-o", str(tmp_path / "serial.zarr"), *common]) == 0
+    assert main(["predict-volume", "-o", str(tmp_path / "dask.zarr"), "--workers", "2", *common]) == 0
+    serial = _labels(tmp_path / "serial.zarr")
+    assert np.array_equal(serial, _labels(tmp_path / "dask.zarr"))
+    ref = nnunet_reference(model, vol, (0,), tta=False)  # a ReIsoSeg model: the stock forward at inference
+    assert (serial == ref).mean() >= 0.999
+
+
+def test_killed_run_continues_with_c(ws, tmp_path):
+    root, vol, model = ws
+    out = tmp_path / "seg.zarr"
+    common = ["-i", f"{root}/vol.h5:raw", "-m", str(model), "-f", "0", "--disable_tta", "-device", "cpu",
+              "--block-size", "8", "32", "32"]
+    cli = [sys.executable, "-m", "nnunetv2_reisoseg", "predict-volume"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*cli, "-o", str(out), *common], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    done = out / ".reisoseg" / "done"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if done.is_dir() and len(list(done.iterdir())) >= 3:
+            os.kill(proc.pid, signal.SIGKILL)  # in the middle of the run, whatever it was writing
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+    n_total = len(g.blocks(vol.shape, json.loads((out / ".reisoseg" / "settings.json").read_text())["block_shape"]))
+    n_done = len(list(done.iterdir()))
+    assert 3 <= n_done < n_total
+    # other settings are refused; an existing output without --c or --overwrite too
+    with pytest.raises(SystemExit, match=r"other settings \(step_size: 0.5 -> 0.7"):
+        main(["predict-volume", "-o", str(out), *common, "--c", "-step_size", "0.7"])
+    with pytest.raises(SystemExit, match="exists; pass --c"):
+        main(["predict-volume", "-o", str(out), *common])
+    p = subprocess.run([*cli, "-o", str(out), *common, "--c"], env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert f"{n_done} already done" in p.stdout
+    p = subprocess.run([*cli, "-o", str(tmp_path / "whole.zarr"), *common], env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert np.array_equal(_labels(out), _labels(tmp_path / "whole.zarr"))
+
+
+def test_bad_input_is_refused_and_writes_nothing(ws, tmp_path):
+    root, vol, model = ws
+    out = tmp_path / "never.zarr"
+
+    def refused(match, *args):
+        with pytest.raises(SystemExit, match=match):
+            main(["predict-volume", "-o", str(out), "-device", "cpu", *args])
+        assert not out.exists()
+
+    refused("no such file", "-i", str(tmp_path / "missing.h5"), "-m", str(model))
+    refused("has no dataset 'nope'; available: raw", "-i", f"{root}/vol.h5:nope", "-m", str(model))
+    with h5py.File(tmp_path / "flat.h5", "w") as f:
+        f.create_dataset("raw", data=vol[0]).attrs["resolution"] = SPACING[1:]
+    refused("expected a 3D volume", "-i", f"{tmp_path}/flat.h5:raw", "-m", str(model))
+    refused("no fold_3|fold\\(s\\) 3; folds with one: 0, 1", "-i", f"{root}/vol.h5:raw", "-m", str(model), "-f", "3")
+    refused("not an nnU-Net model folder", "-i", f"{root}/vol.h5:raw", "-m", str(tmp_path))
+    refused("voxels of 40x5x5 nm but the model was trained at 40x10x10 nm", "-i", f"{root}/vol.h5:raw", "-m",
+            str(model), "--spacing", "40", "5", "5")
+    two = make_model(tmp_path / "two_channels", folds=(0,), dataset_json={
+        **DATASET_JSON, "channel_names": {"0": "EM", "1": "mask"}})
+    refused("takes 2 input channels", "-i", f"{root}/vol.h5:raw", "-m", str(two))
+    (out).mkdir()
+    with pytest.raises(SystemExit, match="exists; pass --c"):
+        main(["predict-volume", "-o", str(out), "-device", "cpu", "-i", f"{root}/vol.h5:raw", "-m", str(model)])
+    assert not any(out.iterdir())
