@@ -186,8 +186,8 @@ def test_killed_run_continues_with_c(ws, tmp_path):
     p = subprocess.run([*cli, "-o", str(out), *common, "--c"], env=env, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-2000:]
     assert f"{n_done} already done" in p.stdout
-    p = subprocess.run([*cli, "-o", str(tmp_path / "whole.zarr"), *common], env=env, capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr[-2000:]
+    # an uninterrupted run (labels do not depend on the block size: each voxel gets nnU-Net's tiles)
+    assert main(["predict-volume", "-o", str(tmp_path / "whole.zarr"), *common[:-3], "32", "128", "128"]) == 0
     assert np.array_equal(_labels(out), _labels(tmp_path / "whole.zarr"))
 
 
