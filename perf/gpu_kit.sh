@@ -23,6 +23,7 @@ pip wheel -q --no-deps -w "$KIT/wheels" "nnunetv2==$(pv nnunetv2)" \
   "monai==$(pv monai)" "mrcfile==$(pv mrcfile)" yacs graphviz
 for w in "$KIT"/wheels/*.whl; do python -m zipfile -e "$w" "$KIT/site"; done
 tar -C "$KIT/site" -cf - . | xz -9 -T0 > "$KIT/site.tar.xz"
+echo 3.12 > "$KIT/python_version"  # gpu_run.sh uses the kit only under this Python
 rm -rf "$KIT/wheels" "$KIT/site"
 ls -la "$KIT"
 echo "carry .gpu_kit in the device run: bash perf/gpu_run.sh OUT"

@@ -6,7 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: bash perf/gpu_run.sh OUT [--dry] [--budget-s S]}
 shift
-if [ -f .gpu_kit/site.tar.xz ]; then
+KIT_PY=$(cat .gpu_kit/python_version 2>/dev/null || echo 3.12)
+HERE_PY=$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+if [ -f .gpu_kit/site.tar.xz ] && [ "$KIT_PY" != "$HERE_PY" ]; then
+  # its compiled wheels would not import under another Python
+  echo "[gpu_run] .gpu_kit is for Python $KIT_PY, this is $HERE_PY: using the active environment" >&2
+elif [ -f .gpu_kit/site.tar.xz ]; then
   SITE=${GPU_KIT_SITE:-/tmp/reisoseg_site}
   mkdir -p "$SITE"
   tar -xJf .gpu_kit/site.tar.xz -C "$SITE"
