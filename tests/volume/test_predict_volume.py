@@ -212,6 +212,11 @@ def test_bad_input_is_refused_and_writes_nothing(ws, tmp_path):
     two = make_model(tmp_path / "two_channels", folds=(0,), dataset_json={
         **DATASET_JSON, "channel_names": {"0": "EM", "1": "mask"}})
     refused("takes 2 input channels", "-i", f"{root}/vol.h5:raw", "-m", str(two))
+    masked = make_model(tmp_path / "masked", folds=(0,))
+    plans = json.loads((masked / "plans.json").read_text())
+    plans["configurations"]["3d_fullres"]["use_mask_for_norm"] = [True]  # needs the whole image to fill holes
+    (masked / "plans.json").write_text(json.dumps(plans))
+    refused("normalises inside the nonzero mask", "-i", f"{root}/vol.h5:raw", "-m", str(masked))
     (out).mkdir()
     with pytest.raises(SystemExit, match="exists; pass --c"):
         main(["predict-volume", "-o", str(out), "-device", "cpu", "-i", f"{root}/vol.h5:raw", "-m", str(model)])
