@@ -358,8 +358,10 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
                       sum(r["tiles"] for r in results), len(grid.tiles()))
     if progress:
         print(f"predict-volume: wrote {out}: {len(todo)} blocks in {seconds:.1f} s "
-              f"({summary.voxels / max(seconds, 1e-9):,.0f} voxels/s over the volume; "
-              f"{summary.overlap_overhead:.2f} tile predictions per nnU-Net tile)", flush=True)
+              f"({summary.voxels / max(seconds, 1e-9):,.0f} voxels/s over the volume"
+              # after --c only some blocks ran here: their tiles say nothing of the whole run's overhead
+              + (f"; {summary.overlap_overhead:.2f} tile predictions per nnU-Net tile)" if not done else ")"),
+              flush=True)
     return summary
 
 
