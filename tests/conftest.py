@@ -1,7 +1,13 @@
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# nnU-Net's console scripts and `python3` in subprocesses are those installed beside the Python running the
+# tests, also when a virtual environment's python is called without activating it (.venv/bin/python -m pytest)
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 PLANS_DIR = Path(__file__).parent / "fixtures" / "plans"
 
