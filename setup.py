@@ -23,7 +23,10 @@ setup(
         "zarr",
         "mrcfile",
         "tifffile",
-        "monai",  # reisoseg benchmark: HD95 and ASSD
+        "connected-components-3d",  # reisoseg evaluate: objects are 3D connected components
+        "fastremap",
+        "edt",  # anisotropic distance transform for HD95 / ASSD
+        "scikit-image",  # VOI and adapted Rand error as reference values (tests, perf/evaluate.py)
         "dask[distributed]",  # reisoseg predict-volume --workers / --scheduler
         "tqdm",
     ],

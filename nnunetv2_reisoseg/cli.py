@@ -203,6 +203,24 @@ def cmd_predict_volume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from nnunetv2_reisoseg.evaluation import EvaluationError, evaluate_files
+
+    try:
+        result = evaluate_files(args.prediction, args.reference, args.spacing, args.classes, args.probabilities,
+                                args.connectivity, args.ignore_label)
+    except EvaluationError as e:
+        raise SystemExit(f"evaluate: {e}") from None
+    text = json.dumps(result, indent=1)
+    if args.output:
+        out = Path(args.output)
+        if out.exists() and not args.overwrite:
+            raise SystemExit(f"evaluate: {out} exists; pass --overwrite to replace it")
+        out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from nnunetv2_reisoseg.benchmark.presets import PRESETS
 
@@ -308,6 +326,26 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "blocks only")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output")
     s.set_defaults(func=cmd_predict_volume)
+
+    s = sub.add_parser("evaluate", help="voxel, surface and object (EM) measures of a segmentation against a "
+                                        "reference, as JSON per class")
+    s.add_argument("-p", "--prediction", required=True, metavar="PATH[:KEY]",
+                   help="predicted labels: NIfTI/MHA/NRRD, file.h5:key, zarr / OME-Zarr (predict-volume's output), "
+                        "TIFF, folder of slices, MRC")
+    s.add_argument("-r", "--reference", required=True, metavar="PATH[:KEY]", help="reference labels, same grid")
+    s.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                   help="voxel size in nm (default: from the files, which must agree)")
+    s.add_argument("--classes", type=int, nargs="+", default=None,
+                   help="class labels to evaluate (default: every non-zero label in either volume)")
+    s.add_argument("--probabilities", default=None, metavar="PATH[:KEY]",
+                   help="predicted probabilities (C, Z, Y, X): nnU-Net's .npz, OUT.zarr/probabilities, file.h5:key; "
+                        "rank predicted objects for AP by their mean probability (default: by size)")
+    s.add_argument("--connectivity", type=int, default=26, choices=(6, 18, 26), help="3D connectivity of objects")
+    s.add_argument("--ignore-label", type=int, default=None, metavar="V",
+                   help="reference value meaning 'not annotated': those voxels count nowhere")
+    s.add_argument("-o", "--output", default=None, metavar="metrics.json", help="also write the JSON here")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
+    s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("benchmark", help="train and evaluate stock nnU-Net and ReIsoSeg side by side")
     s.add_argument("dataset", nargs="?", default=None,

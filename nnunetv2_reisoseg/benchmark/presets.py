@@ -15,6 +15,9 @@ class Budget:
     test_time_mirroring: bool
     synth: dict = field(default_factory=dict)
     note: str = ""
+    # the primary measures, named before anything trains: (split, metric) for every foreground class; a
+    # dataset without test cases is judged on its validation cases instead
+    primary: tuple[tuple[str, str], ...] = (("test", "dice"), ("test", "ap75"))
 
 
 # the synthetic dataset of the short and full presets (the same data for both)

@@ -3,17 +3,28 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from nnunetv2_reisoseg.benchmark.metrics import HIGHER_IS_BETTER, METRIC_TITLES
 from nnunetv2_reisoseg.benchmark.presets import METHOD_TITLES
-from nnunetv2_reisoseg.benchmark.stats import CONFIDENCE, MIN_PAIRS, _fmt, _stats, comparisons, fmt_paired
+from nnunetv2_reisoseg.benchmark.stats import (
+    ALPHA,
+    CONFIDENCE,
+    MIN_PAIRS,
+    N_RESAMPLES,
+    comparisons,
+    describe,
+    fmt_paired,
+    fmt_stats,
+)
 
-PRIMARY_METRIC = "dice"  # decided before any run: Dice on the test cases (validation cases when there are none)
-HEADLINE_METRICS = ("dice", "hd95_nm", "iso_dice")
+# secondaries shown in the verdict table next to the primaries (every metric is in the split tables)
+HEADLINE_METRICS = ("dice", "ap75", "f1_75", "voi_split", "voi_merge", "split_objects", "merged_objects", "hd95_nm",
+                    "iso_dice", "iso_ap75")
+PLOT_METRICS = ("dice", "ap75", "voi_split", "voi_merge", "hd95_nm", "iso_dice")
 
 
 def machine() -> str:
@@ -40,31 +51,22 @@ def costs(trainings: Sequence[dict], methods: Sequence[str]) -> dict:
         steps = [float(np.median(r["timing"]["step_times_s"][2:] or r["timing"]["step_times_s"])) for r in runs]
         inf = [s for r in runs if r.get("inference") for s in r["inference"]["seconds_per_case"].values()]
         gpu = [r["timing"]["peak_gpu_allocated_bytes"] for r in runs if r["timing"]["peak_gpu_allocated_bytes"]]
-        out[meth] = {"median_step_s": _stats(steps), "training_wall_s": _stats([r["training_wall_s"] for r in runs]),
-                     "peak_cpu_rss_gib": _stats([r["timing"]["peak_cpu_rss_bytes"] / 2**30 for r in runs]),
-                     "peak_gpu_gib": _stats([g / 2**30 for g in gpu]) if gpu else None,
-                     "inference_s_per_case": _stats(inf) if inf else None}
+        out[meth] = {"median_step_s": describe(steps),
+                     "training_wall_s": describe([r["training_wall_s"] for r in runs]),
+                     "peak_cpu_rss_gib": describe([r["timing"]["peak_cpu_rss_bytes"] / 2**30 for r in runs]),
+                     "peak_gpu_gib": describe([g / 2**30 for g in gpu]) if gpu else None,
+                     "inference_s_per_case": describe(inf) if inf else None}
     return out
-
-
-def plateau(values: Sequence[float], fraction: float = 0.2, tolerance: float = 0.01) -> dict:
-    """Whether a learning curve has levelled off: the mean over its last ``fraction`` of epochs within
-    ``tolerance`` of the mean over the ``fraction`` before."""
-    v = [x for x in values if x is not None and np.isfinite(x)]
-    w = max(1, round(fraction * len(v)))
-    if len(v) < 2 * w or len(v) < 2:
-        return {"reached": None, "last": None, "before": None, "window_epochs": w}
-    last, before = float(np.mean(v[-w:])), float(np.mean(v[-2 * w:-w]))
-    return {"reached": abs(last - before) <= tolerance, "last": last, "before": before, "window_epochs": w,
-            "tolerance": tolerance}
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
-def _primary_split(summary: dict) -> str:
-    return "test" if "test" in summary else "validation"
+def primary_measures(named: Sequence[Sequence[str]], splits: Collection[str]) -> list[tuple[str, str]]:
+    """The preset's primary (split, metric) pairs; a named split the dataset lacks (no test cases) is replaced
+    by the validation cases, as the preset says."""
+    return [(split if split in splits else "validation", m) for split, m in named]
 
 
 def write_report(results: dict, out: Path) -> Path:
@@ -72,6 +74,8 @@ def write_report(results: dict, out: Path) -> Path:
     budget = results["budget"]
     pairs = comparisons(methods)
     n_trainings = {m: sum(t["method"] == m for t in results["trainings"]) for m in methods}
+    primary = primary_measures(results["primary_measures"], summary)
+    first = primary[0][1]
     lines = [f"# reisoseg benchmark: {results['dataset']}, preset `{results['preset']}`", "",
              f"- Command: `{results['command']}`",
              f"- Machine: {results['machine']}; training device `{results['device']}`; nnU-Net workers "
@@ -82,28 +86,33 @@ def write_report(results: dict, out: Path) -> Path:
              f"- Trainings: folds {results['folds']} x seeds {results['seeds']} per method ("
              + ", ".join(f"{METHOD_TITLES[m]}: {n_trainings[m]}" for m in methods) + "); the same plans, folds, "
              "seeds and budget for every method.",
-             f"- Statistics: the unit is the training. Each training is summarised by its mean over cases; "
-             f"methods are paired by (seed, fold); a verdict needs at least {MIN_PAIRS} training pairs and comes "
-             f"from a paired t-test on the training means (scipy.stats.ttest_rel): the mean paired difference, "
-             f"its {int(CONFIDENCE * 100)}% confidence interval, d_z (mean / sd of the paired differences) and p. "
-             f"\"better\" means the interval excludes 0. Primary comparison, fixed in advance: "
-             f"{METRIC_TITLES[PRIMARY_METRIC]} on the {_primary_split(summary)} cases; the other metrics are "
-             "secondary and not corrected for multiple comparisons.", ""]
+             "- Primary measures, named in the preset before training: "
+             + ", ".join(f"{METRIC_TITLES[m]} on the {split} cases" for split, m in primary) + " (every class).",
+             f"- Statistics: the unit is the training. Methods are paired by (seed, fold); a verdict needs at least "
+             f"{MIN_PAIRS} training pairs. Two {int(CONFIDENCE * 100)}% intervals of the mean paired difference: "
+             "`t [..]`, the paired t-interval over the training means (scipy.stats.ttest_rel, with d_z and p), which "
+             "covers retraining on the same cases only; and `bootstrap [..]`, a two-level paired bootstrap "
+             f"({N_RESAMPLES:,} seeded resamples of the training pairs, then of the cases within each, the same "
+             "cases for both methods), which also covers new cases. \"better\" needs both intervals to exclude 0 "
+             "(with few pairs the bootstrap alone is too narrow) and the Holm-adjusted p of that test (the larger "
+             f"of the two p-values) below {ALPHA:.2g}; Holm is applied among the primary measures, and separately "
+             "among the secondary ones, of each comparison.",
+             ""]
 
     lines += ["## Verdicts", ""]
     rows = []
     for a, b in pairs:
-        for split in ("test", "validation"):
-            for c, per_metric in summary.get(split, {}).items():
-                for m in HEADLINE_METRICS:
-                    if m not in per_metric:
-                        continue
-                    p = per_metric[m]["paired"][f"{a} - {b}"]
-                    primary = m == PRIMARY_METRIC and split == _primary_split(summary)
-                    rows.append([f"{METHOD_TITLES[a]} - {METHOD_TITLES[b]}", split, classes.get(c, c),
-                                 ("**" if primary else "") + METRIC_TITLES[m] + (" (primary)**" if primary else ""),
-                                 fmt_paired(p), p["verdict"]])
-    ci = f"paired difference [{int(CONFIDENCE * 100)}% CI]"
+        for want_primary in (True, False):
+            for split in ("test", "validation"):
+                for c, per_metric in summary.get(split, {}).items():
+                    for m, entry in per_metric.items():
+                        if entry["primary"] != want_primary or (not want_primary and m not in HEADLINE_METRICS):
+                            continue
+                        p = entry["paired"][f"{a} - {b}"]
+                        name = f"**{METRIC_TITLES[m]} (primary)**" if want_primary else METRIC_TITLES[m]
+                        rows.append([f"{METHOD_TITLES[a]} - {METHOD_TITLES[b]}", split, classes.get(c, c), name,
+                                     fmt_paired(p), p["verdict"]])
+    ci = f"paired difference [{int(CONFIDENCE * 100)}% CIs]"
     lines += [*_table(["comparison", "cases", "class", "metric", ci, "verdict"], rows), ""]
 
     for split, title in (("validation", "Validation cases (cross-validation folds)"), ("test", "Test cases")):
@@ -115,7 +124,7 @@ def write_report(results: dict, out: Path) -> Path:
         rows = []
         for c, per_metric in summary[split].items():
             for m, entry in per_metric.items():
-                cells = [classes.get(c, c), METRIC_TITLES[m], *(_fmt(entry["trainings"][x]) for x in methods)]
+                cells = [classes.get(c, c), METRIC_TITLES[m], *(fmt_stats(entry["trainings"][x]) for x in methods)]
                 for a, b in pairs:
                     p = entry["paired"][f"{a} - {b}"]
                     cells += [fmt_paired(p), p["verdict"]]
@@ -125,18 +134,21 @@ def write_report(results: dict, out: Path) -> Path:
 
     rows = []
     for t in results["trainings"]:
-        val = [c["metrics"].get(PRIMARY_METRIC) for c in t["cases"] if c["split"] == "validation"]
-        test = [c["metrics"].get(PRIMARY_METRIC) for c in t["cases"] if c["split"] == "test"]
+        val = [c["metrics"].get(first) for c in t["cases"] if c["split"] == "validation"]
+        test = [c["metrics"].get(first) for c in t["cases"] if c["split"] == "test"]
         pl = t.get("plateau") or {}
-        pl_txt = "n/a" if pl.get("reached") is None else (
-            f"{'yes' if pl['reached'] else 'no'} ({pl['before']:.3f} -> {pl['last']:.3f})")
+        pl_txt = pl.get("state", "n/a") if pl.get("reached") is None else (
+            f"{pl['state']} ({pl['before']:.3f} -> {pl['last']:.3f})")
         rows.append([METHOD_TITLES[t["method"]], str(t["seed"]), str(t["fold"]),
                      f"{t['epochs']} x {t['iterations_per_epoch']}", f"{t['training_wall_s'] / 60:.1f}", pl_txt,
-                     _fmt(_stats(val)), _fmt(_stats(test))])
-    lines += ["## Trainings", "", "Plateau: the pseudo Dice (nnU-Net's, on validation patches) averaged over the "
-              "last 20% of epochs, against the 20% before; levelled off when within 0.01.", ""]
-    title = METRIC_TITLES[PRIMARY_METRIC]
-    lines += [*_table(["method", "seed", "fold", "epochs x iterations", "wall (min)", "pseudo Dice plateau",
+                     fmt_stats(describe(val)), fmt_stats(describe(test))])
+    tol = next((t["plateau"]["tolerance"] for t in results["trainings"] if t.get("plateau")), 0.01)
+    lines += ["## Trainings", "", "Plateau: nnU-Net's smoothed pseudo Dice (`ema_fg_dice`, on validation patches) "
+              f"averaged over the last 20% of epochs, against the 20% before: levelled off when within {tol:g}, "
+              "else still rising or falling. The poly learning-rate schedule flattens every curve at its end, so "
+              "a level curve is necessary, not sufficient, for a training that has converged.", ""]
+    title = METRIC_TITLES[first]
+    lines += [*_table(["method", "seed", "fold", "epochs x iterations", "wall (min)", "smoothed pseudo Dice",
                        f"validation {title} (cases)", f"test {title} (cases)"], rows), ""]
 
     lines += ["## Spread over cases (description only)", "", "Mean ± sd over every case of every training of a "
@@ -148,7 +160,7 @@ def write_report(results: dict, out: Path) -> Path:
             for m in HEADLINE_METRICS:
                 if m in per_metric:
                     rows.append([split, classes.get(c, c), METRIC_TITLES[m],
-                                 *(_fmt(per_metric[m]["cases"][x]) for x in methods)])
+                                 *(fmt_stats(per_metric[m]["cases"][x]) for x in methods)])
     lines += [*_table(["cases", "class", "metric", *(METHOD_TITLES[m] for m in methods)], rows), ""]
 
     cost = results["costs"]
@@ -162,7 +174,7 @@ def write_report(results: dict, out: Path) -> Path:
         vals = [cost[m].get(key) for m in methods]
         if all(v is None for v in vals):
             continue
-        cells = [title, *(_fmt(v) for v in vals)]
+        cells = [title, *(fmt_stats(v) for v in vals)]
         for o in others:
             a, b = cost["stock"].get(key), cost[o].get(key)
             cells.append(f"{b['mean'] / a['mean']:.2f}x" if a and b and a["mean"] and b["mean"] is not None
@@ -206,7 +218,7 @@ def write_plots(results: dict, out: Path) -> None:
     plots.mkdir(exist_ok=True)
     methods, trainings = results["methods"], results["trainings"]
     rows = [{**c, "method": t["method"], "seed": t["seed"], "fold": t["fold"]} for t in trainings for c in t["cases"]]
-    metrics = [m for m in HEADLINE_METRICS if any(m in r["metrics"] for r in rows)]
+    metrics = [m for m in PLOT_METRICS if any(m in r["metrics"] for r in rows)]
     with plt.style.context("default"):
         fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 4.2), squeeze=False)
         for ax, m in zip(axes[0], metrics):

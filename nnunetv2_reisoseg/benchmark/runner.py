@@ -23,8 +23,8 @@ from pathlib import Path
 from nnunetv2_reisoseg.benchmark.budget import EPOCHS_ENV, SEED_ENV, TIMING_FILE
 from nnunetv2_reisoseg.benchmark.metrics import evaluate_case
 from nnunetv2_reisoseg.benchmark.presets import CONFIGURATION, METHODS, PLANS, PRESETS, trainer_name
-from nnunetv2_reisoseg.benchmark.report import costs, machine, plateau, write_plots, write_report
-from nnunetv2_reisoseg.benchmark.stats import summarize
+from nnunetv2_reisoseg.benchmark.report import costs, machine, primary_measures, write_plots, write_report
+from nnunetv2_reisoseg.benchmark.stats import plateau, summarize
 
 
 class BenchmarkError(RuntimeError):
@@ -296,6 +296,8 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
     log(f"{dataset_name}: {n_total} trainings ({', '.join(methods)} x seeds {list(seeds)} x folds {list(folds)}), "
         f"preset {preset}: {preset_budget.epochs} epochs x {preset_budget.iterations} iterations on {device}")
 
+    log("primary measures, named before training: " + ", ".join(f"{m} on the {split} cases"
+                                                                 for split, m in preset_budget.primary))
     trainings = []
     done = 0
     for seed in seeds:
@@ -337,7 +339,7 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
                     "folder": str(folder), "epochs": timing["epochs"],
                     "iterations_per_epoch": timing["iterations_per_epoch"],
                     "training_wall_s": timing["training_wall_s"], "timing": timing, "inference": inference,
-                    "plateau": plateau(curves.get("mean_fg_dice", [])), "curves": curves, "cases": cases})
+                    "plateau": plateau(curves.get("ema_fg_dice", [])), "curves": curves, "cases": cases})
     cfg = plans["configurations"][CONFIGURATION]
     results = {
         "dataset": dataset_name, "preset": preset, "budget": asdict(preset_budget), "methods": list(methods),
@@ -347,9 +349,11 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
         "spacing": cfg["spacing"], "classes": labels,
         "nnunet_workers": {k: os.environ.get(k) or worker_env().get(k) for k in ("nnUNet_n_proc_DA",
                                                                                 "nnUNet_def_n_proc")},
+        "primary_measures": [list(p) for p in preset_budget.primary],
         "trainings": trainings,
     }
-    results["summary"] = summarize(flatten_cases(trainings), methods)
+    splits = {c["split"] for t in trainings for c in t["cases"]}
+    results["summary"] = summarize(flatten_cases(trainings), methods, primary_measures(preset_budget.primary, splits))
     results["costs"] = costs(trainings, methods)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float))
     write_plots(results, out_dir)

@@ -7,9 +7,11 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from nnunetv2_reisoseg.benchmark.report import primary_measures
 from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, flatten_cases, run_benchmark
 from nnunetv2_reisoseg.benchmark.stats import summarize
 from nnunetv2_reisoseg.cli import main
+from nnunetv2_reisoseg.evaluation import FIELDS, evaluate_labels
 
 pytestmark = pytest.mark.e2e
 
@@ -52,8 +54,14 @@ def test_report_and_files(bench):
     report = (out / "report.md").read_text()
     for text in ("stock nnU-Net", "ReIsoSeg", "Validation cases", "Test cases", "Dice vs isotropic truth",
                  "training step", "inference (s per test case)", res["machine"], "## Verdicts",
-                 "The data are synthetic", "## What this does not show"):
+                 "The data are synthetic", "## What this does not show", "AP-75 vs isotropic truth",
+                 "Primary measures, named in the preset before training: Dice on the test cases, AP-75 on the test "
+                 "cases", "**AP-75 (primary)**", "two-level paired bootstrap", "Holm"):
         assert text in report
+    assert res["primary_measures"] == [["test", "dice"], ["test", "ap75"]]
+    for row in flatten_cases(res["trainings"]):  # every case: every field of reisoseg evaluate, and vs the truth
+        assert set(FIELDS) | {"iso_" + f for f in FIELDS} == set(row["metrics"])
+    assert {t["plateau"]["curve"] for t in res["trainings"]} == {"ema_fg_dice"}
     # one seed and one fold: one training pair, so every comparison is "cannot tell"
     verdicts = [p["verdict"] for split in res["summary"].values() for per_metric in split.values()
                 for entry in per_metric.values() for p in entry["paired"].values()]
@@ -94,8 +102,12 @@ def test_numbers_recomputed_from_saved_predictions(bench):
         assert m["iou"] == pytest.approx((p & r).sum() / (p | r).sum(), abs=1e-9)
         if p.any() and r.any():
             assert m["hd95_nm"] == pytest.approx(_hd95(p, r, spacing), rel=1e-3)
+        # the same numbers as reisoseg evaluate on the saved arrays
+        again = evaluate_labels(pred, ref, spacing, [row["class"]])[str(row["class"])]
+        assert {k: m[k] for k in FIELDS} == pytest.approx(again)
     # the summary is the mean over the rows, and report.md shows it
-    again = summarize(flatten_cases(res["trainings"]), res["methods"])
+    again = summarize(flatten_cases(res["trainings"]), res["methods"],
+                      primary_measures(res["primary_measures"], res["summary"]))
     assert again == json.loads(json.dumps(res["summary"]))
     report = (out / "report.md").read_text()
     for split in res["summary"].values():

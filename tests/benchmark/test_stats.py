@@ -3,8 +3,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nnunetv2_reisoseg.benchmark.report import plateau
-from nnunetv2_reisoseg.benchmark.stats import MIN_PAIRS, paired_comparison, summarize
+from nnunetv2_reisoseg.benchmark.stats import (
+    MIN_PAIRS,
+    N_RESAMPLES,
+    NO_VARIATION,
+    decide,
+    holm,
+    plateau,
+    summarize,
+    two_level_bootstrap,
+)
 
 
 def _rows(method, seed, fold, dices, split="test"):
@@ -35,20 +43,92 @@ def test_paired_t_interval_over_training_means():
     assert p["n_pairs"] == 4 and p["mean_difference"] == pytest.approx(d.mean())
     assert (p["ci_low"], p["ci_high"]) == pytest.approx((d.mean() - half, d.mean() + half))
     assert p["d_z"] == pytest.approx(d.mean() / d.std(ddof=1))
-    assert [(x["fold"], x["a"], x["b"]) for x in p["pairs"]] == pytest.approx(
-        list(zip(range(4), reiso_means, stock_means)))
+    assert [x["fold"] for x in p["pairs"]] == list(range(4))
+    assert [x["a"] for x in p["pairs"]] == pytest.approx(reiso_means)
+    assert [x["b"] for x in p["pairs"]] == pytest.approx(stock_means)
 
 
-def test_verdicts_follow_the_interval_and_the_metric_direction():
-    better = paired_comparison([0.8, 0.82, 0.79], [0.7, 0.71, 0.72], True, ("ReIsoSeg", "stock"))
-    assert better["ci_low"] > 0 and better["verdict"] == "ReIsoSeg better"
-    lower_is_better = paired_comparison([12.0, 11.0, 12.5], [8.0, 8.2, 7.9], False, ("ReIsoSeg", "stock"))
-    assert lower_is_better["verdict"] == "stock better"
-    unclear = paired_comparison([0.8, 0.7, 0.75], [0.7, 0.8, 0.76], True, ("ReIsoSeg", "stock"))
-    assert unclear["ci_low"] < 0 < unclear["ci_high"] and unclear["verdict"].startswith("no difference shown")
-    two = paired_comparison([0.8, 0.9], [0.1, 0.2], True)
-    assert two["n_pairs"] == 2 < MIN_PAIRS and two["verdict"].startswith("cannot tell")
-    assert paired_comparison([1.0, 1.5, 2.0], [1.0, 1.0, 1.0], None)["verdict"] == ""
+def _verdict(a_cases, b_cases, metric="dice"):
+    """The verdict of method a against b, each a list of per-training case values (one training per fold)."""
+    rows = []
+    for fold, (a, b) in enumerate(zip(a_cases, b_cases)):
+        rows += [{"method": m, "seed": 0, "fold": fold, "split": "test", "case": f"c{i}", "class": 1,
+                  "metrics": {metric: v}} for m, vals in (("reiso", a), ("stock", b)) for i, v in enumerate(vals)]
+    entry = summarize(rows, ["stock", "reiso"], [("test", metric)], n_resamples=2000)["test"]["1"][metric]
+    return entry["paired"]["reiso - stock"]
+
+
+def test_verdicts_follow_the_bootstrap_interval_and_the_metric_direction():
+    better = _verdict([[0.80, 0.81], [0.82, 0.83], [0.79, 0.80]], [[0.70, 0.70], [0.71, 0.72], [0.72, 0.71]])
+    assert better["bootstrap"]["low"] > 0 and better["verdict"] == "ReIsoSeg better"
+    worse_hd = _verdict([[12.0, 12.5], [11.0, 11.2], [12.5, 12.1]], [[8.0, 8.1], [8.2, 8.0], [7.9, 8.3]], "hd95_nm")
+    assert worse_hd["verdict"] == "stock nnU-Net better"
+    unclear = _verdict([[0.8, 0.8], [0.7, 0.7], [0.75, 0.75]], [[0.7, 0.7], [0.8, 0.8], [0.76, 0.76]])
+    assert unclear["bootstrap"]["low"] < 0 < unclear["bootstrap"]["high"]
+    assert unclear["verdict"].startswith("no difference shown")
+    two = _verdict([[0.8], [0.9]], [[0.1], [0.2]])
+    assert two["n_pairs"] == 2 < MIN_PAIRS and two["verdict"].startswith("cannot tell (2 training pairs")
+    assert _verdict([[3], [4], [5]], [[1], [1], [1]], "ref_objects")["verdict"] == ""  # no better direction
+
+
+def test_identical_paired_differences_tell_nothing():
+    p = _verdict([[0.9, 0.9], [0.8, 0.8], [0.7, 0.7]], [[0.8, 0.8], [0.7, 0.7], [0.6, 0.6]])
+    assert p["verdict"] == NO_VARIATION and p["p_value"] is None and p["bootstrap"] is None
+
+
+def test_bootstrap_covers_new_cases_where_the_t_interval_does_not():
+    rng = np.random.default_rng(3)
+    shared = rng.normal(0, 0.1, 15)  # case difficulty, the same in every training
+    effect = rng.normal(0, 0.05, 15)  # per-case difference between the methods, the same in every training
+    a = [list(0.7 + shared + effect + rng.normal(0, 0.002, 15)) for _ in range(4)]
+    b = [list(0.7 + shared + rng.normal(0, 0.002, 15)) for _ in range(4)]
+    p = _verdict(a, b)
+    t_width, boot_width = p["ci_high"] - p["ci_low"], p["bootstrap"]["high"] - p["bootstrap"]["low"]
+    assert boot_width > 5 * t_width  # retraining varies little; new cases vary a lot
+    again = _verdict(a, b)
+    assert again["bootstrap"] == p["bootstrap"]  # seeded
+
+
+def test_bootstrap_resamples_pairs_then_cases():
+    diffs = [np.array([0.1, 0.1]), np.array([0.3, 0.3]), np.array([0.2, 0.2])]
+    boot = two_level_bootstrap(diffs, 4000)
+    # with no spread inside a pair, only the pair draw varies: the bootstrap of the 3 pair means
+    assert boot["low"] >= 0.1 - 1e-12 and boot["high"] <= 0.3 + 1e-12 and boot["low"] < 0.2 < boot["high"]
+    assert boot["n_resamples"] == 4000 and N_RESAMPLES >= 10_000
+    inner = two_level_bootstrap([np.array([0.0, 0.4]), np.array([0.0, 0.4]), np.array([0.0, 0.4])], 4000)
+    assert inner["low"] < 0.1 and inner["high"] > 0.3  # cases vary inside every pair: the interval sees it
+
+
+def test_holm_adjusts_step_down_and_can_take_a_verdict_away():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    p = {"n_pairs": 3, "sd_difference": 0.01, "mean_difference": 0.02, "ci_low": 0.002, "ci_high": 0.03,
+         "bootstrap": {"low": 0.001, "high": 0.04, "p_value": 0.03}, "p_holm": 0.09}
+    assert decide(p, True, ("ReIsoSeg", "stock")).startswith("no difference shown after Holm")
+    p["p_holm"] = 0.03
+    assert decide(p, True, ("ReIsoSeg", "stock")) == "ReIsoSeg better"
+
+
+def test_a_narrow_bootstrap_from_few_pairs_is_not_enough():
+    # one case per training: the bootstrap only reshuffles 3 pair values, the t-interval knows better
+    p = _verdict([[0.798], [0.79], [0.815]], [[0.80], [0.80], [0.82]])
+    assert p["bootstrap"]["high"] < 0 < p["ci_high"]
+    assert p["verdict"] == "no difference shown (95% t-interval over trainings includes 0)"
+
+
+def test_primaries_and_secondaries_are_separate_holm_families():
+    rows = []
+    for fold in range(3):
+        for m, shift in (("reiso", 0.1), ("stock", 0.0)):
+            rows += [{"method": m, "seed": 0, "fold": fold, "split": "test", "case": f"c{i}", "class": 1,
+                      "metrics": {"dice": 0.5 + shift * (1 + 0.2 * fold) + 0.001 * i,
+                                  "iou": 0.4 + shift * (1 - 0.3 * fold) + 0.02 * i,
+                                  "ap75": 0.3 + shift * (fold - 1) + 0.01 * i}} for i in range(3)]
+    s = summarize(rows, ["stock", "reiso"], [("test", "dice")], n_resamples=2000)["test"]["1"]
+    assert s["dice"]["primary"] and not s["iou"]["primary"]
+    assert s["dice"]["paired"]["reiso - stock"]["holm_family"].startswith("primary measures of reiso")
+    assert s["iou"]["paired"]["reiso - stock"]["holm_family"].endswith("(2)")  # iou and ap75
+    p = s["iou"]["paired"]["reiso - stock"]
+    assert p["p_both"] == max(p["p_value"], p["bootstrap"]["p_value"]) and p["p_holm"] >= p["p_both"]
 
 
 def test_pairs_are_matched_by_seed_and_fold():
@@ -60,8 +140,10 @@ def test_pairs_are_matched_by_seed_and_fold():
     assert p["n_pairs"] == 3 and p["mean_difference"] == pytest.approx(np.mean([0.1, 0.05, 0.08]))
 
 
-def test_plateau_criterion():
-    assert plateau([0.1, 0.3, 0.5, 0.6, 0.65, 0.7, 0.80, 0.81, 0.80, 0.81])["reached"]  # 0.805 vs 0.805
+def test_plateau_on_the_smoothed_curve_says_still_rising():
+    level = plateau([0.1, 0.3, 0.5, 0.6, 0.65, 0.7, 0.80, 0.81, 0.80, 0.81])  # 0.805 vs 0.805
+    assert level["reached"] and level["state"] == "levelled off" and level["tolerance"] == 0.01
     rising = plateau(list(np.linspace(0.1, 0.8, 20)))
-    assert rising["reached"] is False and rising["last"] > rising["before"] + 0.01
-    assert plateau([0.5])["reached"] is None
+    assert rising["reached"] is False and rising["state"] == "still rising" and rising["last"] > rising["before"]
+    assert plateau(list(np.linspace(0.8, 0.1, 20)))["state"] == "falling"
+    assert plateau([0.5])["reached"] is None and plateau([0.5])["curve"] == "ema_fg_dice"

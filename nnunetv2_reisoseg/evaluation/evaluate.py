@@ -1,0 +1,211 @@
+"""``reisoseg evaluate``: voxel, surface and object measures of a segmentation against a reference.
+
+ReIsoSeg claims continuity: organelles that stay whole across sections. Voxel overlap and surface
+distances cannot see a mitochondrion broken in two at one section; objects can. Objects are the 3D
+connected components of each class (connected-components-3d, 26-connectivity by default), and every
+object measure comes from one contingency table of their voxel counts (``objects.py``). The benchmark
+calls ``evaluate_labels`` for every case, so a study and a user's own volumes are measured alike.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nnunetv2_reisoseg.evaluation.objects import ContingencyTable, object_measures
+from nnunetv2_reisoseg.evaluation.surface import surface_distances
+
+# the fields of every class's result, in this order
+FIELDS = ("dice", "iou", "precision", "recall", "hd95_nm", "assd_nm", "empty_prediction", "empty_reference",
+          "ref_objects", "pred_objects", "f1_50", "f1_75", "ap50", "ap75", "voi_split", "voi_merge", "arand",
+          "split_objects", "merged_objects", "missed_objects", "false_objects")
+CONNECTIVITIES = (6, 18, 26)
+ITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd")
+
+
+class EvaluationError(ValueError):
+    """Bad input for ``reisoseg evaluate``; the message names the problem and the fix."""
+
+
+def _ratio(num: float, den: float, both_empty: bool) -> float:
+    """num / den; where den is 0, 1 when both masks are empty (nothing to find, nothing found), else 0."""
+    if den == 0:
+        return 1.0 if both_empty else 0.0
+    return float(num / den)
+
+
+def evaluate_class(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], connectivity: int = 26,
+                   probability: np.ndarray | None = None, valid: np.ndarray | None = None) -> dict:
+    """All ``FIELDS`` for one class given as two boolean masks. ``probability`` (the class's predicted
+    probability per voxel) ranks predicted objects for AP by their mean; without it, by size. Voxels
+    outside ``valid`` (an ignore label) count nowhere."""
+    import cc3d
+
+    if valid is not None:
+        pred, ref = pred & valid, ref & valid
+    n_pred, n_ref = int(pred.sum()), int(ref.sum())
+    tp = int(np.count_nonzero(pred & ref))
+    hd95, assd = surface_distances(pred, ref, spacing)
+    empty = n_pred == n_ref == 0
+    row: dict = {"dice": _ratio(2 * tp, n_pred + n_ref, empty), "iou": _ratio(tp, n_pred + n_ref - tp, empty),
+                 "precision": _ratio(tp, n_pred, empty), "recall": _ratio(tp, n_ref, empty),
+                 "hd95_nm": hd95, "assd_nm": assd,
+                 "empty_prediction": n_pred == 0, "empty_reference": n_ref == 0}
+    ref_obj = cc3d.connected_components(ref, connectivity=connectivity)
+    pred_obj = cc3d.connected_components(pred, connectivity=connectivity)
+    scores = None
+    if probability is not None:
+        sums = np.bincount(pred_obj.ravel(), weights=probability.ravel().astype(np.float64))
+        sizes = np.bincount(pred_obj.ravel(), minlength=sums.size)
+        scores = {j: float(sums[j] / sizes[j]) for j in np.flatnonzero(sizes[1:]) + 1}
+    table = ContingencyTable.from_labels(ref_obj, pred_obj, valid)
+    row.update(object_measures(table, scores))
+    return {k: row[k] for k in FIELDS}
+
+
+def evaluate_labels(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], classes: Sequence[int] | None = None,
+                    connectivity: int = 26, probabilities: np.ndarray | None = None,
+                    ignore_label: int | None = None) -> dict[str, dict]:
+    """Per class label (as a string): ``evaluate_class`` of two label volumes. ``classes`` default to every
+    non-zero label in either volume; ``probabilities`` is (classes incl. background, Z, Y, X), or (Z, Y, X)
+    for a single class."""
+    if pred.shape != ref.shape:
+        raise EvaluationError(f"prediction shape {pred.shape} and reference shape {ref.shape} differ: evaluate "
+                              "volumes of the same grid (crop or resample one of them first)")
+    if pred.ndim != 3:
+        raise EvaluationError(f"volumes must be 3D (Z, Y, X), got shape {pred.shape}")
+    if connectivity not in CONNECTIVITIES:
+        raise EvaluationError(f"--connectivity must be one of {CONNECTIVITIES}, got {connectivity}")
+    if classes is None:
+        classes = labels_present(pred, ref, ignore_label)
+        if not classes:
+            raise EvaluationError("neither volume holds a foreground label: nothing to evaluate")
+    if probabilities is not None:
+        if probabilities.ndim == 3:
+            if len(classes) != 1:
+                raise EvaluationError("a 3D probability volume ranks one class: give --classes C, or probabilities "
+                                      "of shape (classes, Z, Y, X)")
+            probabilities = {classes[0]: probabilities}
+        if isinstance(probabilities, np.ndarray):
+            if probabilities.shape[1:] != pred.shape or probabilities.shape[0] <= max(classes):
+                raise EvaluationError(f"probabilities of shape {probabilities.shape} do not fit labels of shape "
+                                      f"{pred.shape} with classes up to {max(classes)}: expected "
+                                      f"(>{max(classes)}, {', '.join(map(str, pred.shape))})")
+            probabilities = {c: probabilities[c] for c in classes}
+        elif next(iter(probabilities.values())).shape != pred.shape:
+            raise EvaluationError(f"probabilities of shape {next(iter(probabilities.values())).shape} do not fit "
+                                  f"labels of shape {pred.shape}")
+    valid = ref != ignore_label if ignore_label is not None else None
+    return {str(c): evaluate_class(pred == c, ref == c, spacing, connectivity,
+                                   None if probabilities is None else np.asarray(probabilities[c]), valid)
+            for c in classes}
+
+
+def labels_present(pred: np.ndarray, ref: np.ndarray, ignore_label: int | None = None) -> list[int]:
+    """The foreground labels found in either volume."""
+    import fastremap
+
+    labels = set(fastremap.unique(pred).tolist()) | set(fastremap.unique(ref).tolist())
+    return sorted(int(c) for c in labels if c not in (0, ignore_label))
+
+
+# ----------------------------------------------------------------------------------------------- files
+def read_labels(spec: str) -> tuple[np.ndarray, tuple[float, float, float] | None]:
+    """A 3D volume and its voxel size (nm, or None) from NIfTI / MHA / NRRD (SimpleITK: the header's spacing
+    taken as nm, as nnU-Net EM datasets store it) or anything ``reisoseg convert`` reads."""
+    from nnunetv2_reisoseg.data.convert.readers import ConvertError, read_volume
+
+    if spec.lower().endswith(ITK_SUFFIXES):
+        if not os.path.isfile(spec):
+            raise EvaluationError(f"{spec}: no such file")
+        import SimpleITK as sitk
+
+        img = sitk.ReadImage(spec)
+        if img.GetDimension() != 3:
+            raise EvaluationError(f"{spec} is {img.GetDimension()}D; evaluate takes 3D volumes")
+        return sitk.GetArrayFromImage(img), tuple(float(s) for s in img.GetSpacing()[::-1])
+    try:
+        vol = read_volume(spec)
+    except ConvertError as e:
+        raise EvaluationError(str(e).replace("reisoseg convert reads", "reisoseg evaluate reads")) from None
+    try:
+        return np.asarray(vol.array[...]), vol.spacing_nm
+    finally:
+        vol.close()
+
+
+def read_probabilities(spec: str) -> np.ndarray:
+    """Probabilities (C, Z, Y, X) or (Z, Y, X): nnU-Net's ``.npz`` (key ``probabilities``), predict-volume's
+    ``OUT.zarr/probabilities`` (its level 0), HDF5 ``file.h5:key`` or anything ``read_labels`` reads."""
+    from nnunetv2_reisoseg.data.convert.readers import ConvertError, split_spec
+
+    try:
+        path, key = split_spec(spec)
+    except ConvertError as e:
+        raise EvaluationError(str(e)) from None
+    if path.suffix == ".npz":
+        with np.load(path) as z:
+            k = key or "probabilities"
+            if k not in z:
+                raise EvaluationError(f"{path} has no array {k!r} (it has {list(z)}); give PATH.npz:KEY")
+            return z[k]
+    if path.suffix == ".zarr" or path.suffix in (".h5", ".hdf5", ".hdf"):
+        return _read_array(path, key)
+    return read_labels(spec)[0]
+
+
+def _read_array(path: Path, key: str | None) -> np.ndarray:
+    if path.suffix == ".zarr":
+        import zarr
+
+        node = zarr.open(str(path), mode="r")
+        if isinstance(node, zarr.Group):
+            node = node[key] if key else node
+            while isinstance(node, zarr.Group):  # an OME-Zarr image: its full-resolution level
+                if "0" not in node:
+                    raise EvaluationError(f"{path}:{key or ''} is a group without level 0; give PATH.zarr:ARRAY")
+                node = node["0"]
+        return np.asarray(node[...])
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if key is None or key not in f:
+            raise EvaluationError(f"{path}: give the probabilities' dataset as {path}:KEY (keys: {list(f)})")
+        return np.asarray(f[key][...])
+
+
+def resolve_spacing(pred_spacing: Sequence[float] | None, ref_spacing: Sequence[float] | None,
+                    given: Sequence[float] | None) -> tuple[float, float, float]:
+    """``--spacing`` if given; else the files' voxel size, which must agree where both have one."""
+    if given is not None:
+        return tuple(float(s) for s in given)  # type: ignore[return-value]
+    if pred_spacing is not None and ref_spacing is not None and not np.allclose(pred_spacing, ref_spacing, rtol=1e-3):
+        raise EvaluationError(f"voxel sizes differ: prediction {tuple(pred_spacing)} nm, reference "
+                              f"{tuple(ref_spacing)} nm; evaluate volumes of one grid, or pass --spacing Z Y X "
+                              "if one file's metadata is wrong")
+    found = ref_spacing if ref_spacing is not None else pred_spacing
+    if found is None:
+        raise EvaluationError("neither file states its voxel size: pass --spacing Z Y X (nm)")
+    return tuple(float(s) for s in found)  # type: ignore[return-value]
+
+
+def evaluate_files(pred: str, ref: str, spacing: Sequence[float] | None = None, classes: Sequence[int] | None = None,
+                   probabilities: str | None = None, connectivity: int = 26,
+                   ignore_label: int | None = None) -> dict[str, dict]:
+    """``evaluate_labels`` of two volumes on disk (``read_labels``)."""
+    p, p_sp = read_labels(pred)
+    r, r_sp = read_labels(ref)
+    if p.shape != r.shape:
+        raise EvaluationError(f"prediction {pred} has shape {p.shape} but reference {ref} has {r.shape}: evaluate "
+                              "volumes of the same grid")
+    sp = resolve_spacing(p_sp, r_sp, spacing)
+    if classes is not None:  # a class in neither volume is a typo, not a perfect score
+        present = labels_present(p, r, ignore_label)
+        missing = [c for c in classes if c not in present]
+        if missing:
+            raise EvaluationError(f"class{'es' if len(missing) > 1 else ''} {missing} in neither volume (labels "
+                                  f"present: {present}); pick --classes among those")
+    prob = read_probabilities(probabilities) if probabilities else None
+    return evaluate_labels(p, r, sp, classes, connectivity, prob, ignore_label)
