@@ -220,8 +220,12 @@ def write_plots(results: dict, out: Path) -> None:
     rows = [{**c, "method": t["method"], "seed": t["seed"], "fold": t["fold"]} for t in trainings for c in t["cases"]]
     metrics = [m for m in PLOT_METRICS if any(m in r["metrics"] for r in rows)]
     with plt.style.context("default"):
-        fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 4.2), squeeze=False)
-        for ax, m in zip(axes[0], metrics):
+        ncols = min(3, len(metrics))
+        nrows = -(-len(metrics) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 4.2 * nrows), squeeze=False)
+        for ax in axes.flat[len(metrics):]:
+            ax.set_visible(False)
+        for ax, m in zip(axes.flat, metrics):
             stock = {(r["split"], r["seed"], r["fold"], r["case"], r["class"]): r["metrics"].get(m)
                      for r in rows if r["method"] == "stock"}
             for other in (x for x in methods if x != "stock" and stock):
