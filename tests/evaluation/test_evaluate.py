@@ -198,3 +198,27 @@ def test_probabilities_of_predict_volume_and_nnunet(tmp_path):
     assert np.array_equal(read_probabilities(str(tmp_path / "case.npz")), prob)
     with pytest.raises(EvaluationError, match="do not fit"):
         evaluate_labels(np.ones((4, 6, 7), np.uint8), np.ones((4, 6, 7), np.uint8), SPACING, probabilities=prob)
+
+
+def test_predict_volume_output_with_its_probabilities(tmp_path, capsys):
+    import zarr
+
+    from nnunetv2_reisoseg.volume.output import prepare
+
+    ref = _tube(z=(1, 5), y=(2, 6), x=(2, 6))
+    _tube(z=(6, 10), y=(2, 6), x=(2, 6), out=ref)
+    pred = ref.copy()
+    pred[1:11, 14:22, 14:22] = 1  # the largest predicted object matches nothing
+    out = tmp_path / "seg.zarr"
+    prepare(out, {"spacing_nm": list(SPACING), "input": "vol.h5:raw", "save_probabilities": True},
+            {"background": 0, "mito": 1}, ref.shape, ref.shape, 2, False, False)
+    root = zarr.open_group(str(out), mode="r+")
+    root["0"][...] = pred
+    prob = np.where(pred == 1, 0.9, 0.1).astype(np.float16)
+    prob[1:11, 14:22, 14:22] = 0.55
+    root["probabilities"]["0"][...] = np.stack([1 - prob, prob])
+    r = _nii(tmp_path / "ref.nii.gz", ref)
+    assert main(["evaluate", "-p", str(out), "-r", r]) == 0
+    assert json.loads(capsys.readouterr().out)["1"]["ap75"] == pytest.approx(2 / 3)  # by size
+    assert main(["evaluate", "-p", str(out), "-r", r, "--probabilities", f"{out}:probabilities"]) == 0
+    assert json.loads(capsys.readouterr().out)["1"]["ap75"] == 1.0  # by mean probability
