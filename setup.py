@@ -30,6 +30,6 @@ setup(
         "dask[distributed]",  # reisoseg predict-volume --workers / --scheduler
         "tqdm",
     ],
-    extras_require={"test": ["pytest", "ruff"]},
+    extras_require={"test": ["pytest", "ruff", "monai"]},  # MONAI: the reference HD95 / ASSD in the tests
     entry_points={"console_scripts": ["reisoseg=nnunetv2_reisoseg.cli:main"]},
 )

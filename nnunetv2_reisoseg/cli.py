@@ -119,9 +119,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if not raw:
         raise SystemExit("nnUNet_raw is not set: export nnUNet_raw=/path/to/nnUNet_raw (see nnU-Net's "
                          "setting_up_paths.md).")
+    anisotropy, xy_nm = args.anisotropy, args.xy_nm
+    if args.voxel_size is not None:
+        vz, vy, vx = args.voxel_size
+        if vy != vx or vy <= 0 or vz <= 0 or abs(vz / vy - round(vz / vy)) > 1e-6 or round(vz / vy) < 1:
+            raise SystemExit(f"synth: --voxel-size {vz:g} {vy:g} {vx:g}: the lateral axes must be equal and the "
+                             "section thickness a whole number of lateral pixels (e.g. 40 10 10 or 45 5 5)")
+        anisotropy, xy_nm = round(vz / vy), vy
     try:
-        path = generate_dataset(raw, args.dataset_id, args.name, args.cases, args.shape, args.anisotropy,
-                                args.xy_nm, args.seed, args.test_cases, args.overwrite,
+        path = generate_dataset(raw, args.dataset_id, args.name, args.cases, args.shape, anisotropy,
+                                xy_nm, args.seed, args.test_cases, args.overwrite,
                                 membranes_class=args.membranes, missing_sections=args.missing_sections)
     except (FileExistsError, ValueError) as e:
         raise SystemExit(f"synth: {e}") from None
@@ -159,15 +166,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
                          "--labels per --image, in the same order")
     if args.test_labels and len(args.test_labels) != len(args.test_image):
         raise SystemExit("convert: give one --test-labels per --test-image (or none)")
-    rules = LabelRules(binary=args.binary, label_map=_label_map(args.label_map),
-                       ignore=tuple(args.ignore_value))
+    rules = LabelRules(binary=args.binary, label_map=_label_map(args.label_map), ignore=tuple(args.ignore_value),
+                       threshold=args.threshold, unmapped_background=args.unmapped_background)
     if args.background is not None:
         rules.background = tuple(args.background)
     test = [Pair(i, args.test_labels[k] if args.test_labels else None) for k, i in enumerate(args.test_image)]
     try:
         path = convert(raw, args.dataset_id, args.name, [Pair(i, lab) for i, lab in zip(args.image, args.labels)],
                        test, args.spacing, args.split, args.split_axis, rules, args.channel_name, args.class_names,
-                       args.overwrite)
+                       args.overwrite, downsample=args.downsample, hold_out=args.hold_out)
     except (ConvertError, FileExistsError) as e:
         raise SystemExit(f"convert: {e}") from None
     ds = json.loads((path / "dataset.json").read_text())
@@ -264,8 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-cases", type=int, default=0)
     s.add_argument("--shape", type=int, nargs=3, default=(32, 256, 256), metavar=("Z", "Y", "X"),
                    help="anisotropic grid shape")
-    s.add_argument("--anisotropy", type=int, default=8, help="section thickness / lateral pixel size")
-    s.add_argument("--xy-nm", type=float, default=5.0, help="lateral pixel size in nm")
+    s.add_argument("--voxel-size", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                   help="voxel size in nm, e.g. 40 10 10 (overrides --anisotropy and --xy-nm); object sizes are "
+                        "physical (nm) and do not depend on --shape")
+    s.add_argument("--anisotropy", type=int, default=8, help="section thickness / lateral pixel size (shorthand)")
+    s.add_argument("--xy-nm", type=float, default=5.0, help="lateral pixel size in nm (shorthand)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--membranes", action="store_true", help="label cell membranes as a second class (2)")
     s.add_argument("--missing-sections", type=float, default=0.0, metavar="P",
@@ -295,6 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="values meaning background (default: 0 and CREMI's 0xffffffffffffffff)")
     s.add_argument("--ignore-value", type=_int_value, nargs="+", default=[], metavar="V",
                    help="values meaning 'not annotated' -> nnU-Net's ignore label")
+    s.add_argument("--unmapped-background", action="store_true",
+                   help="label values missing from --label-map are background (default: an error)")
+    s.add_argument("--threshold", type=float, default=None, metavar="V",
+                   help="anti-aliased masks (0/255 with a few values between): values >= V are class 1")
+    s.add_argument("--downsample", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                   help="integer factors: images by block mean, labels by majority (ties to the higher class)")
+    s.add_argument("--hold-out", type=float, default=0.0, metavar="FRACTION",
+                   help="keep the last FRACTION of each training volume along the split axis as a test case "
+                        "(spatially separate from the training blocks)")
     s.add_argument("--class-names", nargs="+", default=None, help="names of classes 1..K for dataset.json")
     s.add_argument("--channel-name", default="EM")
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")

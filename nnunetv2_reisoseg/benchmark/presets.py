@@ -36,7 +36,8 @@ PRESETS: dict[str, Budget] = {
     # sized for a 2-core CPU so that stock nnU-Net's pseudo Dice levels off (the poly schedule anneals over
     # the whole budget): 2,500 iterations of an 8x32x32 patch, about 12 minutes per stock training there
     "plateau": Budget(100, 25, 10, False, _SYNTH_SMALL,
-                      "2,500 iterations of an 8x32x32 patch, sized for stock nnU-Net to level off on a 2-core CPU"),
+                      "2,500 iterations of an 8x32x32 patch, sized for stock nnU-Net to level off on a 2-core CPU "
+                      "on the synthetic data before objects were drawn at physical scale"),
     # the same data on a GPU, for perf/gpu_run.py: a few minutes per training
     "gpu": Budget(40, 25, 10, False, _SYNTH_SMALL,
                   "1,000 iterations of the plateau preset's data, for a short GPU slot (perf/gpu_run.py)"),

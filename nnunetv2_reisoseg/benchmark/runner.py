@@ -78,7 +78,8 @@ def ensure_dataset(dataset: str | None, preset: str) -> tuple[int, str]:
         from nnunetv2_reisoseg.data.synth import generate_dataset
 
         spec = dict(PRESETS[preset].synth)
-        expected = (f"reisoseg synth: anisotropy {spec['anisotropy']}, {spec['xy_nm']} nm lateral, seed 0; "
+        expected = (f"reisoseg synth: anisotropy {spec['anisotropy']}, {spec['xy_nm']} nm lateral, objects at "
+                    f"physical scale, seed 0; "
                     f"{spec['cases']}+{spec['test_cases']} cases of {'x'.join(map(str, spec['shape']))}")
         existing = sorted(raw.glob(f"Dataset{spec['dataset_id']:03d}_*"))
         if existing:

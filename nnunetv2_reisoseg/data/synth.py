@@ -1,12 +1,16 @@
 """Synthetic serial-section EM with known isotropic truth, written as an nnU-Net raw dataset.
 
-The tissue is built on a fine isotropic grid (cells with membranes, mitochondria as curved tubes and
-ellipsoids in random 3D orientations, vesicles and texture as distractors), then "imaged": each
-section integrates the tissue over its thickness (anisotropy factor f), with lateral blur, noise,
-section-to-section brightness/contrast jitter and small lateral misalignment. Labels are given on the
-anisotropic grid (mitochondria = 1); the isotropic truth is kept beside the dataset in
-``isotropic_truth/`` so that a prediction can be judged against what was really there (shifted with
-its section's misalignment, i.e. in the frame of the image).
+The tissue is built on a fine isotropic grid at the lateral pixel size (cells with membranes,
+mitochondria as curved tubes and ellipsoids in random 3D orientations, vesicles and texture as
+distractors), then "imaged": each section integrates the tissue over its thickness, with lateral blur,
+noise, section-to-section brightness/contrast jitter and small lateral misalignment.
+
+Sizes are physical, in nm, and do not depend on the grid: mitochondria are 150-600 nm across and up to
+2 um long (``MITO_*``), as in neurons, so at 40-50 nm sections they span several sections, which is what
+ReIsoSeg is about. Labels are given on the anisotropic grid (mitochondria = 1) by ``section_labels``'s
+rule, which keeps every truth object that reaches into a section. The isotropic truth is kept beside the
+dataset in ``isotropic_truth/`` so that a prediction can be judged against what was really there (shifted
+with its section's misalignment, i.e. in the frame of the image).
 """
 from __future__ import annotations
 
@@ -28,14 +32,24 @@ class SynthCase:
     truth: np.ndarray  # uint8, fine isotropic grid (Z * f, Y, X)
 
 
-def _smooth_curve(rng: np.random.Generator, shape: Sequence[int], n_points: int = 200) -> np.ndarray:
-    """A smooth random 3D curve through the volume (voxel coordinates on the fine grid)."""
+# mitochondria in neurons: tubes 150-500 nm across and 0.4-2 um long, ellipsoids up to 600 nm across
+MITO_TUBE_RADIUS_NM = (75.0, 250.0)
+MITO_TUBE_LENGTH_NM = (400.0, 2000.0)
+MITO_ELLIPSOID_RADIUS_NM = (75.0, 300.0)
+MITO_VOLUME_FRACTION = 0.08
+CELL_DIAMETER_NM = 1500.0
+MEMBRANE_NM = 20.0  # membranes as they look at this resolution, stain included
+CRISTAE_PERIOD_NM = 40.0
+
+
+def _smooth_curve(rng: np.random.Generator, shape: Sequence[int], length: float, n_points: int = 200) -> np.ndarray:
+    """A smooth random 3D curve of about ``length`` voxels in a random orientation, centred in the volume
+    (voxel coordinates on the fine grid)."""
     shape_a = np.asarray(shape, dtype=float)
     start = rng.uniform(0.1, 0.9, 3) * shape_a
     direction = rng.normal(size=3)
     direction /= np.linalg.norm(direction)
-    length = rng.uniform(0.4, 0.9) * shape_a.mean()
-    bend = rng.normal(size=(2, 3)) * 0.25 * length
+    bend = rng.normal(size=(2, 3)) * 0.2 * length
     t = np.linspace(-0.5, 0.5, n_points)[:, None]
     return start + t * length * direction + np.sin(np.pi * t) * bend[0] + np.sin(2 * np.pi * t) * bend[1] * 0.5
 
@@ -91,34 +105,83 @@ def _cell_membranes(rng: np.random.Generator, shape: Sequence[int], n_cells: int
     return out
 
 
+def section_labels(truth: np.ndarray, f: int) -> np.ndarray:
+    """Labels of the sections from a boolean isotropic truth (``f`` fine slices per section).
+
+    The rule: a pixel is labelled where the truth fills at least half of the section's thickness. An
+    object (3D connected component of the truth) that reaches into a section without filling half of it
+    anywhere is labelled there too: on the pixels it reaches that touch (8-neighbourhood) its labels in
+    the section above or below, so it stays one object; where it touches none, on the pixels it fills
+    most. So no object visible in a section vanishes from that section's labels."""
+    import cc3d
+
+    z = truth.shape[0] // f
+    labels = truth.reshape(z, f, *truth.shape[1:]).mean(1) >= 0.5
+    anchors = labels.copy()  # the half-filled pixels: what the top-ups connect to
+    ids = cc3d.connected_components(truth, connectivity=26)
+    slabs = ids.reshape(z, f, *truth.shape[1:])
+    ring = np.ones((3, 3), bool)
+    for s in range(z):
+        present = set(np.unique(slabs[s]).tolist()) - {0}
+        for j in sorted(present - set(np.unique(slabs[s][:, anchors[s]]).tolist())):
+            reach = (slabs[s] == j).any(0)
+            nearby = np.zeros(reach.shape, bool)
+            for t in (s - 1, s + 1):
+                if 0 <= t < z:
+                    nearby |= anchors[t] & (slabs[t] == j).any(0)
+            grown = reach & ndi.binary_dilation(nearby, ring)
+            if grown.any():
+                labels[s] |= grown
+            else:
+                cover = (slabs[s] == j).sum(0)
+                labels[s] |= cover == cover.max()
+    return labels
+
+
+def _n_objects(rng: np.random.Generator, volume_nm3: float, xy_nm: float) -> tuple[list, list, int]:
+    """Tube radii and lengths (voxels) and the number of ellipsoids that fill ``MITO_VOLUME_FRACTION``."""
+    radii, lengths, filled, n_ellipsoids = [], [], 0.0, 0
+    while filled < MITO_VOLUME_FRACTION * volume_nm3 and len(radii) + n_ellipsoids < 200:
+        if rng.random() < 0.7:
+            r, length = rng.uniform(*MITO_TUBE_RADIUS_NM), rng.uniform(*MITO_TUBE_LENGTH_NM)
+            radii.append(r / xy_nm)
+            lengths.append(length / xy_nm)
+            filled += np.pi * r * r * length
+        else:
+            n_ellipsoids += 1
+            filled += 4 / 3 * np.pi * float(np.mean(MITO_ELLIPSOID_RADIUS_NM)) ** 3
+    return radii, lengths, n_ellipsoids
+
+
 def generate_case(
     rng: np.random.Generator,
     shape: Sequence[int],
     anisotropy: int,
-    n_mito: int | None = None,
+    xy_nm: float = 10.0,
     missing_section: bool = False,
     membranes_class: bool = False,
 ) -> SynthCase:
-    """One simulated EM volume of ``shape`` (anisotropic grid) and its truth: mitochondria = 1 and,
-    with ``membranes_class``, cell membranes = 2 (thin sheets, the hard case for coarse sections)."""
+    """One simulated EM volume of ``shape`` (anisotropic grid, sections ``anisotropy`` x ``xy_nm`` nm thick)
+    and its truth: mitochondria = 1 and, with ``membranes_class``, cell membranes = 2 (thin sheets, the hard
+    case for coarse sections)."""
     f = int(anisotropy)
-    if f < 1:
-        raise ValueError(f"anisotropy must be an integer >= 1, got {anisotropy}")
-    z, y, x = (int(s) for s in shape)
+    if f < 1 or f != anisotropy:
+        raise ValueError(f"the section thickness must be a whole number of lateral pixels, got {anisotropy}")
+    z, y0, x0 = (int(s) for s in shape)
+    # misalignment: each section is cut from a slightly shifted window of a wider tissue, not wrapped around
+    shifts = np.round(np.cumsum(rng.normal(0, 0.6, (z, 2)), 0)).astype(int)
+    shifts -= np.round(shifts.mean(0)).astype(int)
+    m = int(np.abs(shifts).max())
+    y, x = y0 + 2 * m, x0 + 2 * m
     fine = (z * f, y, x)
     vol = float(np.prod(fine))
-    scale = max(1.0, min(y, x) / 64.0)  # organelle size in pixels grows with the field of view
-    radius = 3.0 * scale
-    if n_mito is None:  # about 8% of the volume
-        tube = np.pi * radius**2 * 0.65 * float(np.mean(fine))
-        n_mito = int(np.clip(round(0.08 * vol / tube), 2, 200))
-    n_tubes = n_mito - n_mito // 3
-    mito = _tubes(fine, [_smooth_curve(rng, fine) for _ in range(n_tubes)],
-                  rng.uniform(0.7, 1.2, n_tubes) * radius, step=max(1, int(scale // 2)))
-    for _ in range(n_mito // 3):
-        _ellipsoid(mito, rng, rng.uniform(0.8, 1.8, 3) * radius)
-    cells = max(3, round(vol / (40 * scale) ** 3))
-    membranes = _cell_membranes(rng, fine, cells, width=2 * max(1, round(scale / 2)) + 1) & ~mito
+    radii, lengths, n_ellipsoids = _n_objects(rng, vol * xy_nm**3, xy_nm)
+    step = max(1, int(min(radii, default=8.0) // 4))  # the distance field on a coarser grid where tubes are wide
+    mito = _tubes(fine, [_smooth_curve(rng, fine, n) for n in lengths], radii, step=step)
+    for _ in range(n_ellipsoids):
+        _ellipsoid(mito, rng, rng.uniform(*MITO_ELLIPSOID_RADIUS_NM, 3) / xy_nm)
+    cells = max(3, round(vol * xy_nm**3 / CELL_DIAMETER_NM**3))
+    membranes = _cell_membranes(rng, fine, cells, width=max(2.0, MEMBRANE_NM / xy_nm)) & ~mito
     vesicles = np.zeros(fine, bool)
     vesicles[tuple((rng.uniform(0, 1, (max(2, int(vol / 8000)), 3)) * np.asarray(fine)).astype(int).T)] = True
     vesicle_rim = ndi.binary_dilation(vesicles, iterations=2) & ~ndi.binary_dilation(vesicles, iterations=1) & ~mito
@@ -129,7 +192,8 @@ def generate_case(
     tissue *= 0.6
     tissue += 0.62
     mito_inner = ndi.binary_erosion(mito, iterations=1)
-    cristae = 0.5 + 0.5 * np.sin(np.arange(fine[1])[:, None] * 1.3 + np.arange(fine[2])[None, :] * 0.7)
+    k = 2 * np.pi * xy_nm / CRISTAE_PERIOD_NM
+    cristae = 0.5 + 0.5 * np.sin(np.arange(fine[1])[:, None] * k * 0.88 + np.arange(fine[2])[None, :] * k * 0.47)
     tissue[mito] = 0.25
     tissue[mito_inner] = np.broadcast_to(0.38 + 0.12 * cristae.astype(np.float32), fine)[mito_inner]
     tissue[membranes] = 0.22
@@ -141,18 +205,17 @@ def generate_case(
     gain = rng.normal(1.0, 0.05, (z, 1, 1))
     offset = rng.normal(0.0, 0.03, (z, 1, 1))
     sections = sections * gain + offset
-    labels = (mito.reshape(z, f, y, x).mean(1) >= 0.5).astype(np.uint8)
     truth = mito.astype(np.uint8)
     if membranes_class:
-        # a membrane crossing a section obliquely still darkens it: label where it covers a third
-        labels[(membranes.reshape(z, f, y, x).mean(1) >= 1 / 3) & (labels == 0)] = 2
         truth[membranes] = 2
-    shifts = np.round(np.cumsum(rng.normal(0, 0.6, (z, 2)), 0)).astype(int)
-    shifts -= np.round(shifts.mean(0)).astype(int)
-    for s in range(z):  # the truth moves with its section: it is judged in the frame that was imaged
-        sections[s] = np.roll(sections[s], tuple(shifts[s]), axis=(0, 1))
-        labels[s] = np.roll(labels[s], tuple(shifts[s]), axis=(0, 1))
-        truth[s * f:(s + 1) * f] = np.roll(truth[s * f:(s + 1) * f], tuple(shifts[s]), axis=(1, 2))
+    windows = [(slice(m - sy, m - sy + y0), slice(m - sx, m - sx + x0)) for sy, sx in shifts]
+    # the truth moves with its section (it is judged in the frame that was imaged) and is labelled there
+    sections = np.stack([sections[s][w] for s, w in enumerate(windows)])
+    truth = np.concatenate([truth[s * f:(s + 1) * f][(slice(None), *w)] for s, w in enumerate(windows)])
+    labels = section_labels(truth == 1, f).astype(np.uint8)
+    if membranes_class:
+        # a membrane crossing a section obliquely still darkens it: label where it covers a third
+        labels[((truth == 2).reshape(z, f, y0, x0).mean(1) >= 1 / 3) & (labels == 0)] = 2
     sections += rng.normal(0, 0.04, sections.shape)
     if missing_section and z > 2:
         s = int(rng.integers(1, z - 1))
@@ -221,7 +284,7 @@ def generate_dataset(
             split = ("imagesTr", "labelsTr") if i < cases else ("imagesTs", "labelsTs")
             case_id = f"{name.lower()}_{i:03d}"
             missing = bool(missing_sections) and bool(rng.random() < missing_sections)
-            c = generate_case(rng, shape, anisotropy, missing_section=missing, membranes_class=membranes_class)
+            c = generate_case(rng, shape, anisotropy, xy_nm, missing_section=missing, membranes_class=membranes_class)
             write_image(c.image, spacing, tmp / split[0] / f"{case_id}_0000.nii.gz")
             write_image(c.labels, spacing, tmp / split[1] / f"{case_id}.nii.gz")
             write_image(c.truth, (xy_nm, xy_nm, xy_nm), tmp / "isotropic_truth" / f"{case_id}.nii.gz")

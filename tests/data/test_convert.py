@@ -247,3 +247,77 @@ def test_test_volume_without_labels_goes_to_imagests_only(raw, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "imagesTr", "imagesTs", "labelsTr"]
     assert [p.name for p in (out / "imagesTs").iterdir()] == ["nots_002_0000.nii.gz"]
     assert json.loads((out / "dataset.json").read_text())["numTraining"] == 2
+
+
+def _vnc_stand_in(root, sections=6, size=64):
+    """The layout and encodings of the ssTEM VNC stack 1: raw TIFF slices, mitochondria masks as 8-bit PNG
+    (0/255 with anti-aliased edges, some sections left empty), merged labels (191 mitochondria, 223 synapse,
+    0-128 membranes, 159 glia, 255 intracellular) and synapses as 1-bit PNG."""
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 255, (sections, size, size), dtype=np.uint8)
+    mito = np.zeros(image.shape, bool)
+    mito[:, 10:30, 8:20] = True
+    mito[1:5, 40:56, 30:50] = True
+    merged = np.full(image.shape, 255, np.uint8)
+    merged[:, :, 60:] = 159
+    merged[:, 5, :] = 64
+    merged[mito] = 191
+    merged[2:4, 50:60, 5:9] = 223
+    for d in ("raw", "mitochondria", "labels", "synapses"):
+        (root / d).mkdir(parents=True)
+    masks = []
+    for s in range(sections):
+        tifffile.imwrite(root / "raw" / f"{s:02d}.tif", image[s])
+        mask = np.where(mito[s], 255, 0).astype(np.uint8)
+        mask[:, 1:][mito[s, :, :-1] & ~mito[s, :, 1:]] = 100  # an anti-aliased edge below the threshold
+        mask[:, :-1][mito[s, :, 1:] & ~mito[s, :, :-1]] = 200  # and one above
+        if s == 1:
+            mask[:] = 0  # as in the published stack, some mask sections are empty
+        masks.append(mask)
+        Image.fromarray(mask).save(root / "mitochondria" / f"{s:02d}.png")
+        Image.fromarray(merged[s]).save(root / "labels" / f"labels{s:08d}.png")
+        Image.fromarray(merged[s] == 223).convert("1").save(root / "synapses" / f"{s:02d}.png")
+    return image, merged, np.stack(masks)
+
+
+def test_sstem_vnc_folders_with_threshold_downsampling_and_held_out_region(raw, tmp_path):
+    stack = tmp_path / "stack1"
+    image, merged, masks = _vnc_stand_in(stack)
+    common = ("--image", stack / "raw", "--spacing", 47.5, 4.6, 4.6, "--split", 3, "--hold-out", 0.25)
+    assert _run(*common, "--labels", stack / "labels", "--label-map", "191:1", "223:2", "--unmapped-background",
+                "--class-names", "mitochondria", "synapse", "--dataset-id", 20, "--name", "Vnc") == 0
+    out = raw / "Dataset020_Vnc"
+    ds = json.loads((out / "dataset.json").read_text())
+    assert ds["labels"] == {"background": 0, "mitochondria": 1, "synapse": 2} and ds["numTraining"] == 3
+    classes = np.select([merged == 191, merged == 223], [1, 2], 0)
+    # lateral blocks of 16 rows for training, the last 16 rows held out as the test case
+    for i in range(3):
+        img, sp = _read(out / "imagesTr" / f"vnc_{i:03d}_0000.nii.gz")
+        np.testing.assert_array_equal(img, image[:, 16 * i:16 * (i + 1)])
+        np.testing.assert_array_equal(_read(out / "labelsTr" / f"vnc_{i:03d}.nii.gz")[0],
+                                      classes[:, 16 * i:16 * (i + 1)])
+        assert np.allclose(sp, (47.5, 4.6, 4.6))
+    np.testing.assert_array_equal(_read(out / "imagesTs" / "vnc_003_0000.nii.gz")[0], image[:, 48:])
+    np.testing.assert_array_equal(_read(out / "labelsTs" / "vnc_003.nii.gz")[0], classes[:, 48:])
+
+    # the anti-aliased binary masks, downsampled 2x laterally: images by block mean, labels by majority
+    assert _run(*common, "--labels", stack / "mitochondria", "--threshold", 128, "--downsample", 1, 2, 2,
+                "--dataset-id", 21, "--name", "VncHalf") == 0
+    out = raw / "Dataset021_VncHalf"
+    binary = (masks >= 128).astype(np.int64)
+    coarse_img = image.astype(np.float32).reshape(6, 32, 2, 32, 2).mean((2, 4))
+    votes = binary.reshape(6, 32, 2, 32, 2).sum((2, 4))
+    coarse_lab = (votes >= 2).astype(np.uint8)  # a 2-2 tie goes to the foreground
+    for i in range(3):
+        img, sp = _read(out / "imagesTr" / f"vnchalf_{i:03d}_0000.nii.gz")
+        np.testing.assert_allclose(img, coarse_img[:, 8 * i:8 * (i + 1)])
+        np.testing.assert_array_equal(_read(out / "labelsTr" / f"vnchalf_{i:03d}.nii.gz")[0],
+                                      coarse_lab[:, 8 * i:8 * (i + 1)])
+        assert np.allclose(sp, (47.5, 9.2, 9.2))
+    np.testing.assert_array_equal(_read(out / "labelsTs" / "vnchalf_003.nii.gz")[0], coarse_lab[:, 24:])
+    assert not _read(out / "labelsTr" / "vnchalf_000.nii.gz")[0][1].any()  # the empty mask section stays empty
+
+    _fails(raw, "--unmapped-background", *common, "--labels", stack / "labels", "--label-map", "191:1",
+           "--dataset-id", 22, "--name", "Bad")
+    _fails(raw, "test region of 4", "--image", stack / "raw", "--labels", stack / "mitochondria", "--threshold", 128,
+           "--spacing", 47.5, 4.6, 4.6, "--hold-out", 0.07, "--dataset-id", 23, "--name", "Bad")

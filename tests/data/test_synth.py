@@ -9,7 +9,7 @@ from nnunetv2_reisoseg.data.synth import generate_dataset
 
 
 def _gen(root, **kw):
-    args = dict(dataset_id=950, name="Tiny", cases=2, shape=(8, 32, 32), anisotropy=4, xy_nm=5.0, seed=1,
+    args = dict(dataset_id=950, name="Tiny", cases=2, shape=(8, 32, 32), anisotropy=4, xy_nm=10.0, seed=1,
                 progress=False)
     return generate_dataset(root, **{**args, **kw})
 
@@ -26,7 +26,7 @@ def test_layout_spacing_and_determinism(tmp_path):
     for f in files[:-1]:  # the same seed gives the same bytes (the PNG embeds no data of its own)
         assert (a / f).read_bytes() == (b / f).read_bytes()
     img = sitk.ReadImage(str(a / "imagesTr/tiny_000_0000.nii.gz"))
-    assert img.GetSpacing() == (5.0, 5.0, 20.0)  # x, y, z in nm: sections 4x the lateral pixel
+    assert img.GetSpacing() == (10.0, 10.0, 40.0)  # x, y, z in nm: sections 4x the lateral pixel
     truth = sitk.ReadImage(str(a / "isotropic_truth/tiny_000.nii.gz"))
     assert sitk.GetArrayFromImage(truth).shape == (32, 32, 32)
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(a / "labelsTr/tiny_000.nii.gz")))
@@ -74,3 +74,61 @@ def test_membranes_class_and_missing_sections(tmp_path):
     assert flat_sections(clean / "imagesTr/tiny_000_0000.nii.gz") == 0
     with pytest.raises(ValueError, match="probability"):
         _gen(tmp_path / "bad", missing_sections=2.0)
+
+
+def _spans(labels):
+    import cc3d
+    from scipy import ndimage as ndi
+
+    objects = cc3d.connected_components(labels == 1, connectivity=26)
+    return np.array([sl[0].stop - sl[0].start for sl in ndi.find_objects(objects) if sl is not None])
+
+
+def test_physical_scale_objects_span_many_sections_and_none_vanishes(tmp_path, monkeypatch, capsys):
+    import cc3d
+
+    from nnunetv2_reisoseg.cli import main
+
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path))
+    assert main(["synth", "--dataset-id", "960", "--name", "Phys", "--cases", "8", "--shape", "24", "96", "96",
+                 "--voxel-size", "40", "10", "10"]) == 0
+    out = tmp_path / "Dataset960_Phys"
+    assert sitk.ReadImage(str(out / "imagesTr/phys_000_0000.nii.gz")).GetSpacing() == (10.0, 10.0, 40.0)
+    spans = []
+    for i in range(8):
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"labelsTr/phys_{i:03d}.nii.gz")))
+        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"isotropic_truth/phys_{i:03d}.nii.gz")))
+        spans += list(_spans(labels))
+        ids = cc3d.connected_components(truth == 1, connectivity=26).reshape(24, 4, 96, 96)
+        for s in range(24):  # every truth object with a voxel in a section is labelled where it is
+            for j in set(np.unique(ids[s]).tolist()) - {0}:
+                assert (labels[s][(ids[s] == j).any(0)] == 1).any(), (i, s, j)
+    spans = np.asarray(spans)
+    assert len(spans) >= 8 and np.median(spans) >= 5 and np.mean(spans == 1) <= 0.1
+    with pytest.raises(SystemExit, match="whole number of lateral pixels"):
+        main(["synth", "--dataset-id", "961", "--voxel-size", "45", "10", "10"])
+
+
+def test_objects_keep_their_size_in_nm_whatever_the_grid():
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(5)
+    for shape, xy_nm in (((12, 48, 48), 10.0), ((12, 96, 96), 10.0), ((12, 96, 96), 5.0)):
+        widths = []  # the narrower lateral extent of each object in each section, in nm
+        for _ in range(4):
+            labels = synth.generate_case(rng, shape, 4, xy_nm).labels
+            for section in labels:
+                objects, _ = ndi.label(section == 1)
+                widths += [min(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) * xy_nm
+                           for sl in ndi.find_objects(objects) if sl is not None]
+        assert 100 <= np.median(widths) <= 600, (shape, xy_nm, np.median(widths))  # mitochondria are 150-600 nm
+
+
+def test_section_labels_keep_an_object_thinner_than_half_a_section():
+    truth = np.zeros((8, 10, 10), bool)  # two sections of 4 fine slices
+    truth[0:5, 2:5, 2:5] = True  # fills section 0, one slice of section 1
+    truth[6, 7, 7] = True  # an object of its own, a quarter of section 1's thickness
+    labels = synth.section_labels(truth, 4)
+    assert labels[0, 2:5, 2:5].all() and labels[1, 7, 7]
+    assert labels[1, 2:5, 2:5].all()  # the thin end touches its body in section 0: it stays one object
+    assert labels.sum() == 9 + 9 + 1

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_reisoseg.data.convert.downsample import downsample_image, downsample_labels
 from nnunetv2_reisoseg.data.convert.labels import MAX_CLASSES, LabelRules
 from nnunetv2_reisoseg.data.convert.readers import ConvertError, Volume, read_volume
 from nnunetv2_reisoseg.data.raw_dataset import raw_dataset_target, staged_folder, write_dataset_json, write_image
@@ -25,14 +26,39 @@ class Pair:
     labels: str | None
 
 
-def _split_slices(shape: Sequence[int], n: int, axis: int) -> list[tuple[slice, ...]]:
-    edges = np.linspace(0, shape[axis], n + 1).round().astype(int)
+def _split_slices(shape: Sequence[int], n: int, axis: int, start: int = 0, stop: int | None = None,
+                  factors: Sequence[int] = (1, 1, 1)) -> list[tuple[slice, ...]]:
+    """``n`` blocks along ``axis`` of the part [start, stop) of a grid of ``shape``, as slices of the original
+    volume, which is ``factors`` times finer (the remainder that does not fill a coarse voxel is left out)."""
+    stop = shape[axis] if stop is None else stop
+    edges = np.linspace(start, stop, n + 1).round().astype(int)
     out = []
     for a, b in itertools.pairwise(edges):
-        s = [slice(None)] * 3
-        s[axis] = slice(int(a), int(b))
+        s = [slice(0, int(k) * f) for k, f in zip(shape, factors)]
+        s[axis] = slice(int(a) * factors[axis], int(b) * factors[axis])
         out.append(tuple(s))
     return out
+
+
+def _hold_out_parts(img: Volume, sp: Sequence[float], split: int, split_axis: str, hold_out: float,
+                    factors: Sequence[int]) -> list[tuple[str, tuple[slice, ...]]]:
+    """(kind, slices) of a training volume: ``split`` blocks, and with ``hold_out`` a test region at the end of
+    the split axis, spatially separate from every training block (not random blocks)."""
+    grid = tuple(n // f for n, f in zip(img.shape, factors))
+    axis = choose_split_axis(grid, sp, split + (1 if hold_out else 0)) if split_axis == "auto" \
+        else "zyx".index(split_axis)
+    n_test = round(hold_out * grid[axis])
+    n_train = grid[axis] - n_test
+    if hold_out and (n_test < MIN_BLOCK or n_train // split < MIN_BLOCK):
+        raise ConvertError(f"{img.source}: --hold-out {hold_out:g} along {'zyx'[axis]} leaves a test region of "
+                           f"{n_test} and training blocks of {n_train // split} voxels; at least {MIN_BLOCK} each")
+    if split > 1 and n_train // split < MIN_BLOCK:
+        raise ConvertError(f"{img.source}: --split {split} along {'zyx'[axis]} gives blocks of "
+                           f"{n_train // split} voxels; use fewer blocks or another --split-axis")
+    parts = [("train", s) for s in _split_slices(grid, split, axis, 0, n_train, factors)]
+    if n_test:
+        parts += [("test", s) for s in _split_slices(grid, 1, axis, n_train, None, factors)]
+    return parts
 
 
 MIN_BLOCK = 8  # voxels along the split axis: fewer leave nnU-Net nothing to pool
@@ -62,9 +88,18 @@ def convert(
     class_names: Sequence[str] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    downsample: Sequence[int] | None = None,
+    hold_out: float = 0.0,
 ) -> Path:
-    """Write ``DatasetXXX_NAME`` under ``raw_root`` from image/label volume pairs; returns its path."""
+    """Write ``DatasetXXX_NAME`` under ``raw_root`` from image/label volume pairs; returns its path.
+    ``downsample`` (Z, Y, X integer factors) averages images and takes labels by majority; ``hold_out`` keeps
+    that fraction of each training volume, at the end of the split axis, as a test case."""
     rules = rules or LabelRules()
+    factors = tuple(int(f) for f in downsample) if downsample is not None else (1, 1, 1)
+    if len(factors) != 3 or min(factors) < 1:
+        raise ConvertError(f"--downsample takes three integer factors Z Y X >= 1, got {list(factors)}")
+    if not 0.0 <= hold_out < 1.0:
+        raise ConvertError(f"--hold-out is a fraction in [0, 1), got {hold_out}")
     if not train:
         raise ConvertError("no training volume: pass --image PATH[:KEY] --labels PATH[:KEY]")
     if any(p.labels is None for p in train):
@@ -108,17 +143,22 @@ def convert(
 
         blocks: list[tuple[str, Volume, Volume | None, tuple[float, float, float], tuple[slice, ...]]] = []
         for kind, img, lab, sp in jobs:
-            n = split if kind == "train" else 1
-            axis = choose_split_axis(img.shape, sp, n) if split_axis == "auto" else "zyx".index(split_axis)
-            if n > 1 and img.shape[axis] // n < MIN_BLOCK:
-                raise ConvertError(f"{img.source}: --split {n} along {'zyx'[axis]} gives blocks of "
-                                   f"{img.shape[axis] // n} voxels; use fewer blocks or another --split-axis")
-            blocks += [(kind, img, lab, sp, s) for s in _split_slices(img.shape, n, axis)]
+            if any(n < f for n, f in zip(img.shape, factors)):
+                raise ConvertError(f"{img.source}: shape {img.shape} is smaller than --downsample {list(factors)}")
+            coarse = tuple(s * f for s, f in zip(sp, factors))
+            if kind == "train":
+                blocks += [(k, img, lab, coarse, sl) for k, sl in
+                           _hold_out_parts(img, coarse, split, split_axis, hold_out, factors)]
+            else:
+                grid = tuple(n // f for n, f in zip(img.shape, factors))
+                blocks += [(kind, img, lab, coarse, s) for s in _split_slices(grid, 1, 0, factors=factors)]
+        blocks.sort(key=lambda b: b[0] == "test")  # training cases first: nnU-Net numbers them so
 
         with staged_folder(target, replaces=clashes) as tmp:
             max_class, n_train = 0, 0
             has_test_labels = any(lab is not None for kind, _, lab, _, _ in blocks if kind == "test")
-            for sub in ("imagesTr", "labelsTr") + (("imagesTs",) if test else ()) + \
+            has_test = any(kind == "test" for kind, *_ in blocks)
+            for sub in ("imagesTr", "labelsTr") + (("imagesTs",) if has_test else ()) + \
                     (("labelsTs",) if has_test_labels else ()):
                 (tmp / sub).mkdir()
             label_files = []
@@ -127,10 +167,14 @@ def convert(
                 tr = kind == "train"
                 n_train += tr
                 block = np.asarray(img.array[sl])
+                if factors != (1, 1, 1):
+                    block = downsample_image(block, factors)
                 write_image(block.astype(np.uint8) if block.dtype == bool else block, sp,
                             tmp / ("imagesTr" if tr else "imagesTs") / f"{case_id}_0000.nii.gz")
                 if lab is not None:
                     classes, ignore = rules.apply(np.asarray(lab.array[sl]), lab.source)
+                    if factors != (1, 1, 1):
+                        classes, ignore = downsample_labels(classes, ignore, factors)
                     max_class = max(max_class, int(classes.max(initial=0)))
                     if max_class > MAX_CLASSES:
                         raise ConvertError(f"{lab.source}: label values up to {max_class} look like instance "
@@ -160,8 +204,10 @@ def convert(
                 labels["ignore"] = ignore_label
             description = "reisoseg convert: " + "; ".join(
                 f"{kind} {img.source} ({'x'.join(map(str, img.shape))}, {'x'.join(f'{v:g}' for v in sp)} nm)"
-                for kind, img, _, sp in jobs) + (f"; each training volume split into {split}" if split > 1 else "")
-            write_dataset_json(tmp, labels, n_train, name, description, jobs[0][3], channel_name,
+                for kind, img, _, sp in jobs) + (f"; each training volume split into {split}" if split > 1 else "") \
+                + (f"; downsampled by {'x'.join(map(str, factors))}" if factors != (1, 1, 1) else "") \
+                + (f"; the last {hold_out:g} of each along the split axis held out as test" if hold_out else "")
+            write_dataset_json(tmp, labels, n_train, name, description, blocks[0][3], channel_name,
                                licence="that of the source volumes", converted_by="reisoseg convert")
     finally:
         for v in opened:

@@ -20,9 +20,13 @@ class LabelRules:
     label_map: dict[int, int] = field(default_factory=dict)
     background: tuple[int, ...] = (0, CREMI_BACKGROUND)
     ignore: tuple[int, ...] = ()
+    threshold: float | None = None  # anti-aliased masks: values >= threshold are class 1, the rest background
+    unmapped_background: bool = False  # values missing from label_map are background instead of an error
 
     def apply(self, raw: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
         """Class map (int64) and ignore mask of a label block; errors for non-integer or negative values."""
+        if self.threshold is not None:
+            raw = (np.asarray(raw) >= self.threshold).astype(np.uint8)
         if raw.dtype.kind == "f":
             if not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
                 raise ConvertError(f"{source}: labels are not integers (float values with fractions); "
@@ -53,9 +57,10 @@ class LabelRules:
                 mapped[m] = dst
                 known |= m
             stray = ~known & (out != 0) & ~ignore
-            if stray.any():
+            if stray.any() and not self.unmapped_background:
                 raise ConvertError(f"{source}: label values {sorted(np.unique(out[stray]))[:8]} are not in "
-                                   "--label-map; add them (SRC:0 to make them background)")
+                                   "--label-map; add them (SRC:0 to make them background), or pass "
+                                   "--unmapped-background")
             out = mapped
         if self.binary:
             out = (out != 0).astype(np.int64)
