@@ -18,6 +18,9 @@ class Budget:
     # the primary measures, named before anything trains: (split, metric) for every foreground class; a
     # dataset without test cases is judged on its validation cases instead
     primary: tuple[tuple[str, str], ...] = (("test", "dice"), ("test", "ap75"))
+    # nnU-Net's plan with its features per stage scaled by this (at least 8): one narrower plan that both
+    # methods train, where the default width does not fit a CPU budget
+    width: float = 1.0
 
 
 # the synthetic dataset of the short and full presets (the same data for both)
@@ -26,6 +29,11 @@ _SYNTH_FULL = dict(dataset_id=953, name="SynthEM", cases=20, test_cases=5, shape
 # many small cases: an 8x32x32 patch (nnU-Net plans the patch from the case size) keeps a CPU step short
 _SYNTH_SMALL = dict(dataset_id=954, name="SynthEMPlateau", cases=60, test_cases=20, shape=(8, 32, 32), anisotropy=8,
                     xy_nm=5.0)
+# mitochondria at physical scale (objects 150-600 nm across, up to 2 um long) in 960x768x768 nm cases at
+# 48x6x6 nm, like the ssTEM VNC stack: sections 8 pixels thick, so nnU-Net's plan has stage ratios 8, 4, 2, 1
+# and the PI module acts on two anisotropic levels (4 and 2), as in the paper's ratio-8 setting
+_SYNTH_PHANTOM = dict(dataset_id=955, name="SynthEMPhantom", cases=40, test_cases=20, shape=(20, 128, 128),
+                      anisotropy=8, xy_nm=6.0)
 PRESETS: dict[str, Budget] = {
     "tiny": Budget(1, 2, 1, False, dict(dataset_id=951, name="SynthEMTiny", cases=5, test_cases=1,
                                         shape=(8, 32, 32), anisotropy=4, xy_nm=10.0),
@@ -41,6 +49,12 @@ PRESETS: dict[str, Budget] = {
     # the same data on a GPU, for perf/gpu_run.py: a few minutes per training
     "gpu": Budget(40, 25, 10, False, _SYNTH_SMALL,
                   "1,000 iterations of the plateau preset's data, for a short GPU slot (perf/gpu_run.py)"),
+    # the phantom study (docs/study_phantom): both methods on a quarter-width copy of nnU-Net's plan
+    # steps of 1.1 s (stock) and 3.4 s (ReIsoSeg) on a 2-core CPU (perf/train_step.py on this plan): 5 training
+    # pairs of 360 iterations fit in about 2.8 hours there
+    "phantom": Budget(15, 24, 8, False, _SYNTH_PHANTOM,
+                      "360 iterations of a 20x128x128 patch on a quarter-width plan, sized for 5 training pairs in "
+                      "3 hours on a 2-core CPU", width=0.25),
     "short": Budget(100, 50, 10, True, _SYNTH_FULL, "5,000 iterations: an hour or two per training on a GPU"),
     "full": Budget(1000, 250, 50, True, _SYNTH_FULL, "nnU-Net's default budget (1000 epochs x 250 iterations)"),
 }
@@ -52,6 +66,12 @@ METHOD_TITLES = {"stock": "stock nnU-Net", "reiso": "ReIsoSeg", "paper": "ReIsoS
 EQUAL_TIME_SUFFIX = "EqualTime"  # stock trainer whose epochs come from budget.EPOCHS_ENV
 CONFIGURATION = "3d_fullres"
 PLANS = "nnUNetPlans"
+
+
+def plans_name(preset: str) -> str:
+    """The plans identifier the preset trains: nnU-Net's own, or its narrower copy."""
+    width = PRESETS[preset].width
+    return PLANS if width == 1.0 else f"{PLANS}Width{round(width * 100)}"
 
 
 def trainer_name(method: str, preset: str) -> str:

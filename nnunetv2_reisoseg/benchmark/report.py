@@ -82,7 +82,9 @@ def write_report(results: dict, out: Path) -> Path:
              + ", ".join(f"{k}={v}" for k, v in results["nnunet_workers"].items()),
              f"- Budget per training: {budget['epochs']} epochs x {budget['iterations']} iterations, batch "
              f"{results['batch_size']}, patch {'x'.join(map(str, results['patch_size']))}, spacing "
-             f"{'x'.join(f'{v:g}' for v in results['spacing'])} ({budget['note']})",
+             f"{'x'.join(f'{v:g}' for v in results['spacing'])}, plans `{results.get('plans', 'nnUNetPlans')}` "
+             f"(features per stage {results.get('features_per_stage')}; the same plans for every method) "
+             f"({budget['note']})",
              f"- Trainings: folds {results['folds']} x seeds {results['seeds']} per method ("
              + ", ".join(f"{METHOD_TITLES[m]}: {n_trainings[m]}" for m in methods) + "); the same plans, folds, "
              "seeds and budget for every method.",
@@ -99,6 +101,9 @@ def write_report(results: dict, out: Path) -> Path:
              "among the secondary ones, of each comparison.",
              ""]
 
+    if results.get("reisoseg_info"):
+        lines += ["## What the PI module does on this plan (`reisoseg info`)", "", "```",
+                  results["reisoseg_info"].rstrip(), "```", ""]
     lines += ["## Verdicts", ""]
     rows = []
     for a, b in pairs:
@@ -194,6 +199,11 @@ def write_report(results: dict, out: Path) -> Path:
                        f"{'x'.join(map(str, results['patch_size']))} patch); the paper trains 600 x 250 iterations "
                        "of larger patches on a GPU. A method that pays off late in training, or on larger "
                        "context, can look different here.")
+    machines = sorted({t["machine"] for t in results["trainings"] if t.get("machine")})
+    if len(machines) > 1:
+        caveats.append(f"The trainings' records come from {len(machines)} machines or software versions ("
+                       + "; ".join(machines) + "): their wall times, step times and memory are not comparable "
+                       "with each other.")
     if min(n_trainings.values(), default=0) < MIN_PAIRS:
         caveats.append(f"Fewer than {MIN_PAIRS} trainings per method: every comparison is \"cannot tell\".")
     caveats.append("Verdicts speak of these methods on this dataset and budget only; \"no difference shown\" is not "

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from nnunetv2_reisoseg.benchmark.budget import EPOCHS_ENV, SEED_ENV, TIMING_FILE
 from nnunetv2_reisoseg.benchmark.metrics import evaluate_case
-from nnunetv2_reisoseg.benchmark.presets import CONFIGURATION, METHODS, PLANS, PRESETS, trainer_name
+from nnunetv2_reisoseg.benchmark.presets import CONFIGURATION, METHODS, PLANS, PRESETS, plans_name, trainer_name
 from nnunetv2_reisoseg.benchmark.report import costs, machine, primary_measures, write_plots, write_report
 from nnunetv2_reisoseg.benchmark.stats import plateau, summarize
 
@@ -134,7 +134,19 @@ def _run_logged(cmd: Sequence[str], env: dict, logfile: Path, tag: str, show: re
         raise BenchmarkError(f"{tag} failed (exit {rc}); full log: {logfile}\n{tail}")
 
 
-def ensure_plans(dataset_id: int, dataset_name: str, out: Path) -> dict:
+def narrower_plans(plans: dict, width: float, name: str) -> dict:
+    """A copy of nnU-Net's plans whose 3d_fullres network has ``width`` times the features per stage (at least
+    8); everything else, the preprocessed data included, stays nnU-Net's."""
+    out = json.loads(json.dumps(plans))
+    out["plans_name"] = name
+    kwargs = out["configurations"][CONFIGURATION]["architecture"]["arch_kwargs"]
+    kwargs["features_per_stage"] = [max(8, round(f * width)) for f in kwargs["features_per_stage"]]
+    return out
+
+
+def ensure_plans(dataset_id: int, dataset_name: str, out: Path, preset: str) -> dict:
+    """The plans the preset trains (nnU-Net's, planned and preprocessed here when missing, or their narrower
+    copy)."""
     _, pre = _env_paths()
     plans_file = pre / dataset_name / f"{PLANS}.json"
     if not plans_file.is_file():
@@ -147,6 +159,12 @@ def ensure_plans(dataset_id: int, dataset_name: str, out: Path) -> dict:
     plans = json.loads(plans_file.read_text())
     if CONFIGURATION not in plans["configurations"]:
         raise BenchmarkError(f"{plans_file} has no {CONFIGURATION} configuration; the benchmark needs a 3D dataset")
+    name = plans_name(preset)
+    if name != PLANS:
+        plans = narrower_plans(plans, PRESETS[preset].width, name)
+        (pre / dataset_name / f"{name}.json").write_text(json.dumps(plans, indent=1))
+        log(f"{name}: nnU-Net's plan with features per stage "
+            f"{plans['configurations'][CONFIGURATION]['architecture']['arch_kwargs']['features_per_stage']}")
     return plans
 
 
@@ -179,7 +197,7 @@ def train(run: Run, dataset_id: int, preset: str, device: str, out: Path, extra_
     env.update({"nnUNet_results": str(out / "results" / f"seed{run.seed}"), SEED_ENV: str(run.seed),
                 "nnUNet_extTrainer": ext_trainer_path(env.get("nnUNet_extTrainer")), **(extra_env or {})})
     cmd = [*nnunet_command("nnUNetv2_train"), str(dataset_id), CONFIGURATION, str(run.fold), "-tr",
-           trainer_name(run.method, preset), "-device", device]
+           trainer_name(run.method, preset), "-p", plans_name(preset), "-device", device]
     if (run.folder / "checkpoint_latest.pth").is_file() or (run.folder / "checkpoint_final.pth").is_file():
         cmd.append("--c")  # an interrupted run continues from its last checkpoint
     log(f"{run.tag}: {' '.join(cmd)}")
@@ -197,7 +215,7 @@ def predict_test(run: Run, dataset_dir: Path, device: str, out: Path) -> dict | 
     if not images:
         return None
     ending = json.loads((dataset_dir / "dataset.json").read_text())["file_ending"]
-    dest = out / "predictions" / f"seed{run.seed}" / run.method / f"fold_{run.fold}"
+    dest = _predictions(out, run)
     timing_file = dest / "inference_timing.json"
     if timing_file.is_file() and all((dest / (p.name[: -len("_0000" + ending)] + ending)).is_file() for p in images):
         return json.loads(timing_file.read_text())
@@ -253,6 +271,43 @@ def _curves(folder: Path) -> dict:
     return out
 
 
+RECORDS = "records"  # one JSON per finished training: what a report needs, without the weights
+RECORD_VERSION = 2  # records of another version (other metrics) are computed again from the model
+
+
+def _record(run: Run, preset: str, dataset_dir: Path, device: str, out: Path, fg: Sequence[int],
+            ignore: int | None) -> dict:
+    """Predict the test cases, evaluate validation and test predictions, and collect a finished training's
+    record: budget, wall time, machine, learning curves and every case's metrics."""
+    ending = json.loads((dataset_dir / "dataset.json").read_text())["file_ending"]
+    timing = json.loads((run.folder / TIMING_FILE).read_text())
+    inference = predict_test(run, dataset_dir, device, out)
+    pairs = [("validation", p, dataset_dir / "labelsTr" / p.name)
+             for p in sorted((run.folder / "validation").glob("*" + ending))]
+    pairs += [("test", p, dataset_dir / "labelsTs" / p.name) for p in sorted(_predictions(out, run).glob("*" + ending))
+              if (dataset_dir / "labelsTs" / p.name).is_file()]
+    log(f"{run.tag}: evaluating {len(pairs)} predictions")
+    cases = []
+    for split, pred, ref in pairs:
+        truth = dataset_dir / "isotropic_truth" / pred.name
+        per_class = evaluate_case(pred, ref, fg, ignore, truth if truth.is_file() else None)
+        for c, metrics in per_class.items():
+            cases.append({"split": split, "case": pred.name[: -len(ending)], "class": c, "prediction": str(pred),
+                          "reference": str(ref), "metrics": metrics})
+    curves = _curves(run.folder)
+    return {"record_version": RECORD_VERSION, "method": run.method, "seed": run.seed, "fold": run.fold,
+            "trainer": trainer_name(run.method, preset), "plans": plans_name(preset), "folder": str(run.folder),
+            "machine": machine(), "finished": time.strftime("%Y-%m-%d %H:%M"), "epochs": timing["epochs"],
+            "iterations_per_epoch": timing["iterations_per_epoch"], "training_wall_s": timing["training_wall_s"],
+            "timing": timing, "inference": inference, "plateau": plateau(curves.get("ema_fg_dice", [])),
+            "curves": curves, "cases": cases}
+
+
+def _predictions(out: Path, run: Run) -> Path:
+    """Where the test predictions of a training go."""
+    return out / "predictions" / f"seed{run.seed}" / run.method / f"fold_{run.fold}"
+
+
 def flatten_cases(trainings: Sequence[dict]) -> list[dict]:
     """One row per (training, case, class) with the training's method, seed and fold."""
     return [{**c, "method": t["method"], "seed": t["seed"], "fold": t["fold"]} for t in trainings for c in t["cases"]]
@@ -286,12 +341,13 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
                              "only (train regions with nnUNetv2_train -tr nnUNetTrainerReIso)")
     out_dir = Path(out) if out is not None else Path("reisoseg_benchmark") / f"{dataset_name}_{preset}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    plans = ensure_plans(dataset_id, dataset_name, out_dir)
+    plans = ensure_plans(dataset_id, dataset_name, out_dir, preset)
+    info = subprocess.run([sys.executable, "-m", "nnunetv2_reisoseg", "info", str(dataset_id), "-p",
+                           plans_name(preset)], capture_output=True, text=True, check=False)
+    pi_plan = info.stdout if info.returncode == 0 else f"reisoseg info failed: {info.stderr.strip()[-500:]}"
     labels = {str(v): k for k, v in dataset_json["labels"].items() if isinstance(v, int)}
     ignore = dataset_json["labels"].get("ignore")
     fg = sorted(int(v) for k, v in dataset_json["labels"].items() if isinstance(v, int) and v > 0 and k != "ignore")
-    ending = dataset_json["file_ending"]
-    truth_dir = dataset_dir / "isotropic_truth"
     preset_budget = PRESETS[preset]
     n_total = len(methods) * len(seeds) * len(folds)
     log(f"{dataset_name}: {n_total} trainings ({', '.join(methods)} x seeds {list(seeds)} x folds {list(folds)}), "
@@ -306,51 +362,39 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
             walls: dict[str, float] = {}
             for meth in methods:
                 folder = (out_dir / "results" / f"seed{seed}" / dataset_name /
-                          f"{trainer_name(meth, preset)}__{PLANS}__{CONFIGURATION}" / f"fold_{fold}")
+                          f"{trainer_name(meth, preset)}__{plans_name(preset)}__{CONFIGURATION}" / f"fold_{fold}")
                 run = Run(meth, seed, fold, folder)
-                extra = None
-                if meth == "stock_time":  # as many epochs as fit in ReIsoSeg's training time
-                    epochs = max(preset_budget.epochs, round(preset_budget.epochs * walls["reiso"] / walls["stock"]))
-                    extra = {EPOCHS_ENV: str(epochs)}
-                    log(f"{run.tag}: {epochs} epochs, the stock budget scaled by ReIsoSeg's wall time "
-                        f"({walls['reiso']:.0f} s vs {walls['stock']:.0f} s)")
                 done += 1
-                log(f"training {done}/{n_total}: {run.tag}")
-                train(run, dataset_id, preset, device, out_dir, extra)
-                timing = json.loads((folder / TIMING_FILE).read_text())
-                walls[meth] = timing["training_wall_s"]
-                inference = predict_test(run, dataset_dir, device, out_dir)
-                pairs = [("validation", p, dataset_dir / "labelsTr" / p.name)
-                         for p in sorted((folder / "validation").glob("*" + ending))]
-                test_dir = out_dir / "predictions" / f"seed{seed}" / meth / f"fold_{fold}"
-                pairs += [("test", p, dataset_dir / "labelsTs" / p.name) for p in sorted(test_dir.glob("*" + ending))
-                          if (dataset_dir / "labelsTs" / p.name).is_file()]
-                log(f"{run.tag}: evaluating {len(pairs)} predictions")
-                cases = []
-                for split, pred, ref in pairs:
-                    truth = truth_dir / pred.name
-                    per_class = evaluate_case(pred, ref, fg, ignore, truth if truth.is_file() else None)
-                    case = pred.name[: -len(ending)]
-                    for c, metrics in per_class.items():
-                        cases.append({"split": split, "case": case, "class": c, "prediction": str(pred),
-                                      "reference": str(ref), "metrics": metrics})
-                curves = _curves(folder)
-                trainings.append({
-                    "method": meth, "seed": seed, "fold": fold, "trainer": trainer_name(meth, preset),
-                    "folder": str(folder), "epochs": timing["epochs"],
-                    "iterations_per_epoch": timing["iterations_per_epoch"],
-                    "training_wall_s": timing["training_wall_s"], "timing": timing, "inference": inference,
-                    "plateau": plateau(curves.get("ema_fg_dice", [])), "curves": curves, "cases": cases})
+                record_file = out_dir / RECORDS / f"{meth}_seed{seed}_fold{fold}.json"
+                record = json.loads(record_file.read_text()) if record_file.is_file() else None
+                if record is not None and record.get("record_version") == RECORD_VERSION:
+                    log(f"training {done}/{n_total}: {run.tag}: using its record {record_file}")
+                else:
+                    extra = None
+                    if meth == "stock_time":  # as many epochs as fit in ReIsoSeg's training time
+                        epochs = max(preset_budget.epochs,
+                                     round(preset_budget.epochs * walls["reiso"] / walls["stock"]))
+                        extra = {EPOCHS_ENV: str(epochs)}
+                        log(f"{run.tag}: {epochs} epochs, the stock budget scaled by ReIsoSeg's wall time "
+                            f"({walls['reiso']:.0f} s vs {walls['stock']:.0f} s)")
+                    log(f"training {done}/{n_total}: {run.tag}")
+                    train(run, dataset_id, preset, device, out_dir, extra)
+                    record = _record(run, preset, dataset_dir, device, out_dir, fg, ignore)
+                    record_file.parent.mkdir(parents=True, exist_ok=True)
+                    record_file.write_text(json.dumps(record, indent=1, default=float))
+                walls[meth] = record["training_wall_s"]
+                trainings.append(record)
     cfg = plans["configurations"][CONFIGURATION]
     results = {
         "dataset": dataset_name, "preset": preset, "budget": asdict(preset_budget), "methods": list(methods),
         "trainers": {m: trainer_name(m, preset) for m in methods}, "folds": list(folds), "seeds": list(seeds),
         "device": device, "machine": machine(), "command": command or f"reisoseg benchmark --preset {preset}",
         "synthetic": dataset is None, "patch_size": cfg["patch_size"], "batch_size": cfg["batch_size"],
-        "spacing": cfg["spacing"], "classes": labels,
+        "spacing": cfg["spacing"], "classes": labels, "plans": plans_name(preset),
+        "features_per_stage": cfg["architecture"]["arch_kwargs"].get("features_per_stage"),
         "nnunet_workers": {k: os.environ.get(k) or worker_env().get(k) for k in ("nnUNet_n_proc_DA",
                                                                                 "nnUNet_def_n_proc")},
-        "primary_measures": [list(p) for p in preset_budget.primary],
+        "primary_measures": [list(p) for p in preset_budget.primary], "reisoseg_info": pi_plan,
         "trainings": trainings,
     }
     splits = {c["split"] for t in trainings for c in t["cases"]}

@@ -1,6 +1,7 @@
 """`reisoseg benchmark --preset tiny` end to end, and its numbers recomputed from the saved predictions."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -56,7 +57,8 @@ def test_report_and_files(bench):
                  "training step", "inference (s per test case)", res["machine"], "## Verdicts",
                  "The data are synthetic", "## What this does not show", "AP-75 vs isotropic truth",
                  "Primary measures, named in the preset before training: Dice on the test cases, AP-75 on the test "
-                 "cases", "**AP-75 (primary)**", "two-level paired bootstrap", "Holm"):
+                 "cases", "**AP-75 (primary)**", "two-level paired bootstrap", "Holm",
+                 "## What the PI module does on this plan (`reisoseg info`)", "PI levels [1, 2]"):
         assert text in report
     assert res["primary_measures"] == [["test", "dice"], ["test", "ap75"]]
     for row in flatten_cases(res["trainings"]):  # every case: every field of reisoseg evaluate, and vs the truth
@@ -122,9 +124,26 @@ def test_rerun_reuses_trainings_and_errors(bench, capsys):
     stamps = [p.stat().st_mtime_ns for p in ckpts]
     run_benchmark(None, "tiny", out=out, device="cpu")
     assert [p.stat().st_mtime_ns for p in ckpts] == stamps
-    assert capsys.readouterr().out.count("reusing the finished training") == 2
+    assert capsys.readouterr().out.count("using its record") == 2
+    before = json.loads((out / "results.json").read_text())
+    # a report from the records alone, as from a study committed without its models, one record from elsewhere
+    shutil.move(out / "results", root / "models_elsewhere")
+    shutil.move(out / "predictions", root / "predictions_elsewhere")
+    record = out / "records" / "reiso_seed0_fold0.json"
+    rec = json.loads(record.read_text())
+    record.write_text(json.dumps({**rec, "machine": "another machine"}))
     run_benchmark(None, "tiny", out=out, device="cpu", equal_time=True, methods=("stock", "reiso", "paper"))
-    assert capsys.readouterr().out.count("reusing the finished training") == 4  # equal-time epochs the same again
+    assert capsys.readouterr().out.count("using its record") == 4  # equal-time epochs the same again
+    after = json.loads((out / "results.json").read_text())
+    for m in ("dice", "ap75", "voi_split"):
+        a, b = after["summary"]["test"]["1"][m], before["summary"]["test"]["1"][m]
+        assert a["paired"]["reiso - stock"] == b["paired"]["reiso - stock"]
+        assert a["trainings"]["reiso"] == b["trainings"]["reiso"] and a["trainings"]["stock"] == b["trainings"]["stock"]
+    assert not (out / "results").exists()
+    assert "come from 2 machines" in (out / "report.md").read_text()
+    record.write_text(json.dumps(rec))
+    shutil.move(root / "models_elsewhere", out / "results")
+    shutil.move(root / "predictions_elsewhere", out / "predictions")
     with pytest.raises(BenchmarkError, match="needs both"):
         run_benchmark(None, "tiny", out=out, methods=("reiso",), equal_time=True)
     ds = json.loads((root / "raw" / "Dataset951_SynthEMTiny" / "dataset.json").read_text())
