@@ -21,14 +21,14 @@ RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 _DENSE_BINS = 1 << 24
 
 
-def _aggregate(keys: np.ndarray, weights: np.ndarray | None, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unique keys and their summed weights (counts without ``weights``)."""
+def _count(keys: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unique keys and how often each occurs."""
     if n_bins <= _DENSE_BINS:
-        summed = np.bincount(keys, weights=weights, minlength=n_bins)
-        nz = np.flatnonzero(summed)
-        return nz.astype(np.int64), summed[nz].astype(np.int64)
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    return uniq.astype(np.int64), np.bincount(inverse, weights=weights).astype(np.int64)
+        counts = np.bincount(keys, minlength=n_bins)
+        nz = np.flatnonzero(counts)
+        return nz.astype(np.int64), counts[nz].astype(np.int64)
+    uniq, counts = np.unique(keys, return_counts=True)
+    return uniq.astype(np.int64), counts.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class ContingencyTable:
         del fg
         width = int(p.max()) + 1 if p.size else 1
         n_bins = (int(r.max()) + 1 if r.size else 1) * width
-        keys, counts = _aggregate(r * width + p, None, n_bins)
+        keys, counts = _count(r * width + p, n_bins)
         ref_ids, pred_ids = keys // width, keys % width
         n_background = n_valid - int(counts.sum())
         if n_background:
