@@ -197,14 +197,18 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_predict_volume(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.volume.predict import VolumeError, predict_volume
+    from nnunetv2_reisoseg.volume.predict import InstanceOptions, VolumeError, predict_volume
 
     if args.workers and args.scheduler:
         raise SystemExit("predict-volume: --workers starts a local dask cluster, --scheduler joins one; give one")
+    if not args.instances and (args.min_size is not None or args.connectivity is not None):
+        raise SystemExit("predict-volume: --min-size and --connectivity shape the objects of --instances; add "
+                         "--instances")
+    instances = InstanceOptions(args.connectivity or 26, args.min_size or 0.0) if args.instances else None
     try:
         predict_volume(args.input, args.output, args.model, args.folds, args.block_size, args.step_size,
                        not args.disable_tta, args.device, args.workers, args.scheduler, args.c, args.overwrite,
-                       args.spacing, args.save_probabilities, args.checkpoint)
+                       args.spacing, args.save_probabilities, args.checkpoint, instances=instances)
     except VolumeError as e:
         raise SystemExit(f"predict-volume: {e}") from None
     return 0
@@ -344,6 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--c", action="store_true", help="continue an interrupted run (same settings), redoing unfinished "
                                                     "blocks only")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    s.add_argument("--instances", action="store_true",
+                   help="also label the objects (3D connected components of each class) over the whole volume: "
+                        "OUT.zarr/labels/instances, with objects.csv (id, class, voxels, bounding box, centroid in nm)")
+    s.add_argument("--min-size", type=float, default=None, metavar="NM3",
+                   help="with --instances: drop objects smaller than this volume in nm^3 (default: keep all)")
+    s.add_argument("--connectivity", type=int, default=None, choices=(6, 18, 26),
+                   help="with --instances: voxel neighbourhood of an object (default 26)")
     s.set_defaults(func=cmd_predict_volume)
 
     s = sub.add_parser("evaluate", help="voxel, surface and object (EM) measures of a segmentation against a "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-_CONTROL = ".reisoseg"
+CONTROL = ".reisoseg"
 # settings that must match for --c to continue a run (the rest is provenance)
 RESUME_KEYS = ("input", "shape", "spacing_nm", "model", "folds", "checkpoint", "step_size", "tta",
                "block_shape", "chunks", "save_probabilities", "statistics", "transpose_forward")
@@ -38,7 +38,7 @@ def _label_colour(i: int) -> list[int]:
     return [int(255 * r), int(255 * g), int(255 * b), 255]
 
 
-def _multiscales(name: str, axes: Sequence[dict], scale: Sequence[float]) -> list[dict]:
+def multiscales(name: str, axes: Sequence[dict], scale: Sequence[float]) -> list[dict]:
     return [{"version": "0.4", "name": name, "axes": list(axes),
              "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": list(scale)}]}]}]
 
@@ -46,7 +46,7 @@ def _multiscales(name: str, axes: Sequence[dict], scale: Sequence[float]) -> lis
 def prepare(out: Path, settings: dict, labels: dict[str, int], shape: Sequence[int], chunks: Sequence[int],
             n_classes: int, cont: bool, overwrite: bool) -> tuple[bool, set[int]]:
     """Create ``out`` (or check it for ``cont``); returns (created, blocks already done)."""
-    control = out / _CONTROL
+    control = out / CONTROL
     if out.exists():
         if cont:
             if not (control / "settings.json").is_file():
@@ -72,7 +72,7 @@ def prepare(out: Path, settings: dict, labels: dict[str, int], shape: Sequence[i
     axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
     names = {v: k for k, v in labels.items()}
     root.attrs.update({
-        "multiscales": _multiscales(Path(settings["input"]).name, axes, spacing),
+        "multiscales": multiscales(Path(settings["input"]).name, axes, spacing),
         "image-label": {"version": "0.4",
                         "colors": [{"label-value": v, "rgba": _label_colour(v)} for v in sorted(names)],
                         "properties": [{"label-value": v, "name": names[v]} for v in sorted(names)],
@@ -82,7 +82,7 @@ def prepare(out: Path, settings: dict, labels: dict[str, int], shape: Sequence[i
     if settings.get("save_probabilities"):
         prob = root.create_group("probabilities")
         prob.create_array("0", shape=(n_classes, *shape), chunks=(n_classes, *chunks), dtype=np.float16, fill_value=0)
-        prob.attrs["multiscales"] = _multiscales("probabilities", [{"name": "c", "type": "channel"}, *axes],
+        prob.attrs["multiscales"] = multiscales("probabilities", [{"name": "c", "type": "channel"}, *axes],
                                                  [1.0, *spacing])
     (control / "done").mkdir(parents=True)
     (control / "settings.json").write_text(json.dumps(settings, indent=1))
@@ -90,14 +90,14 @@ def prepare(out: Path, settings: dict, labels: dict[str, int], shape: Sequence[i
 
 
 def done_blocks(out: Path) -> set[int]:
-    d = out / _CONTROL / "done"
+    d = out / CONTROL / "done"
     return {int(p.name) for p in d.iterdir()} if d.is_dir() else set()
 
 
 def mark_done(out: Path, index: int, info: dict) -> None:
     """Written after every chunk of the block: a block without its marker is redone by --c."""
-    (out / _CONTROL / "done" / str(index)).write_text(json.dumps(info))
+    (out / CONTROL / "done" / str(index)).write_text(json.dumps(info))
 
 
 def settings_of(out: Path) -> dict:
-    return json.loads((out / _CONTROL / "settings.json").read_text())
+    return json.loads((out / CONTROL / "settings.json").read_text())

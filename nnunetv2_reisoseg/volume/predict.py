@@ -14,6 +14,7 @@ labels are identical to ``nnUNetPredictor`` on the whole volume.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -24,8 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from nnunetv2_reisoseg.volume import grid as g
+from nnunetv2_reisoseg.volume import instances as inst
 from nnunetv2_reisoseg.volume import output as store
 from nnunetv2_reisoseg.volume.intensity import Normalizer, VolumeStats, check_scheme, stream_stats
+from nnunetv2_reisoseg.volume.tasks import TaskRunner
 
 SLAB_VOXELS = 2**24  # voxels per slab of the statistics pass (128 MB in float64)
 
@@ -232,6 +235,15 @@ def run_block(out: str, index: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ driver
+@dataclass(frozen=True)
+class InstanceOptions:
+    """``--instances``: objects are 3D connected components of each class at this connectivity, and objects
+    smaller than ``min_size_nm3`` are dropped."""
+
+    connectivity: int = 26
+    min_size_nm3: float = 0.0
+
+
 @dataclass
 class Summary:
     output: Path
@@ -241,6 +253,8 @@ class Summary:
     seconds: float
     tiles_run: int
     tiles_whole_volume: int
+    objects: int | None = None  # with instances: how many
+    instance_seconds: float = 0.0
 
     @property
     def overlap_overhead(self) -> float:
@@ -260,8 +274,9 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
                    workers: int = 0, scheduler: str | None = None, cont: bool = False, overwrite: bool = False,
                    spacing: Sequence[float] | None = None, save_probabilities: bool = False,
                    checkpoint: str = "checkpoint_final.pth", norm_stats: VolumeStats | None = None,
-                   progress: bool = True) -> Summary:
-    """Segment ``input_spec`` (PATH[:KEY] of HDF5, zarr / OME-Zarr, MRC, TIFF) into the OME-Zarr ``output``."""
+                   progress: bool = True, instances: InstanceOptions | None = None) -> Summary:
+    """Segment ``input_spec`` (PATH[:KEY] of HDF5, zarr / OME-Zarr, MRC, TIFF) into the OME-Zarr ``output``;
+    with ``instances``, also its objects across the whole volume (``write_instances``)."""
     import torch
 
     from nnunetv2_reisoseg.data.convert.readers import ConvertError, read_volume
@@ -270,6 +285,10 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
     folds = [int(f) if str(f).isdigit() else f for f in folds]
     if not 0 < step_size <= 1:
         raise VolumeError(f"-step_size must be in (0, 1], got {step_size}")
+    if instances is not None and instances.connectivity not in inst.CONNECTIVITIES:
+        raise VolumeError(f"--connectivity must be one of {inst.CONNECTIVITIES}, got {instances.connectivity}")
+    if instances is not None and not instances.min_size_nm3 >= 0:
+        raise VolumeError(f"--min-size is a volume in nm^3 and cannot be negative, got {instances.min_size_nm3}")
     if device == "cuda" and not torch.cuda.is_available():
         raise VolumeError("-device cuda but CUDA is not available here; pass -device cpu")
     if out.exists() and not cont and not overwrite:
@@ -333,10 +352,9 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
             raise VolumeError(f"{vol.source} is all zeros: nothing to segment")
     finally:
         vol.close()
+    labels = {k: v for k, v in info["dataset_json"]["labels"].items() if isinstance(v, int)}
     try:
-        _, done = store.prepare(out, settings, {k: v for k, v in info["dataset_json"]["labels"].items()
-                                                if isinstance(v, int)}, shape, chunks,
-                                _n_outputs(info), cont, overwrite)
+        _, done = store.prepare(out, settings, labels, shape, chunks, _n_outputs(info), cont, overwrite)
     except store.OutputError as e:
         raise VolumeError(str(e)) from None
 
@@ -351,63 +369,62 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
               f"{'x'.join(map(str, info['cfg']['patch_size']))}, folds {folds}, TTA {'on' if tta else 'off'}, "
               f"{device}" + (f", {workers} dask workers" if workers else "") +
               (f", dask scheduler {scheduler}" if scheduler else ""), flush=True)
-    t0 = time.perf_counter()
-    results = _run(out, todo, len(all_blocks), len(done), workers, scheduler, progress)
-    seconds = time.perf_counter() - t0
-    summary = Summary(out, len(all_blocks), len(todo), int(np.prod(shape)), seconds,
-                      sum(r["tiles"] for r in results), len(grid.tiles()))
-    if progress:
-        print(f"predict-volume: wrote {out}: {len(todo)} blocks in {seconds:.1f} s "
-              f"({summary.voxels / max(seconds, 1e-9):,.0f} voxels/s over the volume"
-              # after --c only some blocks ran here: their tiles say nothing of the whole run's overhead
-              + (f"; {summary.overlap_overhead:.2f} tile predictions per nnU-Net tile)" if not done else ")"),
-              flush=True)
+    with TaskRunner(workers, scheduler, progress, release=_release) as runner:
+        t0 = time.perf_counter()
+        results = runner.map(run_block, str(out), todo, "blocks", len(all_blocks), len(done))
+        seconds = time.perf_counter() - t0
+        summary = Summary(out, len(all_blocks), len(todo), int(np.prod(shape)), seconds,
+                          sum(r["tiles"] for r in results), len(grid.tiles()))
+        if progress:
+            print(f"predict-volume: wrote {out}: {len(todo)} blocks in {seconds:.1f} s "
+                  f"({summary.voxels / max(seconds, 1e-9):,.0f} voxels/s over the volume"
+                  # after --c only some blocks ran here: their tiles say nothing of the whole run's overhead
+                  + (f"; {summary.overlap_overhead:.2f} tile predictions per nnU-Net tile)" if not done else ")"),
+                  flush=True)
+        if instances is not None:
+            t0 = time.perf_counter()
+            summary.objects = len(write_instances(out, settings, labels, instances, runner, cont))
+            summary.instance_seconds = time.perf_counter() - t0
+            if progress:
+                print(f"predict-volume: {summary.objects} objects in {out / 'labels' / 'instances'} "
+                      f"({summary.instance_seconds:.1f} s, {summary.instance_seconds / max(seconds, 1e-9):.2f}x the "
+                      "prediction's time in this run)", flush=True)
     return summary
+
+
+def write_instances(out: Path, settings: dict, labels: dict[str, int], options: InstanceOptions,
+                    runner: TaskRunner, cont: bool) -> inst.Objects:
+    """The 3D connected components of each class over the whole predicted volume: an OME-NGFF label image
+    ``OUT.zarr/labels/instances`` and its table of objects ``objects.csv`` there."""
+    import zarr
+
+    shape, chunks = tuple(settings["shape"]), tuple(settings["chunks"])
+    dest = out / "labels" / "instances"
+    s = inst.InstanceSettings(str(out), shape, tuple(settings["block_shape"]), chunks,
+                              tuple(settings["spacing_nm"]), options.connectivity, options.min_size_nm3,
+                              dest=str(dest / "0"))
+    work = out / store.CONTROL / "instances"
+    if not cont and dest.exists():
+        shutil.rmtree(dest)
+    root = zarr.open_group(str(out), mode="r+")
+    group = root.require_group("labels")
+    group.attrs["labels"] = ["instances"]
+    image = group.require_group("instances")
+    if "0" not in image:
+        image.create_array("0", shape=shape, chunks=chunks, dtype=np.uint32, fill_value=0)
+    axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
+    image.attrs.update({"multiscales": store.multiscales("instances", axes, settings["spacing_nm"]),
+                        "image-label": {"version": "0.4", "source": {"image": "../../"}},
+                        "reisoseg": {"connectivity": options.connectivity, "min_size_nm3": options.min_size_nm3}})
+    try:
+        objects = inst.label_volume(work, s, runner, cont)
+    except inst.InstanceError as e:
+        raise VolumeError(str(e)) from None
+    objects.write_csv(dest / "objects.csv", {v: k for k, v in labels.items()})
+    return objects
 
 
 def _n_outputs(info: dict) -> int:
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     return PlansManager(info["plans"]).get_label_manager(info["dataset_json"]).num_segmentation_heads
-
-
-def _run(out: Path, todo: list[int], total: int, initial: int, workers: int, scheduler: str | None,
-         progress: bool) -> list[dict]:
-    """Run the blocks: in this process, on a LocalCluster of ``workers`` processes, or on the dask cluster at
-    ``scheduler``. Only (output folder, block index) travels to the workers."""
-    bar = _progress(total, initial, "blocks") if progress else None
-    results = []
-    try:
-        if not workers and not scheduler:
-            try:
-                for i in todo:
-                    results.append(run_block(str(out), i))
-                    if bar is not None:
-                        bar.update()
-            finally:
-                _release()
-            return results
-        from dask.distributed import Client, LocalCluster, as_completed
-
-        cluster = None
-        if scheduler:
-            client = Client(scheduler)
-        else:
-            threads = str(max(1, (os.cpu_count() or 1) // workers))  # torch's threads per worker process
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
-            client = Client(cluster)
-        try:
-            futures = client.map(run_block, [str(out)] * len(todo), todo, pure=False)
-            for fut in as_completed(futures):
-                results.append(fut.result())
-                if bar is not None:
-                    bar.update()
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-        return results
-    finally:
-        if bar is not None:
-            bar.close()

@@ -1,0 +1,74 @@
+"""Running one function over many blocks: in this process, on a local dask cluster of processes, or on a
+running dask scheduler. A task is a top-level function of (folder, index) that finds its settings in the
+folder, so it pickles to any worker, and its result is small. One ``TaskRunner`` serves every pass of a run,
+so a local cluster starts once."""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+class TaskRunner:
+    """Where the tasks run: ``workers`` > 0 starts a LocalCluster of that many processes, ``scheduler`` joins
+    a running dask cluster, neither runs them here. Use it as a context manager."""
+
+    def __init__(self, workers: int = 0, scheduler: str | None = None, progress: bool = True,
+                 release: Callable[[], None] | None = None) -> None:
+        self.workers, self.scheduler, self.progress = workers, scheduler, progress
+        self.release = release  # called after serial passes: drops what tasks cached in this process
+        self.client: Any = None
+        self._cluster: Any = None
+
+    def __enter__(self) -> TaskRunner:
+        if self.workers or self.scheduler:
+            from dask.distributed import Client, LocalCluster
+
+            if self.scheduler:
+                self.client = Client(self.scheduler)
+            else:
+                threads = str(max(1, (os.cpu_count() or 1) // self.workers))  # torch's threads per worker process
+                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                             dashboard_address=None,
+                                             env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+                self.client = Client(self._cluster)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        if self.release is not None:
+            self.release()
+
+    def map(self, fn: Callable[[str, int], Any], folder: str, indices: Sequence[int], desc: str,
+            total: int | None = None, initial: int = 0) -> list:
+        """``fn(folder, i)`` for every ``i`` (results in completion order), with a progress bar of
+        ``desc`` over ``total`` blocks of which ``initial`` were done before."""
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total if total is not None else len(indices), initial=initial, desc=desc, unit="block",
+                       file=sys.stdout, dynamic_ncols=True, mininterval=1.0)
+        results = []
+        try:
+            if self.client is None:
+                for i in indices:
+                    results.append(fn(folder, i))
+                    if bar is not None:
+                        bar.update()
+                return results
+            from dask.distributed import as_completed
+
+            futures = self.client.map(fn, [folder] * len(indices), list(indices), pure=False)
+            for fut in as_completed(futures):
+                results.append(fut.result())
+                if bar is not None:
+                    bar.update()
+            return results
+        finally:
+            if bar is not None:
+                bar.close()
