@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -216,10 +217,26 @@ def cmd_predict_volume(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from nnunetv2_reisoseg.evaluation import EvaluationError, evaluate_files
+    from nnunetv2_reisoseg.evaluation import blockwise as bw
 
     try:
-        result = evaluate_files(args.prediction, args.reference, args.spacing, args.classes, args.probabilities,
-                                args.connectivity, args.ignore_label)
+        blockwise = args.blockwise or args.block_size is not None or args.workers or args.scheduler
+        if not blockwise and not args.prediction.lower().endswith(bw.ITK_SUFFIXES):
+            shape = bw.volume_info(args.prediction)[0]
+            if math.prod(shape) > bw.BLOCKWISE_ABOVE:
+                blockwise = True
+                print(f"evaluate: {'x'.join(map(str, shape))} voxels do not fit in memory comfortably; evaluating "
+                      "block by block (surface distances are null then)", file=sys.stderr)
+        if blockwise:
+            if args.probabilities:
+                raise EvaluationError("--probabilities ranks objects in memory only; drop it (AP then ranks by size) "
+                                      "or evaluate without --blockwise")
+            result = bw.evaluate_blockwise(args.prediction, args.reference, args.spacing, args.classes,
+                                           args.connectivity, args.ignore_label, args.block_size, args.workers,
+                                           args.scheduler, args.work_dir)
+        else:
+            result = evaluate_files(args.prediction, args.reference, args.spacing, args.classes, args.probabilities,
+                                    args.connectivity, args.ignore_label)
     except EvaluationError as e:
         raise SystemExit(f"evaluate: {e}") from None
     text = json.dumps(result, indent=1)
@@ -375,6 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference value meaning 'not annotated': those voxels count nowhere")
     s.add_argument("-o", "--output", default=None, metavar="metrics.json", help="also write the JSON here")
     s.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
+    s.add_argument("--blockwise", action="store_true",
+                   help="evaluate block by block in bounded memory (automatic above 2^28 voxels); surface distances "
+                        "are then null")
+    s.add_argument("--block-size", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                   help="voxels per block of --blockwise (default 64 1024 1024)")
+    s.add_argument("--workers", type=int, default=0, help="--blockwise on a local dask cluster of N processes")
+    s.add_argument("--scheduler", default=None, metavar="ADDRESS", help="--blockwise on an existing dask cluster")
+    s.add_argument("--work-dir", default=None, metavar="DIR",
+                   help="where --blockwise keeps its scratch (object ids, compressed; removed at the end)")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("benchmark", help="train and evaluate stock nnU-Net and ReIsoSeg side by side")

@@ -36,6 +36,14 @@ def _ratio(num: float, den: float, both_empty: bool) -> float:
     return float(num / den)
 
 
+def voxel_measures(n_pred: int, n_ref: int, tp: int) -> dict:
+    """Dice, IoU, precision, recall and the empty flags from the voxel counts of one class."""
+    empty = n_pred == n_ref == 0
+    return {"dice": _ratio(2 * tp, n_pred + n_ref, empty), "iou": _ratio(tp, n_pred + n_ref - tp, empty),
+            "precision": _ratio(tp, n_pred, empty), "recall": _ratio(tp, n_ref, empty),
+            "empty_prediction": n_pred == 0, "empty_reference": n_ref == 0}
+
+
 def evaluate_class(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], connectivity: int = 26,
                    probability: np.ndarray | None = None, valid: np.ndarray | None = None) -> dict:
     """All ``FIELDS`` for one class given as two boolean masks. ``probability`` (the class's predicted
@@ -45,14 +53,9 @@ def evaluate_class(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], 
 
     if valid is not None:
         pred, ref = pred & valid, ref & valid
-    n_pred, n_ref = int(pred.sum()), int(ref.sum())
-    tp = int(np.count_nonzero(pred & ref))
     hd95, assd = surface_distances(pred, ref, spacing)
-    empty = n_pred == n_ref == 0
-    row: dict = {"dice": _ratio(2 * tp, n_pred + n_ref, empty), "iou": _ratio(tp, n_pred + n_ref - tp, empty),
-                 "precision": _ratio(tp, n_pred, empty), "recall": _ratio(tp, n_ref, empty),
-                 "hd95_nm": hd95, "assd_nm": assd,
-                 "empty_prediction": n_pred == 0, "empty_reference": n_ref == 0}
+    row = {**voxel_measures(int(pred.sum()), int(ref.sum()), int(np.count_nonzero(pred & ref))),
+           "hd95_nm": hd95, "assd_nm": assd}
     ref_obj = cc3d.connected_components(ref, connectivity=connectivity)
     pred_obj = cc3d.connected_components(pred, connectivity=connectivity)
     scores = None

@@ -67,12 +67,17 @@ class ContingencyTable:
 
     def __add__(self, other: ContingencyTable) -> ContingencyTable:
         """The table of the union of two disjoint sets of voxels (e.g. two blocks of one volume)."""
-        r = np.concatenate([self.ref_ids, other.ref_ids])
-        p = np.concatenate([self.pred_ids, other.pred_ids])
+        return ContingencyTable.total([self, other])
+
+    @classmethod
+    def total(cls, tables: Sequence[ContingencyTable]) -> ContingencyTable:
+        """The table of the union of disjoint sets of voxels, e.g. every block of a volume, in one sort."""
+        r = np.concatenate([t.ref_ids for t in tables])
+        p = np.concatenate([t.pred_ids for t in tables])
         width = int(p.max()) + 1 if p.size else 1
         keys, inverse = np.unique(r * width + p, return_inverse=True)
-        counts = np.bincount(inverse, weights=np.concatenate([self.counts, other.counts])).astype(np.int64)
-        return ContingencyTable(keys // width, keys % width, counts)
+        counts = np.bincount(inverse, weights=np.concatenate([t.counts for t in tables])).astype(np.int64)
+        return cls(keys // width, keys % width, counts)
 
     @property
     def n_voxels(self) -> int:

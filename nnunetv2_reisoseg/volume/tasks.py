@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import IO, Any
 
 
 class TaskRunner:
@@ -15,8 +15,9 @@ class TaskRunner:
     a running dask cluster, neither runs them here. Use it as a context manager."""
 
     def __init__(self, workers: int = 0, scheduler: str | None = None, progress: bool = True,
-                 release: Callable[[], None] | None = None) -> None:
+                 release: Callable[[], None] | None = None, stream: IO[str] | None = None) -> None:
         self.workers, self.scheduler, self.progress = workers, scheduler, progress
+        self.stream = stream or sys.stdout  # where progress bars go (stderr when stdout carries a result)
         self.release = release  # called after serial passes: drops what tasks cached in this process
         self.client: Any = None
         self._cluster: Any = None
@@ -52,7 +53,7 @@ class TaskRunner:
             from tqdm import tqdm
 
             bar = tqdm(total=total if total is not None else len(indices), initial=initial, desc=desc, unit="block",
-                       file=sys.stdout, dynamic_ncols=True, mininterval=1.0)
+                       file=self.stream, dynamic_ncols=True, mininterval=1.0)
         results = []
         try:
             if self.client is None:

@@ -90,7 +90,7 @@ def test_ignore_mask_and_objects_csv(tmp_path):
     expected = cc3d.connected_components(np.where(mask == 9, 0, data), connectivity=26)
     assert len(objects) == expected.max()
     objects.write_csv(tmp_path / "objects.csv", {1: "mito", 2: "synapse"})
-    rows = list(csv.DictReader(open(tmp_path / "objects.csv")))
+    rows = list(csv.DictReader((tmp_path / "objects.csv").read_text().splitlines()))
     assert [int(r["id"]) for r in rows] == list(range(1, len(objects) + 1))
     assert {r["class_name"] for r in rows} == {"mito", "synapse"}
     assert sum(int(r["voxels"]) for r in rows) == int((expected > 0).sum())
@@ -102,3 +102,25 @@ def test_continue_refuses_other_settings(tmp_path):
     s = inst.InstanceSettings(str(tmp_path / "labels.zarr"), data.shape, (4, 8, 7), (4, 8, 7), SPACING, 6)
     with TaskRunner(progress=False) as runner, pytest.raises(inst.InstanceError, match="connectivity: 26 -> 6"):
         inst.label_volume(tmp_path / "work", s, runner, cont=True)
+
+
+def test_passes_resume_after_a_kill(tmp_path):
+    data = _labels(seed=4)
+    block = (4, 8, 7)
+    (tmp_path / "a").mkdir()
+    fresh, ids = _run(tmp_path / "a", data, block)
+    # a run killed after some blocks of the first pass, with one block's ids written but not its marker
+    b = tmp_path / "b"
+    b.mkdir()
+    source = _store(b, data, block)
+    dest = str(b / "instances.zarr")
+    zarr.create_array(store=dest, shape=data.shape, chunks=block, dtype=np.uint32, zarr_format=2)
+    s = inst.InstanceSettings(source, data.shape, block, block, SPACING, 26, 0.0, None, None, dest)
+    inst.prepare_work(b / "work", s, cont=False)
+    for i in range(5):
+        inst.label_block(str(b / "work"), i)
+    (b / "work" / "label" / "4.npz").unlink()
+    with TaskRunner(progress=False) as runner:
+        resumed = inst.label_volume(b / "work", s, runner, cont=True)
+    np.testing.assert_array_equal(np.asarray(zarr.open_array(dest, mode="r")[...]), ids)
+    np.testing.assert_array_equal(resumed.voxels, fresh.voxels)

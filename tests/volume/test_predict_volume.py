@@ -1,6 +1,7 @@
 """reisoseg predict-volume against nnU-Net's own predictor, on model folders with random weights from a tiny
 plan (they load without training), HDF5 and zarr input, blocks smaller and larger than the patch, a killed and
 resumed run, a two-worker dask LocalCluster, the output's metadata and the errors."""
+import csv
 import json
 import os
 import signal
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import cc3d
 import h5py
 import numpy as np
 import pytest
@@ -81,6 +83,10 @@ def _labels(out):
     return zarr.open_array(str(out / "0"), mode="r")[:]
 
 
+def _instances(out):
+    return zarr.open_array(str(out / "labels" / "instances" / "0"), mode="r")[:]
+
+
 def test_streaming_statistics_match_numpy(ws):
     _, vol, _ = ws
     ours = stream_stats(vol, 3)
@@ -149,12 +155,29 @@ def test_reisoseg_model_and_a_two_worker_dask_cluster(ws, tmp_path):
     assert any(k.startswith("isotropic.") for k in ck["network_weights"])
     common = ["-i", f"{root}/vol.h5:raw", "-m", str(model), "-f", "0", "--disable_tta", "-device", "cpu",
               "--block-size", "16", "40", "40"]
-    assert main(["predict-volume", "-o", str(tmp_path / "serial.zarr"), *common]) == 0
-    assert main(["predict-volume", "-o", str(tmp_path / "dask.zarr"), "--workers", "2", *common]) == 0
+    instances = ["--instances", "--min-size", str(3 * np.prod(SPACING))]  # objects of at least 3 voxels
+    assert main(["predict-volume", "-o", str(tmp_path / "serial.zarr"), *common, *instances]) == 0
+    assert main(["predict-volume", "-o", str(tmp_path / "dask.zarr"), "--workers", "2", *common, *instances]) == 0
     serial = _labels(tmp_path / "serial.zarr")
     assert np.array_equal(serial, _labels(tmp_path / "dask.zarr"))
     ref = nnunet_reference(model, vol, (0,), tta=False)  # a ReIsoSeg model: the stock forward at inference
     assert (serial == ref).mean() >= 0.999
+    # instances: cc3d of the whole semantic volume without its objects under 3 voxels, on both schedulers
+    ids = _instances(tmp_path / "serial.zarr")
+    assert np.array_equal(ids, _instances(tmp_path / "dask.zarr"))
+    whole = cc3d.connected_components(serial, connectivity=26)
+    small = np.bincount(whole.ravel())[whole] < 3
+    expected = cc3d.connected_components(np.where(small, 0, serial), connectivity=26)
+    assert ids.max() > 3 and np.bincount(whole.ravel()).max() > 16 * 40 * 40 // 4  # objects larger than blocks
+    assert np.array_equal(ids, expected)
+    rows = list(csv.DictReader((tmp_path / "serial.zarr" / "labels" / "instances" / "objects.csv").read_text()
+                               .splitlines()))
+    assert len(rows) == ids.max() and {r["class_name"] for r in rows} == {"mitochondria"}
+    assert [int(r["voxels"]) for r in rows] == np.bincount(ids.ravel())[1:].tolist()
+    root_attrs = zarr.open_group(str(tmp_path / "serial.zarr"), mode="r")
+    assert root_attrs["labels"].attrs["labels"] == ["instances"]
+    scale = root_attrs["labels/instances"].attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+    assert scale[0]["scale"] == list(SPACING)
 
 
 def test_killed_run_continues_with_c(ws, tmp_path):
@@ -183,12 +206,18 @@ def test_killed_run_continues_with_c(ws, tmp_path):
         main(["predict-volume", "-o", str(out), *common, "--c", "-step_size", "0.7"])
     with pytest.raises(SystemExit, match="exists; pass --c"):
         main(["predict-volume", "-o", str(out), *common])
-    p = subprocess.run([*cli, "-o", str(out), *common, "--c"], env=env, capture_output=True, text=True)
+    p = subprocess.run([*cli, "-o", str(out), *common, "--c", "--instances"], env=env, capture_output=True,
+                       text=True)
     assert p.returncode == 0, p.stderr[-2000:]
     assert f"{n_done} already done" in p.stdout
-    # an uninterrupted run (labels do not depend on the block size: each voxel gets nnU-Net's tiles)
-    assert main(["predict-volume", "-o", str(tmp_path / "whole.zarr"), *common[:-3], "32", "128", "128"]) == 0
+    # an uninterrupted run (labels do not depend on the block size: each voxel gets nnU-Net's tiles, and the
+    # object ids do not either)
+    assert main(["predict-volume", "-o", str(tmp_path / "whole.zarr"), *common[:-3], "32", "128", "128",
+                 "--instances"]) == 0
     assert np.array_equal(_labels(out), _labels(tmp_path / "whole.zarr"))
+    assert np.array_equal(_instances(out), _instances(tmp_path / "whole.zarr"))
+    with pytest.raises(SystemExit, match=r"other settings \(.*connectivity: 26 -> 6"):
+        main(["predict-volume", "-o", str(out), *common, "--c", "--instances", "--connectivity", "6"])
 
 
 def test_bad_input_is_refused_and_writes_nothing(ws, tmp_path):

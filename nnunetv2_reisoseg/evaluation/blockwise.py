@@ -1,0 +1,144 @@
+"""``reisoseg evaluate`` on volumes of any size: the same measures, block by block, in bounded memory.
+
+Objects are labelled across blocks by predict-volume's passes (``volume/instances.py``, ids equal to cc3d on
+the whole volume), then one more pass adds up, per block, the voxel counts and the contingency table of
+every class (``ContingencyTable`` sums over disjoint voxels). Every voxel and object measure then equals
+``evaluate_labels`` on the whole volume. Surface distances do not: a nearest surface can lie anywhere, so
+HD95 and ASSD would need the whole masks in memory, and they are reported as null here.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nnunetv2_reisoseg.evaluation.evaluate import FIELDS, ITK_SUFFIXES, EvaluationError, resolve_spacing, voxel_measures
+from nnunetv2_reisoseg.evaluation.objects import ContingencyTable, object_measures
+from nnunetv2_reisoseg.volume import grid as g
+from nnunetv2_reisoseg.volume import instances as inst
+from nnunetv2_reisoseg.volume.tasks import TaskRunner
+
+# volumes above this many voxels are evaluated block by block (in memory a pair costs ~15 bytes per voxel)
+BLOCKWISE_ABOVE = 2**28
+DEFAULT_BLOCK = (64, 1024, 1024)
+SURFACE_FIELDS = ("hd95_nm", "assd_nm")
+
+
+def _open(spec: str):
+    from nnunetv2_reisoseg.data.convert.readers import ConvertError, read_volume
+
+    if spec.lower().endswith(ITK_SUFFIXES):
+        raise EvaluationError(f"{spec}: NIfTI / MHA / NRRD are read whole; for block-by-block evaluation convert "
+                              "the volume to zarr or HDF5 first, or evaluate it in memory (without --blockwise)")
+    try:
+        return read_volume(spec)
+    except ConvertError as e:
+        raise EvaluationError(str(e).replace("reisoseg convert reads", "reisoseg evaluate reads")) from None
+
+
+def volume_info(spec: str) -> tuple[tuple[int, ...], tuple[float, float, float] | None]:
+    """Shape and voxel size of a volume, without reading its voxels."""
+    vol = _open(spec)
+    try:
+        return vol.shape, vol.spacing_nm
+    finally:
+        vol.close()
+
+
+def contingency_block(work: str, index: int) -> int:
+    """Per class, the voxel counts and the contingency table of one block; saved in the work folder."""
+    done = Path(work) / "tables" / f"{index}.npz"
+    if done.is_file():
+        return index
+    s = json.loads((Path(work) / "evaluation.json").read_text())
+    box = g.blocks(s["shape"], s["block_shape"])[index]
+    sl = g.slices(box)
+    pv, rv = _open(s["prediction"]), _open(s["reference"])
+    try:
+        pred, ref = np.asarray(pv.array[sl]), np.asarray(rv.array[sl])
+    finally:
+        pv.close()
+        rv.close()
+    pred_ids = inst.final_ids(Path(work) / "prediction", index)
+    ref_ids = inst.final_ids(Path(work) / "reference", index)
+    valid = ref != s["ignore_label"] if s["ignore_label"] is not None else None
+    out: dict[str, np.ndarray] = {}
+    for c in s["classes"]:
+        pm, rm = pred == c, ref == c
+        if valid is not None:
+            pm &= valid
+        t = ContingencyTable.from_labels(np.where(rm, ref_ids, 0), np.where(pm, pred_ids, 0), valid)
+        out[f"{c}_table"] = np.stack([t.ref_ids, t.pred_ids, t.counts])
+        out[f"{c}_counts"] = np.array([pm.sum(), rm.sum(), np.count_nonzero(pm & rm)], np.int64)
+    done.parent.mkdir(exist_ok=True)
+    tmp = done.with_suffix(".tmp.npz")
+    np.savez(tmp, **out)
+    tmp.replace(done)
+    return index
+
+
+def _class_result(work: Path, n_blocks: int, c: int) -> dict:
+    tables, counts = [], np.zeros(3, np.int64)
+    for i in range(n_blocks):
+        with np.load(work / "tables" / f"{i}.npz") as z:
+            tables.append(z[f"{c}_table"])
+            counts += z[f"{c}_counts"]
+    t = ContingencyTable.total([ContingencyTable(*a) for a in tables])
+    row: dict = {**voxel_measures(*(int(v) for v in counts)), "hd95_nm": None, "assd_nm": None}
+    row.update(object_measures(t))
+    return {k: row[k] for k in FIELDS}
+
+
+def evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None = None,
+                       classes: Sequence[int] | None = None, connectivity: int = 26, ignore_label: int | None = None,
+                       block_shape: Sequence[int] | None = None, workers: int = 0, scheduler: str | None = None,
+                       work_dir: str | None = None, progress: bool = True) -> dict[str, dict]:
+    """Every field of ``evaluate_labels`` except the surface distances (null), block by block. Scratch (object
+    ids, 4 bytes per voxel and volume, compressed) goes to a temporary folder inside ``work_dir``."""
+    if connectivity not in inst.CONNECTIVITIES:
+        raise EvaluationError(f"--connectivity must be one of {inst.CONNECTIVITIES}, got {connectivity}")
+    p_shape, p_sp = volume_info(pred)
+    r_shape, r_sp = volume_info(ref)
+    if p_shape != r_shape:
+        raise EvaluationError(f"prediction {pred} has shape {p_shape} but reference {ref} has {r_shape}: evaluate "
+                              "volumes of the same grid")
+    if len(p_shape) != 3:
+        raise EvaluationError(f"volumes must be 3D (Z, Y, X), got shape {p_shape}")
+    sp = resolve_spacing(p_sp, r_sp, spacing)
+    block = tuple(max(1, min(int(b), n)) for b, n in zip(block_shape or DEFAULT_BLOCK, p_shape))
+    if work_dir is not None and not Path(work_dir).is_dir():
+        raise EvaluationError(f"--work-dir {work_dir} is not a folder")
+    work = Path(tempfile.mkdtemp(prefix="reisoseg-evaluate-", dir=work_dir))
+    try:
+        with TaskRunner(workers, scheduler, progress, stream=sys.stderr) as runner:
+            labelled = {}
+            for name, spec, mask in (("reference", ref, None), ("prediction", pred, ref)):
+                s = inst.InstanceSettings(spec, p_shape, block, block, sp, connectivity, 0.0,
+                                          mask if ignore_label is not None else None, ignore_label)
+                if progress:
+                    print(f"evaluate: objects of the {name} ({len(s.blocks)} blocks of {'x'.join(map(str, block))})",
+                          file=sys.stderr, flush=True)
+                labelled[name] = inst.label_volume(work / name, s, runner)
+            present = sorted({int(c) for o in labelled.values() for c in np.unique(o.classes)} - {0, ignore_label})
+            if classes is None:
+                classes = present
+                if not classes:
+                    raise EvaluationError("neither volume holds a foreground label: nothing to evaluate")
+            else:
+                missing = [c for c in classes if c not in present]
+                if missing:
+                    raise EvaluationError(f"class{'es' if len(missing) > 1 else ''} {missing} in neither volume "
+                                          f"(labels present: {present}); pick --classes among those")
+            settings = {"prediction": pred, "reference": ref, "shape": list(p_shape), "block_shape": list(block),
+                        "classes": [int(c) for c in classes], "ignore_label": ignore_label}
+            (work / "evaluation.json").write_text(json.dumps(settings))
+            n_blocks = len(g.blocks(p_shape, block))
+            runner.map(contingency_block, str(work), list(range(n_blocks)), "evaluate: tables")
+        return {str(c): _class_result(work, n_blocks, int(c)) for c in classes}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
