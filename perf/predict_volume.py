@@ -1,6 +1,7 @@
-"""Whole-volume prediction: throughput against nnU-Net's own predictor, memory against volume size, and the
-compute overhead of the block overlap. Every measurement runs in its own process (peak RSS is its own), side
-by side in one run on this machine.
+"""Whole-volume prediction: throughput against nnU-Net's own predictor, memory against volume size, tile
+predictions per nnU-Net tile, and the time of ``--instances``. Every measurement runs in its own process
+(peak RSS is its own), side by side in one run on this machine; ``--before REV`` adds the same rows for
+predict-volume as of a git revision (checked out in a temporary worktree).
 
 - nnU-Net: ``nnUNetPredictor.predict_single_npy_array`` on the volume held in memory (preprocessing, sliding
   window, export; reading the file excluded);
@@ -10,6 +11,7 @@ by side in one run on this machine.
 The model is a model folder with random weights made from ``--plans`` (what a trained one costs is the same).
 
     python perf/predict_volume.py                                  # CPU, the tiny test plan
+    python perf/predict_volume.py --before 3a2685f                 # and the version that recomputed halos
     python perf/predict_volume.py --device cuda --plans tests/fixtures/plans/em_40x5x5_patch20x128x128.json \\
         --shape 80 768 768
 """
@@ -61,7 +63,8 @@ def make_volume(path: Path, shape: list[int], spacing: list[float]) -> None:
         d.attrs["resolution"] = spacing
 
 
-def child(kind: str, model: str, volume: str, device: str, block: list[int] | None, out: str) -> dict:
+def child(kind: str, model: str, volume: str, device: str, block: list[int] | None, out: str,
+          instances: bool = False) -> dict:
     """One measurement in this (child) process."""
     import numpy as np
 
@@ -81,19 +84,29 @@ def child(kind: str, model: str, volume: str, device: str, block: list[int] | No
         seconds = time.perf_counter() - t0
         np.save(out, seg)
         return {"seconds": seconds, "voxels": int(seg.size)}
+    import nnunetv2_reisoseg
     from nnunetv2_reisoseg.volume.predict import predict_volume
 
+    extra = {}
+    if instances:
+        from nnunetv2_reisoseg.volume.predict import InstanceOptions
+
+        extra["instances"] = InstanceOptions()
     t0 = time.perf_counter()
     s = predict_volume(f"{volume}:raw", out, model, folds=(0,), block_size=block, tta=False, device=device,
-                       progress=False)
-    return {"seconds": time.perf_counter() - t0, "voxels": s.voxels, "blocks": s.blocks,
-            "overhead": s.overlap_overhead}
+                       progress=False, **extra)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "voxels": s.voxels, "blocks": s.blocks, "overhead": s.overlap_overhead,
+            "predict_seconds": seconds - getattr(s, "instance_seconds", 0.0),
+            "instance_seconds": getattr(s, "instance_seconds", 0.0), "source": nnunetv2_reisoseg.__file__}
 
 
-def measure(args: list[str]) -> dict:
-    """Run one measurement in a child process; its result plus the child's peak RSS."""
+def measure(args: list, source: Path | None = None) -> dict:
+    """Run one measurement in a child process (importing the package from ``source`` if given); its result
+    plus the child's peak RSS."""
+    env = {**os.environ, "PYTHONPATH": str(source)} if source else None
     proc = subprocess.Popen([sys.executable, __file__, "--_child", json.dumps(args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     out, err = proc.stdout.read(), proc.stderr.read()
     if status != 0:
@@ -106,61 +119,99 @@ def main() -> None:
     ap.add_argument("--plans", default=str(ROOT / "tests" / "fixtures" / "plans" / "tiny_40x10x10.json"))
     ap.add_argument("--shape", type=int, nargs=3, default=(32, 192, 192), help="the volume both predictors hold")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    ap.add_argument("--patches-per-block", type=int, nargs="+", default=[2, 3, 4],
-                    help="smaller block sizes to measure the overlap overhead of (patches per axis)")
+    ap.add_argument("--before", default=None, metavar="REV",
+                    help="also measure predict-volume as of this git revision, side by side")
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a._child:
-        kind, model, volume, device, block, out = json.loads(a._child)
-        print(json.dumps(child(kind, model, volume, device, block, out)))
+        print(json.dumps(child(*json.loads(a._child))))
         return
-    import numpy as np
     import torch
-    import zarr
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        spacing, patch = make_model(tmp / "model", Path(a.plans))
-        small, large = list(a.shape), [2 * s for s in a.shape]  # 8x the voxels
-        make_volume(tmp / "small.h5", small, spacing)
-        make_volume(tmp / "large.h5", large, spacing)
-        model = str(tmp / "model")
-        block = [6 * p for p in patch]  # the default block: the small volume in one block
-        rows = {"nnunet": measure(["nnunet", model, str(tmp / "small.h5"), a.device, None, str(tmp / "ref.npy")]),
-                "ours": measure(["ours", model, str(tmp / "small.h5"), a.device, block, str(tmp / "a.zarr")])}
-        same = float((zarr.open_array(str(tmp / "a.zarr" / "0"), mode="r")[:] == np.load(tmp / "ref.npy")).mean())
-        mid = [3 * p for p in patch]
-        rows["ours_small_blocks"] = measure(["ours", model, str(tmp / "small.h5"), a.device, mid, str(tmp / "b.zarr")])
-        rows["ours_large_volume"] = measure(["ours", model, str(tmp / "large.h5"), a.device, mid, str(tmp / "c.zarr")])
-        overheads = {}
-        from nnunetv2_reisoseg.volume import grid as g
-
-        for k in a.patches_per_block:
-            for name, shape in (("small", small), ("large", large)):
-                tg = g.TileGrid(tuple((0, s) for s in shape), tuple(patch), 0.5)
-                overheads[(k, name)] = g.overlap_overhead(tg, shape, [k * p for p in patch], (0, 1, 2))
+        versions = {"now": None}
+        if a.before:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tmp / "before"), a.before],
+                           check=True, capture_output=True)
+            versions = {a.before: tmp / "before", "now": None}
+        try:
+            rows, same, patch = run_all(tmp, a, versions)
+        finally:
+            if a.before:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp / "before")],
+                               check=False, capture_output=True)
     dev = torch.cuda.get_device_name() if a.device == "cuda" else f"{os.cpu_count()} CPU cores ({platform.machine()})"
     print(f"Machine: {dev}, torch {torch.__version__}; plan {Path(a.plans).name} (patch {'x'.join(map(str, patch))}), "
           f"step 0.5, no mirroring, one fold, random weights\n")
-    print("| run | volume | block | blocks | seconds | Mvoxel/s | vs nnU-Net | peak RSS (GiB) |")
-    print("|---|---|---|---|---|---|---|---|")
-    ref = rows["nnunet"]["voxels"] / rows["nnunet"]["seconds"]
-    for name, r, vol, blk in (("nnU-Net predictor (in memory)", rows["nnunet"], small, None),
-                              ("predict-volume", rows["ours"], small, block),
-                              ("predict-volume", rows["ours_small_blocks"], small, mid),
-                              ("predict-volume", rows["ours_large_volume"], large, mid)):
-        rate = r["voxels"] / r["seconds"]
-        print(f"| {name} | {'x'.join(map(str, vol))} | {'x'.join(map(str, blk)) if blk else 'whole'} | "
-              f"{r.get('blocks', 1)} | {r['seconds']:.1f} | {rate / 1e6:.3f} | {rate / ref:.2f}x | "
-              f"{r['peak_rss_gib']:.2f} |")
-    print(f"\nLabels of predict-volume (whole-volume statistics) equal to nnU-Net's on {100 * same:.3f}% of voxels.")
-    print("\nTile predictions per tile of nnU-Net's whole-volume sliding window (the block overlap's compute "
-          "overhead):\n")
-    print("| block (patches per axis) | " + " | ".join(f"{'x'.join(map(str, v))} volume" for v in (small, large))
-          + " |\n|---|---|---|")
-    for k in a.patches_per_block:
-        print(f"| {k} ({'x'.join(str(k * p) for p in patch)}) | {overheads[(k, 'small')]:.2f}x | "
-              f"{overheads[(k, 'large')]:.2f}x |")
+    print("| version | run | volume | block | blocks | tile predictions per nnU-Net tile | seconds | Mvoxel/s | "
+          "vs nnU-Net | peak RSS (GiB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    ref = rows[("", "nnunet")]["voxels"] / rows[("", "nnunet")]["seconds"]
+    for (version, _), r in rows.items():
+        rate = r["voxels"] / r["predict_seconds" if "predict_seconds" in r else "seconds"]
+        print(f"| {version or '-'} | {r['label']} | {'x'.join(map(str, r['shape']))} | "
+              f"{'x'.join(map(str, r['block'])) if r['block'] else 'whole'} | {r.get('blocks', 1)} | "
+              f"{r.get('overhead', 1.0):.2f}x | {r['predict_seconds' if 'predict_seconds' in r else 'seconds']:.1f} | "
+              f"{rate / 1e6:.3f} | {rate / ref:.2f}x | {r['peak_rss_gib']:.2f} |")
+    for version, frac in same.items():
+        print(f"\nLabels of predict-volume ({version}, default block, whole-volume statistics) equal to nnU-Net's "
+              f"on {100 * frac:.3f}% of voxels.")
+    inst = rows[("now", "instances")]
+    print(f"\n--instances on the 4-block run: {inst['instance_seconds']:.1f} s after a prediction of "
+          f"{inst['predict_seconds']:.1f} s ({inst['instance_seconds'] / inst['predict_seconds']:.2f}x).")
+    print_real_sizes()
+
+
+def run_all(tmp: Path, a: argparse.Namespace, versions: dict) -> tuple:
+    import numpy as np
+    import zarr
+
+    spacing, patch = make_model(tmp / "model", Path(a.plans))
+    small, large = list(a.shape), [2 * s for s in a.shape]  # 8x the voxels
+    make_volume(tmp / "small.h5", small, spacing)
+    make_volume(tmp / "large.h5", large, spacing)
+    model = str(tmp / "model")
+    block = [6 * p for p in patch]  # the default block: the small volume in one block
+    mid = [3 * p for p in patch]  # 4 blocks of the small volume
+    rows = {("", "nnunet"): {**measure(["nnunet", model, str(tmp / "small.h5"), a.device, None, str(tmp / "ref.npy")]),
+                             "label": "nnU-Net predictor (in memory)", "shape": small, "block": None}}
+    same = {}
+    for version, source in versions.items():
+        for name, vol, shape, blk in (("default", "small", small, block), ("4 blocks", "small", small, mid),
+                                      ("8x volume", "large", large, mid)):
+            out = tmp / f"{version}_{name.replace(' ', '_')}.zarr"
+            r = measure(["ours", model, str(tmp / f"{vol}.h5"), a.device, blk, str(out)], source)
+            rows[(version, name)] = {**r, "label": "predict-volume", "shape": shape, "block": blk}
+            if name == "default":
+                seg = zarr.open_array(str(out / "0"), mode="r")[:]
+                same[version] = float((seg == np.load(tmp / "ref.npy")).mean())
+    out = tmp / "instances.zarr"
+    r = measure(["ours", model, str(tmp / "small.h5"), a.device, mid, str(out), True])
+    rows[("now", "instances")] = {**r, "label": "predict-volume --instances", "shape": small, "block": mid}
+    return rows, same, patch
+
+
+def print_real_sizes() -> None:
+    """Tile predictions per nnU-Net tile at real sizes: blocks that recompute the tiles crossing their
+    borders (before) against tiles owned by one block (now), from the arithmetic of ``grid``."""
+    from nnunetv2_reisoseg.volume import grid as g
+
+    cases = (("CREMI 125x1250x1250, patch 24x256x256", (125, 1250, 1250), (24, 256, 256)),
+             ("MitoEM 1000x4096x4096, patch 48x224x192", (1000, 4096, 4096), (48, 224, 192)))
+    print("\nTile predictions per nnU-Net tile at real sizes (step 0.5), recomputed halos / owned tiles:\n")
+    print("| block, patches per axis | " + " | ".join(c[0] for c in cases) + " |\n|---|---|---|")
+    for k in (2, 4, 6, 8):
+        cells = []
+        for _, shape, patch in cases:
+            grid = g.TileGrid(tuple((0, s) for s in shape), patch, 0.5)
+            chunks = g.default_chunks(shape)
+            block = g.block_shape(shape, patch, chunks, patches_per_block=k)
+            layout = g.Layout(grid, shape, block, (0, 1, 2))
+            owned = sum(len(layout.plan(i).tiles) for i in range(len(layout.boxes))) / len(grid.tiles())
+            cells.append(f"{g.recomputed_overhead(grid, shape, block, (0, 1, 2)):.2f}x / {owned:.2f}x "
+                         f"({len(layout.boxes)} blocks)")
+        print(f"| {k}{' (default)' if k == 6 else ''} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -128,31 +128,120 @@ def blocks(volume_shape: Sequence[int], block: Sequence[int]) -> list[Box]:
 
 @dataclass(frozen=True)
 class BlockPlan:
-    """What one block computes: its box (input space), the part inside nnU-Net's crop (padded space, None when
-    the block holds no nonzero voxel), the tiles that touch that part, and the region to read for them."""
+    """What one block computes. Each of nnU-Net's tiles is owned by the one block that holds its centre, so
+    every tile is predicted once. A block sums its tiles over their union (``read``); where only its own
+    tiles reach (``interior``) that sum is nnU-Net's, in nnU-Net's order, and becomes labels at once. The
+    rest of its sums go to the blocks they fall in (``pieces``), which add up every block's pieces over
+    their borders (write region minus interior) in a second pass.
+
+    ``box`` is input space; the rest is padded space. ``write`` is None when the block holds no voxel of
+    nnU-Net's crop; ``read`` and ``interior`` are None when it owns no tile / no voxel only its tiles reach."""
 
     index: int
     box: Box
-    write: Box | None  # padded space
+    write: Box | None
     tiles: tuple[Box, ...]
-    read: Box | None  # padded space: the union of the tiles
+    read: Box | None
+    interior: Box | None
+    pieces: tuple[tuple[int, Box], ...]  # (block that receives the sums, padded box)
+
+    @property
+    def border(self) -> list[Box]:
+        """The write region outside the interior: where other blocks' tiles reach too."""
+        if self.write is None:
+            return []
+        return [self.write] if self.interior is None else box_difference(self.write, self.interior)
 
 
-def plan_block(index: int, box: Box, grid: TileGrid, transpose_forward: Sequence[int]) -> BlockPlan:
-    inside = intersect(to_network(box, transpose_forward), grid.bbox)
-    if inside is None:
-        return BlockPlan(index, box, None, (), None)
-    write = grid.padded_from_network(inside)
-    tiles = grid.tiles_for(write)
-    read = tuple((min(t[a][0] for t in tiles), max(t[a][1] for t in tiles)) for a in range(len(write)))
-    return BlockPlan(index, box, write, tuple(tiles), read)
+def box_difference(outer: Box, inner: Box) -> list[Box]:
+    """Disjoint boxes that cover ``outer`` minus ``inner`` (``inner`` inside ``outer``): at most 2 per axis."""
+    out, rest = [], list(outer)
+    for a, (lo, hi) in enumerate(inner):
+        if rest[a][0] < lo:
+            out.append(tuple((rest[a][0], lo) if i == a else rest[i] for i in range(len(rest))))
+        if hi < rest[a][1]:
+            out.append(tuple((hi, rest[a][1]) if i == a else rest[i] for i in range(len(rest))))
+        rest[a] = (lo, hi)
+    return out
 
 
-def overlap_overhead(grid: TileGrid, volume_shape: Sequence[int], block: Sequence[int],
-                     transpose_forward: Sequence[int]) -> float:
-    """Tile predictions the blocks make together, per tile of nnU-Net's whole-volume sliding window: the
-    compute overhead of the block overlap (1.0: none)."""
-    total = sum(len(plan_block(i, b, grid, transpose_forward).tiles) for i, b in enumerate(blocks(volume_shape, block)))
+@dataclass(frozen=True)
+class Layout:
+    """The blocks of a volume over nnU-Net's tile grid: which block owns each tile, and every block's plan."""
+
+    grid: TileGrid
+    volume_shape: tuple[int, ...]  # input space
+    block: tuple[int, ...]  # input space
+    transpose_forward: tuple[int, ...]
+
+    @property
+    def boxes(self) -> list[Box]:
+        return blocks(self.volume_shape, self.block)
+
+    def _block_along(self, axis: int, x: int) -> int:
+        """Block index along network axis ``axis`` of padded coordinate ``x``."""
+        g = self.grid
+        return (x - g.pad_below[axis] + g.bbox[axis][0]) // self.block[self.transpose_forward[axis]]
+
+    def owners(self, axis: int) -> list[int]:
+        """Per tile start along network axis ``axis``: the block index (along that axis) that owns the tile, the
+        one holding its centre, clamped into the crop (padding is nobody's)."""
+        g = self.grid
+        lo, hi = g.pad_below[axis], g.pad_below[axis] + g.cropped_shape[axis] - 1
+        return [self._block_along(axis, min(max(s + g.patch[axis] // 2, lo), hi)) for s in g.starts()[axis]]
+
+    def write_region(self, box: Box) -> Box | None:
+        inside = intersect(to_network(box, self.transpose_forward), self.grid.bbox)
+        return None if inside is None else self.grid.padded_from_network(inside)
+
+    def blocks_touching(self, region: Box) -> list[int]:
+        """Indices of the blocks whose box meets ``region`` (padded space), in C order."""
+        inside = intersect(self.grid.network_from_padded(region), self.grid.bbox)
+        if inside is None:
+            return []
+        box = to_input(inside, self.transpose_forward)
+        n_blocks = [math.ceil(n / b) for n, b in zip(self.volume_shape, self.block)]
+        ranges = [range(lo // b, (hi - 1) // b + 1) for (lo, hi), b in zip(box, self.block)]
+        return [int(sum(k * math.prod(n_blocks[a + 1:]) for a, k in enumerate(idx)))
+                for idx in itertools.product(*ranges)]
+
+    def plan(self, index: int) -> BlockPlan:
+        g, tf = self.grid, self.transpose_forward
+        box = self.boxes[index]
+        write = self.write_region(box)
+        if write is None:
+            return BlockPlan(index, box, None, (), None, None, ())
+        mine = [box[tf[i]][0] // self.block[tf[i]] for i in range(len(box))]
+        starts, owners = g.starts(), [self.owners(i) for i in range(len(box))]
+        own = [[s for s, o in zip(starts[i], owners[i]) if o == mine[i]] for i in range(len(box))]
+        tiles = tuple(tuple((s, s + p) for s, p in zip(start, g.patch)) for start in itertools.product(*own))
+        read = tuple((min(o), max(o) + p) for o, p in zip(own, g.patch)) if tiles else None
+        interior = []
+        for i, (lo, hi) in enumerate(write):
+            # voxels of this axis reached by tiles of this block only
+            only = [x for x in range(lo, hi) if all(o == mine[i] for s, o in zip(starts[i], owners[i])
+                                                    if s <= x < s + g.patch[i])]
+            interior.append((only[0], only[-1] + 1) if only else None)
+        inner = None if any(r is None for r in interior) else tuple(interior)
+        pieces = []
+        if read is not None:
+            for j in self.blocks_touching(read):
+                target = self.write_region(self.boxes[j])
+                if target is None or intersect(target, read) is None:
+                    continue
+                parts = [target] if j != index else ([write] if inner is None else box_difference(write, inner))
+                pieces += [(j, b) for b in (intersect(part, read) for part in parts) if b is not None]
+        return BlockPlan(index, box, write, tiles, read, inner, tuple(pieces))
+
+
+def recomputed_overhead(grid: TileGrid, volume_shape: Sequence[int], block: Sequence[int],
+                        transpose_forward: Sequence[int]) -> float:
+    """Tile predictions per tile of nnU-Net's whole-volume window if each block predicted every tile that
+    touches it, as blockwise tools with a halo do (and predict-volume did before tiles had owners)."""
+    total = 0
+    for b in blocks(volume_shape, block):
+        inside = intersect(to_network(b, transpose_forward), grid.bbox)
+        total += len(grid.tiles_for(grid.padded_from_network(inside))) if inside is not None else 0
     return total / max(1, len(grid.tiles()))
 
 

@@ -21,7 +21,8 @@ import numpy as np
 CONTROL = ".reisoseg"
 # settings that must match for --c to continue a run (the rest is provenance)
 RESUME_KEYS = ("input", "shape", "spacing_nm", "model", "folds", "checkpoint", "step_size", "tta",
-               "block_shape", "chunks", "save_probabilities", "statistics", "transpose_forward")
+               "block_shape", "chunks", "save_probabilities", "statistics", "transpose_forward", "tiles")
+TILES = "owned"  # each tile predicted once by the block holding its centre (runs before it recomputed halos)
 
 
 class OutputError(ValueError):
@@ -89,14 +90,46 @@ def prepare(out: Path, settings: dict, labels: dict[str, int], shape: Sequence[i
     return True, set()
 
 
-def done_blocks(out: Path) -> set[int]:
-    d = out / CONTROL / "done"
+def done_blocks(out: Path, stage: str = "done") -> set[int]:
+    """Blocks with the marker of ``stage``: "summed" (pass 1) or "done" (finished)."""
+    d = out / CONTROL / stage
     return {int(p.name) for p in d.iterdir()} if d.is_dir() else set()
 
 
 def mark_done(out: Path, index: int, info: dict) -> None:
     """Written after every chunk of the block: a block without its marker is redone by --c."""
     (out / CONTROL / "done" / str(index)).write_text(json.dumps(info))
+
+
+def mark_summed(out: Path, index: int, info: dict) -> None:
+    """Written after pass 1 wrote the block's interior and every piece of its sums."""
+    d = out / CONTROL / "summed"
+    d.mkdir(exist_ok=True)
+    (d / str(index)).write_text(json.dumps(info))
+
+
+def save_piece(out: Path, target: int, source: int, k: int, box: tuple, sums: np.ndarray, weight: np.ndarray) -> None:
+    """Block ``source``'s Gaussian-weighted sums (per fold, float16 as nnU-Net accumulates) and weights over
+    ``box``, a part of block ``target``'s border. Scratch: removed when the run is complete."""
+    d = out / CONTROL / "pieces" / str(target)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / f"{source}_{k}.tmp.npz"
+    np.savez(tmp, box=np.asarray(box, np.int64), sums=sums, weight=weight)
+    tmp.replace(d / f"{source}_{k}.npz")
+
+
+def pieces_for(out: Path, target: int):
+    """(box, sums, weights) of every piece handed to block ``target``, in (source block, piece) order, so
+    that every run adds them up alike."""
+    d = out / CONTROL / "pieces" / str(target)
+    files = [f for f in d.glob("*.npz") if not f.name.endswith(".tmp.npz")] if d.is_dir() else []
+    for f in sorted(files, key=lambda f: tuple(int(v) for v in f.stem.split("_"))):
+        with np.load(f) as z:
+            yield tuple(map(tuple, z["box"].tolist())), z["sums"], z["weight"]
+
+
+def drop_pieces(out: Path) -> None:
+    shutil.rmtree(out / CONTROL / "pieces", ignore_errors=True)
 
 
 def settings_of(out: Path) -> dict:

@@ -8,8 +8,12 @@ process function (``run_block``) and a check that a block is done (its marker). 
 
 Every block follows nnU-Net's sliding window over the whole volume: the tiles nnU-Net would place, in its
 order, with its Gaussian weighting, fp16 accumulation, test-time mirroring and fold ensembling, on data
-normalised with statistics of the whole volume (a first streaming pass). With nnU-Net's own statistics the
-labels are identical to ``nnUNetPredictor`` on the whole volume.
+normalised with statistics of the whole volume (a first streaming pass). Each tile is predicted once, by the
+block that holds its centre (``grid.Layout``): pass 1 writes the labels where only a block's own tiles reach
+(identical to ``nnUNetPredictor`` on the whole volume with its statistics) and hands its sums over block
+borders to their blocks, per fold; pass 2 adds those up and follows nnU-Net's float16 steps from each fold's
+logits on. A border voxel can still differ where its classes are within float16 rounding of a tie: nnU-Net
+adds the same tiles in another order.
 """
 from __future__ import annotations
 
@@ -113,6 +117,7 @@ class BlockPredictor:
         self.normalize = Normalizer(cm.normalization_schemes[0], cm.use_mask_for_norm[0],
                                     pm.foreground_intensity_properties_per_channel["0"], stats)
         self.grid = g.TileGrid(g.to_network(stats.bbox, self.tf), tuple(cm.patch_size), settings["step_size"])
+        self.layout = g.Layout(self.grid, tuple(settings["shape"]), tuple(settings["block_shape"]), self.tf)
         self.gaussian = compute_gaussian(tuple(cm.patch_size), sigma_scale=1. / 8, value_scaling_factor=10,
                                          device=self.device)
         self.volume = read_volume(settings["input"])
@@ -139,67 +144,118 @@ class BlockPredictor:
             data[(0, *g.slices(rel))] = self.normalize(raw)
         return data
 
-    def logits(self, plan: g.BlockPlan):
-        """The block's logits (fp16, network axes, its write region): nnU-Net's per-fold sliding-window sums
-        restricted to the block, then its fold ensemble."""
+    def sums(self, plan: g.BlockPlan):
+        """The block's own tiles over their union (network axes): nnU-Net's per-fold Gaussian-weighted sums
+        (fp16, in its tile order), and from them (fold-averaged logits on the interior, every fold's sums,
+        weights) as CPU tensors. On the interior the logits are nnU-Net's to the bit."""
         import torch
 
         p = self.predictor
-        region = self.input_region(plan.read)
-        x = torch.from_numpy(region)
+        x = torch.from_numpy(self.input_region(plan.read))
         read_lo = [lo for lo, _ in plan.read]
-        write_size = g.size(plan.write)
+        size = g.size(plan.read)
         heads = p.label_manager.num_segmentation_heads
-        total = None
+        inner = None if plan.interior is None else g.slices(g.shift(plan.interior, [-v for v in read_lo]))
+        total = weight = None
+        folds = []
         with torch.inference_mode(), self._autocast():
             for f, params in enumerate(p.list_of_parameters):
                 if self._loaded != f:  # as nnU-Net: a compiled network takes the weights through its original module
                     getattr(self.network, "_orig_mod", self.network).load_state_dict(params)
                     self._loaded = f
-                acc = torch.zeros((heads, *write_size), dtype=torch.half, device=self.device)
-                weight = torch.zeros(write_size, dtype=torch.half, device=self.device)
+                acc = torch.zeros((heads, *size), dtype=torch.half, device=self.device)
+                weight = torch.zeros(size, dtype=torch.half, device=self.device)
                 for tile in plan.tiles:
                     sl = g.slices(g.shift(tile, [-v for v in read_lo]))
                     work = torch.clone(x[(slice(None), *sl)][None], memory_format=torch.contiguous_format)
                     pred = p._internal_maybe_mirror_and_predict(work.to(self.device))[0].to(self.device)
                     pred *= self.gaussian
-                    inter = g.intersect(tile, plan.write)
-                    in_tile = g.slices(g.shift(inter, [-lo for lo, _ in tile]))
-                    in_write = g.slices(g.shift(inter, [-lo for lo, _ in plan.write]))
-                    acc[(slice(None), *in_write)] += pred[(slice(None), *in_tile)]
-                    weight[in_write] += self.gaussian[in_tile]
-                torch.div(acc, weight, out=acc)
-                acc = acc.to("cpu")
-                total = acc if total is None else total.add_(acc)
-            if len(p.list_of_parameters) > 1:
-                total /= len(p.list_of_parameters)
-        return total
+                    acc[(slice(None), *sl)] += pred
+                    weight[sl] += self.gaussian
+                folds.append(acc.cpu())
+                if inner is not None:
+                    logits = torch.div(acc[(slice(None), *inner)], weight[inner]).to("cpu")
+                    total = logits if total is None else total.add_(logits)
+            if total is not None and len(folds) > 1:
+                total /= len(folds)
+        return total, torch.stack(folds), weight.cpu()
 
-    def run(self, plan: g.BlockPlan) -> dict:
-        """Compute one block and write its chunks (labels and, if asked, probabilities)."""
-        t0 = time.perf_counter()
-        lm = self.predictor.label_manager
-        block_shape = g.size(plan.box)
-        labels = np.zeros(block_shape, dtype=self.labels.dtype)
+    def _blank(self, plan: g.BlockPlan) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels and probabilities of a block before any logits: background."""
+        shape = g.size(plan.box)
         probs = None
         if self.probabilities is not None:
-            probs = np.zeros((self.probabilities.shape[0], *block_shape), np.float16)
-            if not lm.has_regions:
+            probs = np.zeros((self.probabilities.shape[0], *shape), np.float16)
+            if not self.predictor.label_manager.has_regions:
                 probs[0] = 1  # outside nnU-Net's crop: background, as its revert_cropping_on_probabilities
-        if plan.write is not None:
-            logits = self.logits(plan)
-            seg = lm.convert_logits_to_segmentation(logits.numpy())
-            inside = g.to_input(self.grid.network_from_padded(plan.write), self.tf)
-            rel = g.slices(g.shift(inside, [-lo for lo, _ in plan.box]))
-            tb = [self.tf.index(a) for a in range(3)]  # transpose_backward
-            labels[rel] = np.asarray(seg).transpose(tb)
-            if probs is not None:
-                pr = lm.apply_inference_nonlin(logits).numpy()
-                probs[(slice(None), *rel)] = pr.transpose([0, *(a + 1 for a in tb)])
+        return np.zeros(shape, dtype=self.labels.dtype), probs
+
+    def _place(self, logits, region: g.Box, plan: g.BlockPlan, labels: np.ndarray, probs: np.ndarray | None) -> None:
+        """Labels (and probabilities) from the logits of a padded-space region, into the block's arrays."""
+        lm = self.predictor.label_manager
+        inside = g.to_input(self.grid.network_from_padded(region), self.tf)
+        rel = g.slices(g.shift(inside, [-lo for lo, _ in plan.box]))
+        tb = [self.tf.index(a) for a in range(3)]  # transpose_backward
+        labels[rel] = np.asarray(lm.convert_logits_to_segmentation(logits.numpy())).transpose(tb)
+        if probs is not None:
+            pr = lm.apply_inference_nonlin(logits).numpy()
+            probs[(slice(None), *rel)] = pr.transpose([0, *(a + 1 for a in tb)])
+
+    def _write(self, plan: g.BlockPlan, labels: np.ndarray, probs: np.ndarray | None) -> None:
         self.labels[g.slices(plan.box)] = labels
         if probs is not None:
             self.probabilities[(slice(None), *g.slices(plan.box))] = probs
+
+    def run(self, plan: g.BlockPlan) -> dict:
+        """Pass 1: predict the block's own tiles, write the labels of its interior, and hand the sums over
+        every border to the block it belongs to (``store.save_piece``)."""
+        t0 = time.perf_counter()
+        labels, probs = self._blank(plan)
+        if plan.read is not None:
+            total, folds, weight = self.sums(plan)
+            if total is not None:
+                self._place(total, plan.interior, plan, labels, probs)
+            read_lo = [-lo for lo, _ in plan.read]
+            for k, (j, box) in enumerate(plan.pieces):
+                sl = g.slices(g.shift(box, read_lo))
+                store.save_piece(self.out, j, plan.index, k, box, folds[(slice(None), slice(None), *sl)].numpy(),
+                                 weight[sl].numpy())
+        self._write(plan, labels, probs)
         info = {"seconds": time.perf_counter() - t0, "tiles": len(plan.tiles)}
+        store.mark_summed(self.out, plan.index, info)
+        return info
+
+    def finish(self, plan: g.BlockPlan) -> dict:
+        """Pass 2: add up every block's sums over this block's border and write its labels there."""
+        import torch
+
+        t0 = time.perf_counter()
+        if plan.border:
+            w_lo = [-lo for lo, _ in plan.write]
+            heads = self.predictor.label_manager.num_segmentation_heads
+            n_folds = len(self.predictor.list_of_parameters)
+            acc = torch.zeros((n_folds, heads, *g.size(plan.write)), dtype=torch.float32)
+            weight = torch.zeros(g.size(plan.write), dtype=torch.float32)
+            for box, a, w in store.pieces_for(self.out, plan.index):
+                sl = g.slices(g.shift(box, w_lo))
+                acc[(slice(None), slice(None), *sl)] += torch.from_numpy(a).float()
+                weight[sl] += torch.from_numpy(w).float()
+            labels = np.asarray(self.labels[g.slices(plan.box)])
+            probs = (np.asarray(self.probabilities[(slice(None), *g.slices(plan.box))])
+                     if self.probabilities is not None else None)
+            for region in plan.border:
+                sl = g.slices(g.shift(region, w_lo))
+                # nnU-Net's float16 steps from here on: each fold's logits, their sum, the mean
+                w16 = weight[sl].half()
+                total = None
+                for f in range(n_folds):
+                    logits = torch.div(acc[(f, slice(None), *sl)].half(), w16)
+                    total = logits if total is None else total.add_(logits)
+                if n_folds > 1:
+                    total /= n_folds
+                self._place(total, region, plan, labels, probs)
+            self._write(plan, labels, probs)
+        info = {"seconds": time.perf_counter() - t0}
         store.mark_done(self.out, plan.index, info)
         return info
 
@@ -227,11 +283,15 @@ def _release() -> None:
 
 
 def run_block(out: str, index: int) -> dict:
-    """Process one block of the run whose output is ``out``: all a worker receives are these two values."""
+    """Pass 1 on one block of the run whose output is ``out``: all a worker receives are these two values."""
     bp = _predictor(Path(out))
-    s = bp.settings
-    box = g.blocks(s["shape"], s["block_shape"])[index]
-    return {"index": index, **bp.run(g.plan_block(index, box, bp.grid, bp.tf))}
+    return {"index": index, **bp.run(bp.layout.plan(index))}
+
+
+def finish_block(out: str, index: int) -> dict:
+    """Pass 2 on one block (after pass 1 on every block)."""
+    bp = _predictor(Path(out))
+    return {"index": index, **bp.finish(bp.layout.plan(index))}
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -330,7 +390,7 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
                     "folds": folds, "checkpoint": checkpoint, "step_size": step_size, "tta": tta,
                     "device": device, "block_shape": list(block), "chunks": list(chunks),
                     "save_probabilities": save_probabilities, "transpose_forward": list(tf),
-                    "trainer": info["trainer"], "configuration": info["configuration"]}
+                    "trainer": info["trainer"], "configuration": info["configuration"], "tiles": store.TILES}
         if cont and (out / ".reisoseg" / "settings.json").is_file() and norm_stats is None:
             settings["statistics"] = store.settings_of(out).get("statistics")  # computed by the run being continued
         else:
@@ -371,7 +431,11 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
               (f", dask scheduler {scheduler}" if scheduler else ""), flush=True)
     with TaskRunner(workers, scheduler, progress, release=_release) as runner:
         t0 = time.perf_counter()
-        results = runner.map(run_block, str(out), todo, "blocks", len(all_blocks), len(done))
+        summed = store.done_blocks(out, "summed") | done
+        results = runner.map(run_block, str(out), [i for i in todo if i not in summed], "blocks", len(all_blocks),
+                             len(summed))
+        runner.map(finish_block, str(out), todo, "borders", len(all_blocks), len(done))
+        store.drop_pieces(out)
         seconds = time.perf_counter() - t0
         summary = Summary(out, len(all_blocks), len(todo), int(np.prod(shape)), seconds,
                           sum(r["tiles"] for r in results), len(grid.tiles()))
@@ -379,7 +443,8 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
             print(f"predict-volume: wrote {out}: {len(todo)} blocks in {seconds:.1f} s "
                   f"({summary.voxels / max(seconds, 1e-9):,.0f} voxels/s over the volume"
                   # after --c only some blocks ran here: their tiles say nothing of the whole run's overhead
-                  + (f"; {summary.overlap_overhead:.2f} tile predictions per nnU-Net tile)" if not done else ")"),
+                  + (f"; {summary.overlap_overhead:.2f} tile predictions per nnU-Net tile)"
+                     if len(results) == len(all_blocks) else ")"),
                   flush=True)
         if instances is not None:
             t0 = time.perf_counter()

@@ -1,0 +1,64 @@
+"""The tile arithmetic of predict-volume (volume/grid.py), without a network: every tile has one owner, and
+the sums each block receives over its border are exactly the tiles that cover it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnunetv2_reisoseg.volume import grid as g
+
+CASES = [  # volume, nnU-Net's crop (input axes), patch (network axes), block, transpose_forward
+    ((24, 80, 70), ((0, 24), (7, 80), (0, 70)), (16, 48, 48), (8, 32, 32), (0, 1, 2)),  # blocks < patch
+    ((10, 50, 60), ((0, 10), (0, 50), (3, 60)), (16, 32, 32), (4, 16, 24), (0, 2, 1)),  # padding, transposed
+    ((40, 200, 200), ((0, 40), (0, 200), (0, 200)), (20, 64, 64), (20, 96, 96), (0, 1, 2)),
+]
+
+
+def _coverage(boxes, shape) -> np.ndarray:
+    n = np.zeros(shape, int)
+    for b in boxes:
+        n[g.slices(b)] += 1
+    return n
+
+
+@pytest.mark.parametrize("shape,crop,patch,block,tf", CASES)
+def test_every_tile_once_and_border_sums_complete(shape, crop, patch, block, tf):
+    grid = g.TileGrid(g.to_network(crop, tf), patch, 0.5)
+    layout = g.Layout(grid, shape, block, tf)
+    plans = [layout.plan(i) for i in range(len(layout.boxes))]
+    owned = [t for p in plans for t in p.tiles]
+    assert sorted(owned) == sorted(grid.tiles())  # a partition of nnU-Net's tiles
+    for p in plans:
+        assert list(p.tiles) == [t for t in grid.tiles() if t in set(p.tiles)]  # in nnU-Net's order
+    everyone = _coverage(grid.tiles(), grid.padded_shape)
+    for p in plans:
+        if p.write is None:
+            continue
+        received = np.zeros(grid.padded_shape, int)
+        for q in plans:
+            own = _coverage(q.tiles, grid.padded_shape)
+            for target, box in q.pieces:
+                if target == p.index:
+                    received[g.slices(box)] += own[g.slices(box)]
+        border = _coverage(p.border, grid.padded_shape).astype(bool)
+        assert (received[border] == everyone[border]).all()  # every tile over the border, once
+        assert (received[~border] == 0).all()
+        if p.interior is not None:
+            own = _coverage(p.tiles, grid.padded_shape)
+            assert (own[g.slices(p.interior)] == everyone[g.slices(p.interior)]).all()
+
+
+def test_halo_recomputation_costs_more_than_owned_tiles():
+    shape, patch = (1000, 4096, 4096), (48, 224, 192)
+    grid = g.TileGrid(tuple((0, s) for s in shape), patch, 0.5)
+    block = g.block_shape(shape, patch, g.default_chunks(shape))
+    layout = g.Layout(grid, shape, block, (0, 1, 2))
+    assert sum(len(layout.plan(i).tiles) for i in range(len(layout.boxes))) == len(grid.tiles())
+    assert g.recomputed_overhead(grid, shape, block, (0, 1, 2)) > 1.3
+
+
+def test_box_difference():
+    outer, inner = ((0, 10), (0, 8), (0, 6)), ((2, 7), (0, 8), (1, 5))
+    parts = g.box_difference(outer, inner)
+    cover = _coverage(parts, (10, 8, 6)) + _coverage([inner], (10, 8, 6))
+    assert (cover == 1).all() and len(parts) == 4
