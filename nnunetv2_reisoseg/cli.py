@@ -409,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", default="smoke", choices=tuple(PRESETS),
                    help="training budget and the synthetic dataset it generates: smoke (a pipeline check, ~10 min "
                         "on a 2-core CPU), plateau (stock nnU-Net levels off on a 2-core CPU, ~12 min per stock "
-                        "training), short and full (GPU; full = nnU-Net's 1000 x 250)")
+                        "training), phantom (mitochondria at physical scale, ~10 min per stock training), short "
+                        "and full (GPU; full = nnU-Net's 1000 x 250)")
     s.add_argument("--folds", type=int, nargs="+", default=[0])
     s.add_argument("--seeds", type=int, nargs="+", default=[0])
     s.add_argument("--methods", nargs="+", default=["stock", "reiso"], choices=("stock", "reiso", "paper"),
