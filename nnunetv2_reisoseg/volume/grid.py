@@ -165,6 +165,14 @@ def box_difference(outer: Box, inner: Box) -> list[Box]:
     return out
 
 
+def split_box(box: Box, max_voxels: int) -> list[Box]:
+    """``box`` cut along its first axis into boxes of at most ``max_voxels`` (at least one plane each)."""
+    plane = math.prod(size(box)[1:])
+    step = max(1, max_voxels // max(1, plane))
+    (lo, hi), rest = box[0], tuple(box[1:])
+    return [((z, min(z + step, hi)), *rest) for z in range(lo, hi, step)]
+
+
 @dataclass(frozen=True)
 class Layout:
     """The blocks of a volume over nnU-Net's tile grid: which block owns each tile, and every block's plan."""

@@ -108,24 +108,35 @@ def mark_summed(out: Path, index: int, info: dict) -> None:
     (d / str(index)).write_text(json.dumps(info))
 
 
-def save_piece(out: Path, target: int, source: int, k: int, box: tuple, sums: np.ndarray, weight: np.ndarray) -> None:
-    """Block ``source``'s Gaussian-weighted sums (per fold, float16 as nnU-Net accumulates) and weights over
+def save_piece(out: Path, target: int, source: int, k: int, fold: int, box: tuple, sums: np.ndarray,
+               weight: np.ndarray) -> None:
+    """Block ``source``'s Gaussian-weighted sums of one fold (float16, as nnU-Net accumulates) and weights over
     ``box``, a part of block ``target``'s border. Scratch: removed when the run is complete."""
     d = out / CONTROL / "pieces" / str(target)
     d.mkdir(parents=True, exist_ok=True)
-    tmp = d / f"{source}_{k}.tmp.npz"
-    np.savez(tmp, box=np.asarray(box, np.int64), sums=sums, weight=weight)
-    tmp.replace(d / f"{source}_{k}.npz")
+    name = f"{source}_{k}_{fold}"
+    np.save(d / f"{name}.sums.tmp.npy", sums)
+    np.save(d / f"{name}.weight.tmp.npy", weight)
+    (d / f"{name}.box.tmp").write_text(json.dumps(box))
+    for part in ("sums", "weight"):  # the box file appears last: a piece without it is unfinished
+        (d / f"{name}.{part}.tmp.npy").replace(d / f"{name}.{part}.npy")
+    (d / f"{name}.box.tmp").replace(d / f"{name}.box")
 
 
-def pieces_for(out: Path, target: int):
-    """(box, sums, weights) of every piece handed to block ``target``, in (source block, piece) order, so
-    that every run adds them up alike."""
+def pieces_for(out: Path, target: int, fold: int, region: tuple):
+    """(box, sums, weights) of every piece of ``fold`` handed to block ``target`` that meets ``region``, in
+    (source block, piece) order so that every run adds them up alike; the arrays are memory-mapped."""
     d = out / CONTROL / "pieces" / str(target)
-    files = [f for f in d.glob("*.npz") if not f.name.endswith(".tmp.npz")] if d.is_dir() else []
-    for f in sorted(files, key=lambda f: tuple(int(v) for v in f.stem.split("_"))):
-        with np.load(f) as z:
-            yield tuple(map(tuple, z["box"].tolist())), z["sums"], z["weight"]
+    found = []
+    for f in (d.glob("*.box") if d.is_dir() else []):
+        source, k, f_fold = (int(v) for v in f.stem.split("_"))
+        if f_fold != fold:
+            continue
+        box = tuple(map(tuple, json.loads(f.read_text())))
+        if all(lo < rhi and rlo < hi for (lo, hi), (rlo, rhi) in zip(box, region)):
+            found.append(((source, k), box, f.with_suffix("")))
+    for _, box, stem in sorted(found):
+        yield box, np.load(f"{stem}.sums.npy", mmap_mode="r"), np.load(f"{stem}.weight.npy", mmap_mode="r")
 
 
 def drop_pieces(out: Path) -> None:

@@ -35,6 +35,7 @@ from nnunetv2_reisoseg.volume.intensity import Normalizer, VolumeStats, check_sc
 from nnunetv2_reisoseg.volume.tasks import TaskRunner
 
 SLAB_VOXELS = 2**24  # voxels per slab of the statistics pass (128 MB in float64)
+BORDER_VOXELS = 2**25  # voxels per region of pass 2 (per class and fold: 128 MB of float32 sums)
 
 
 class VolumeError(ValueError):
@@ -145,19 +146,19 @@ class BlockPredictor:
         return data
 
     def sums(self, plan: g.BlockPlan):
-        """The block's own tiles over their union (network axes): nnU-Net's per-fold Gaussian-weighted sums
-        (fp16, in its tile order), and from them (fold-averaged logits on the interior, every fold's sums,
-        weights) as CPU tensors. On the interior the logits are nnU-Net's to the bit."""
+        """The block's own tiles over their union (network axes), fold by fold: nnU-Net's Gaussian-weighted
+        fp16 sums in its tile order. Hands each fold's sums over the border pieces to their blocks as soon
+        as the fold is done (memory: one fold's sums), and returns the fold-averaged logits of the interior,
+        nnU-Net's to the bit."""
         import torch
 
         p = self.predictor
         x = torch.from_numpy(self.input_region(plan.read))
-        read_lo = [lo for lo, _ in plan.read]
+        read_lo = [-v for v, _ in plan.read]
         size = g.size(plan.read)
         heads = p.label_manager.num_segmentation_heads
-        inner = None if plan.interior is None else g.slices(g.shift(plan.interior, [-v for v in read_lo]))
-        total = weight = None
-        folds = []
+        inner = None if plan.interior is None else g.slices(g.shift(plan.interior, read_lo))
+        total = None
         with torch.inference_mode(), self._autocast():
             for f, params in enumerate(p.list_of_parameters):
                 if self._loaded != f:  # as nnU-Net: a compiled network takes the weights through its original module
@@ -166,19 +167,23 @@ class BlockPredictor:
                 acc = torch.zeros((heads, *size), dtype=torch.half, device=self.device)
                 weight = torch.zeros(size, dtype=torch.half, device=self.device)
                 for tile in plan.tiles:
-                    sl = g.slices(g.shift(tile, [-v for v in read_lo]))
+                    sl = g.slices(g.shift(tile, read_lo))
                     work = torch.clone(x[(slice(None), *sl)][None], memory_format=torch.contiguous_format)
                     pred = p._internal_maybe_mirror_and_predict(work.to(self.device))[0].to(self.device)
                     pred *= self.gaussian
                     acc[(slice(None), *sl)] += pred
                     weight[sl] += self.gaussian
-                folds.append(acc.cpu())
+                for k, (j, box) in enumerate(plan.pieces):
+                    sl = g.slices(g.shift(box, read_lo))
+                    store.save_piece(self.out, j, plan.index, k, f, box, acc[(slice(None), *sl)].cpu().numpy(),
+                                     weight[sl].cpu().numpy())
                 if inner is not None:
                     logits = torch.div(acc[(slice(None), *inner)], weight[inner]).to("cpu")
                     total = logits if total is None else total.add_(logits)
-            if total is not None and len(folds) > 1:
-                total /= len(folds)
-        return total, torch.stack(folds), weight.cpu()
+                del acc
+            if total is not None and len(p.list_of_parameters) > 1:
+                total /= len(p.list_of_parameters)
+        return total
 
     def _blank(self, plan: g.BlockPlan) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels and probabilities of a block before any logits: background."""
@@ -212,48 +217,49 @@ class BlockPredictor:
         t0 = time.perf_counter()
         labels, probs = self._blank(plan)
         if plan.read is not None:
-            total, folds, weight = self.sums(plan)
+            total = self.sums(plan)
             if total is not None:
                 self._place(total, plan.interior, plan, labels, probs)
-            read_lo = [-lo for lo, _ in plan.read]
-            for k, (j, box) in enumerate(plan.pieces):
-                sl = g.slices(g.shift(box, read_lo))
-                store.save_piece(self.out, j, plan.index, k, box, folds[(slice(None), slice(None), *sl)].numpy(),
-                                 weight[sl].numpy())
         self._write(plan, labels, probs)
         info = {"seconds": time.perf_counter() - t0, "tiles": len(plan.tiles)}
         store.mark_summed(self.out, plan.index, info)
         return info
 
+    def _border_logits(self, index: int, region: g.Box):
+        """Fold-averaged logits of a border region of block ``index`` from every block's pieces, with nnU-Net's
+        float16 steps from each fold's logits on."""
+        import torch
+
+        heads = self.predictor.label_manager.num_segmentation_heads
+        lo = [-v for v, _ in region]
+        n_folds = len(self.predictor.list_of_parameters)
+        total = None
+        for f in range(n_folds):
+            acc = torch.zeros((heads, *g.size(region)), dtype=torch.float32)
+            weight = torch.zeros(g.size(region), dtype=torch.float32)
+            for box, a, w in store.pieces_for(self.out, index, f, region):
+                inter = g.intersect(box, region)
+                src = g.slices(g.shift(inter, [-v for v, _ in box]))
+                dst = g.slices(g.shift(inter, lo))
+                acc[(slice(None), *dst)] += torch.from_numpy(np.ascontiguousarray(a[(slice(None), *src)])).float()
+                weight[dst] += torch.from_numpy(np.ascontiguousarray(w[src])).float()
+            logits = torch.div(acc.half(), weight.half())
+            total = logits if total is None else total.add_(logits)
+        if n_folds > 1:
+            total /= n_folds
+        return total
+
     def finish(self, plan: g.BlockPlan) -> dict:
         """Pass 2: add up every block's sums over this block's border and write its labels there."""
-        import torch
 
         t0 = time.perf_counter()
         if plan.border:
-            w_lo = [-lo for lo, _ in plan.write]
-            heads = self.predictor.label_manager.num_segmentation_heads
-            n_folds = len(self.predictor.list_of_parameters)
-            acc = torch.zeros((n_folds, heads, *g.size(plan.write)), dtype=torch.float32)
-            weight = torch.zeros(g.size(plan.write), dtype=torch.float32)
-            for box, a, w in store.pieces_for(self.out, plan.index):
-                sl = g.slices(g.shift(box, w_lo))
-                acc[(slice(None), slice(None), *sl)] += torch.from_numpy(a).float()
-                weight[sl] += torch.from_numpy(w).float()
             labels = np.asarray(self.labels[g.slices(plan.box)])
             probs = (np.asarray(self.probabilities[(slice(None), *g.slices(plan.box))])
                      if self.probabilities is not None else None)
-            for region in plan.border:
-                sl = g.slices(g.shift(region, w_lo))
-                # nnU-Net's float16 steps from here on: each fold's logits, their sum, the mean
-                w16 = weight[sl].half()
-                total = None
-                for f in range(n_folds):
-                    logits = torch.div(acc[(f, slice(None), *sl)].half(), w16)
-                    total = logits if total is None else total.add_(logits)
-                if n_folds > 1:
-                    total /= n_folds
-                self._place(total, region, plan, labels, probs)
+            # region by region (bounded in size), fold by fold: memory stays near one fold's sums of one slab
+            for region in (r for b in plan.border for r in g.split_box(b, BORDER_VOXELS)):
+                self._place(self._border_logits(plan.index, region), region, plan, labels, probs)
             self._write(plan, labels, probs)
         info = {"seconds": time.perf_counter() - t0}
         store.mark_done(self.out, plan.index, info)
