@@ -1,5 +1,5 @@
 """The arithmetic of blockwise prediction: nnU-Net's sliding-window tile grid over the whole volume, the
-blocks that partition the output, and which tiles each block needs.
+blocks that partition the output, and which block owns (predicts) each tile.
 
 Spaces (all boxes are per-axis half-open ``(lo, hi)`` pairs):
 
@@ -11,7 +11,7 @@ Spaces (all boxes are per-axis half-open ``(lo, hi)`` pairs):
   tiles live here.
 
 Blocks are boxes of input space aligned with the output chunks, so that each block writes whole chunks of
-its own. A block's voxels get exactly the tiles nnU-Net would give them, in nnU-Net's order.
+its own. Every voxel gets exactly the tiles nnU-Net would give it; each tile is predicted by one block.
 """
 from __future__ import annotations
 

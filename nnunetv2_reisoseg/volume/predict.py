@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -251,7 +250,6 @@ class BlockPredictor:
 
     def finish(self, plan: g.BlockPlan) -> dict:
         """Pass 2: add up every block's sums over this block's border and write its labels there."""
-
         t0 = time.perf_counter()
         if plan.border:
             labels = np.asarray(self.labels[g.slices(plan.box)])
@@ -325,13 +323,6 @@ class Summary:
     @property
     def overlap_overhead(self) -> float:
         return self.tiles_run / max(1, self.tiles_whole_volume)
-
-
-def _progress(total: int, initial: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="block", file=sys.stdout, dynamic_ncols=True,
-                mininterval=1.0)
 
 
 def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.PathLike,
