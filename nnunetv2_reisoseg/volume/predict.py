@@ -240,8 +240,9 @@ class BlockPredictor:
                 inter = g.intersect(box, region)
                 src = g.slices(g.shift(inter, [-v for v, _ in box]))
                 dst = g.slices(g.shift(inter, lo))
-                acc[(slice(None), *dst)] += torch.from_numpy(np.ascontiguousarray(a[(slice(None), *src)])).float()
-                weight[dst] += torch.from_numpy(np.ascontiguousarray(w[src])).float()
+                # np.array copies the memory-mapped piece: torch wants writable memory
+                acc[(slice(None), *dst)] += torch.from_numpy(np.array(a[(slice(None), *src)])).float()
+                weight[dst] += torch.from_numpy(np.array(w[src])).float()
             logits = torch.div(acc.half(), weight.half())
             total = logits if total is None else total.add_(logits)
         if n_folds > 1:
