@@ -219,6 +219,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from nnunetv2_reisoseg.evaluation import EvaluationError, evaluate_files
     from nnunetv2_reisoseg.evaluation import blockwise as bw
 
+    if args.output and Path(args.output).exists() and not args.overwrite:  # before hours of blockwise work
+        raise SystemExit(f"evaluate: {args.output} exists; pass --overwrite to replace it")
+    if args.workers and args.scheduler:
+        raise SystemExit("evaluate: --workers starts a local dask cluster, --scheduler joins one; give one")
     try:
         blockwise = args.blockwise or args.block_size is not None or args.workers or args.scheduler
         if not blockwise and not args.prediction.lower().endswith(bw.ITK_SUFFIXES):
@@ -241,10 +245,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise SystemExit(f"evaluate: {e}") from None
     text = json.dumps(result, indent=1)
     if args.output:
-        out = Path(args.output)
-        if out.exists() and not args.overwrite:
-            raise SystemExit(f"evaluate: {out} exists; pass --overwrite to replace it")
-        out.write_text(text + "\n")
+        Path(args.output).write_text(text + "\n")
     print(text)
     return 0
 
