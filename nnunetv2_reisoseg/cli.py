@@ -157,6 +157,7 @@ def _label_map(items: Sequence[str]) -> dict[int, int]:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from nnunetv2_reisoseg.data.convert import ConvertError, LabelRules, Pair, convert
+    from nnunetv2_reisoseg.data.convert.dataset import SPLITS_FILE
 
     raw = os.environ.get("nnUNet_raw")
     if not raw:
@@ -181,6 +182,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     ds = json.loads((path / "dataset.json").read_text())
     print(f"wrote {path}: {ds['numTraining']} training cases, labels {ds['labels']}")
     print(f"next: nnUNetv2_plan_and_preprocess -d {args.dataset_id} -c 3d_fullres && reisoseg info {args.dataset_id}")
+    if (path / SPLITS_FILE).is_file():
+        print(f"then: cp {path / SPLITS_FILE} $nnUNet_preprocessed/{path.name}/ (one fold per block; "
+              "reisoseg benchmark copies it itself)")
     return 0
 
 
@@ -410,8 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", default="smoke", choices=tuple(PRESETS),
                    help="training budget and the synthetic dataset it generates: smoke (a pipeline check, ~10 min "
                         "on a 2-core CPU), plateau (stock nnU-Net levels off on a 2-core CPU, ~12 min per stock "
-                        "training), phantom (mitochondria at physical scale, ~10 min per stock training), short "
-                        "and full (GPU; full = nnU-Net's 1000 x 250)")
+                        "training), phantom (mitochondria at physical scale, ~10 min per stock training), vnc (the "
+                        "converted ssTEM VNC stack, named as DATASET; generates nothing), short and full "
+                        "(GPU; full = nnU-Net's 1000 x 250)")
     s.add_argument("--folds", type=int, nargs="+", default=[0])
     s.add_argument("--seeds", type=int, nargs="+", default=[0])
     s.add_argument("--methods", nargs="+", default=["stock", "reiso"], choices=("stock", "reiso", "paper"),

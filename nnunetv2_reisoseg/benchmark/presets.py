@@ -21,6 +21,11 @@ class Budget:
     # nnU-Net's plan with its features per stage scaled by this (at least 8): one narrower plan that both
     # methods train, where the default width does not fit a CPU budget
     width: float = 1.0
+    # a smaller patch than nnU-Net planned (Z, Y, X), with the network's topology re-derived for it by
+    # nnU-Net's own rule (get_pool_and_conv_props); None keeps nnU-Net's patch
+    patch: tuple[int, int, int] | None = None
+    # the classes (names in dataset.json) whose primary measures are primary; empty: every foreground class
+    primary_classes: tuple[str, ...] = ()
 
 
 # the synthetic dataset of the short and full presets (the same data for both)
@@ -55,6 +60,12 @@ PRESETS: dict[str, Budget] = {
     "phantom": Budget(15, 24, 8, False, _SYNTH_PHANTOM,
                       "360 iterations of a 20x128x128 patch on a quarter-width plan, sized for 5 training pairs in "
                       "3 hours on a 2-core CPU", width=0.25),
+    # the real-data study (docs/study_vnc) on the ssTEM VNC stack converted at 47.5x9.2x9.2 nm (README): both
+    # methods on a quarter-width plan re-derived for a 20x96x96 patch (the whole stack's depth, 0.9 um
+    # laterally), since nnU-Net's own 20x112x448 patch does not fit a CPU study; mitochondria are primary
+    "vnc": Budget(20, 25, 5, False, {}, "500 iterations of a 20x96x96 patch on a quarter-width plan, sized "
+                  "for 3-4 training pairs in under 2 hours on a 2-core CPU", width=0.25, patch=(20, 96, 96),
+                  primary_classes=("mitochondria",)),
     "short": Budget(100, 50, 10, True, _SYNTH_FULL, "5,000 iterations: an hour or two per training on a GPU"),
     "full": Budget(1000, 250, 50, True, _SYNTH_FULL, "nnU-Net's default budget (1000 epochs x 250 iterations)"),
 }
@@ -70,8 +81,9 @@ PLANS = "nnUNetPlans"
 
 def plans_name(preset: str) -> str:
     """The plans identifier the preset trains: nnU-Net's own, or its narrower copy."""
-    width = PRESETS[preset].width
-    return PLANS if width == 1.0 else f"{PLANS}Width{round(width * 100)}"
+    budget = PRESETS[preset]
+    name = PLANS if budget.width == 1.0 else f"{PLANS}Width{round(budget.width * 100)}"
+    return name if budget.patch is None else f"{name}Patch{'x'.join(map(str, budget.patch))}"
 
 
 def trainer_name(method: str, preset: str) -> str:

@@ -89,7 +89,9 @@ def write_report(results: dict, out: Path) -> Path:
              + ", ".join(f"{METHOD_TITLES[m]}: {n_trainings[m]}" for m in methods) + "); the same plans, folds, "
              "seeds and budget for every method.",
              "- Primary measures, named in the preset before training: "
-             + ", ".join(f"{METRIC_TITLES[m]} on the {split} cases" for split, m in primary) + " (every class).",
+             + ", ".join(f"{METRIC_TITLES[m]} on the {split} cases" for split, m in primary)
+             + (f" ({', '.join(classes[c] for c in results['primary_classes'])} only; every other class is "
+                "secondary)." if results.get("primary_classes") else " (every class)."),
              f"- Statistics: the unit is the training. Methods are paired by (seed, fold); a verdict needs at least "
              f"{MIN_PAIRS} training pairs. Two {int(CONFIDENCE * 100)}% intervals of the mean paired difference: "
              "`t [..]`, the paired t-interval over the training means (scipy.stats.ttest_rel, with d_z and p), which "

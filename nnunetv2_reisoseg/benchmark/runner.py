@@ -78,6 +78,9 @@ def ensure_dataset(dataset: str | None, preset: str) -> tuple[int, str]:
         from nnunetv2_reisoseg.data.synth import generate_dataset
 
         spec = dict(PRESETS[preset].synth)
+        if not spec:
+            raise BenchmarkError(f"the {preset} preset generates no data: name the dataset it was made for "
+                                 "(README, 'The studies'), e.g. reisoseg benchmark Dataset970_VNC --preset vnc")
         expected = (f"reisoseg synth: anisotropy {spec['anisotropy']}, {spec['xy_nm']} nm lateral, objects at "
                     f"physical scale, seed 0; "
                     f"{spec['cases']}+{spec['test_cases']} cases of {'x'.join(map(str, spec['shape']))}")
@@ -134,12 +137,29 @@ def _run_logged(cmd: Sequence[str], env: dict, logfile: Path, tag: str, show: re
         raise BenchmarkError(f"{tag} failed (exit {rc}); full log: {logfile}\n{tail}")
 
 
-def narrower_plans(plans: dict, width: float, name: str) -> dict:
+def narrower_plans(plans: dict, width: float, name: str, patch: Sequence[int] | None = None) -> dict:
     """A copy of nnU-Net's plans whose 3d_fullres network has ``width`` times the features per stage (at least
-    8); everything else, the preprocessed data included, stays nnU-Net's."""
+    8) and, given ``patch``, that patch with the topology nnU-Net's planner derives for it (stages, strides,
+    kernels; features per stage by its rule, then scaled). The preprocessed data stay nnU-Net's."""
     out = json.loads(json.dumps(plans))
     out["plans_name"] = name
-    kwargs = out["configurations"][CONFIGURATION]["architecture"]["arch_kwargs"]
+    cfg = out["configurations"][CONFIGURATION]
+    kwargs = cfg["architecture"]["arch_kwargs"]
+    if patch is not None:
+        from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
+
+        # the arguments nnU-Net's ExperimentPlanner passes: feature maps at least 4 voxels, no pooling cap
+        _, strides, kernels, new_patch, _ = get_pool_and_conv_props(cfg["spacing"], list(patch), 4, 999999)
+        if list(new_patch) != list(patch):
+            raise BenchmarkError(f"patch {list(patch)} is not one nnU-Net's topology accepts for spacing "
+                                 f"{cfg['spacing']}; the nearest is {list(new_patch)}")
+        n = len(strides)
+        cfg["patch_size"] = [int(v) for v in new_patch]  # numpy integers, which JSON cannot write
+        kwargs.update(n_stages=n, strides=[[int(v) for v in s] for s in strides],
+                      kernel_sizes=[[int(v) for v in k] for k in kernels],
+                      features_per_stage=[min(320, 32 * 2 ** i) for i in range(n)],
+                      n_conv_per_stage=[kwargs["n_conv_per_stage"][0]] * n,
+                      n_conv_per_stage_decoder=[kwargs["n_conv_per_stage_decoder"][0]] * (n - 1))
     kwargs["features_per_stage"] = [max(8, round(f * width)) for f in kwargs["features_per_stage"]]
     return out
 
@@ -157,11 +177,15 @@ def ensure_plans(dataset_id: int, dataset_name: str, out: Path, preset: str) -> 
         _run_logged([*nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", CONFIGURATION, "-np",
                      env["nnUNet_def_n_proc"]], env, out / "logs" / "plan_and_preprocess.log", "plan", None)
     plans = json.loads(plans_file.read_text())
+    splits, given = pre / dataset_name / "splits_final.json", _env_paths()[0] / dataset_name / "splits_final.json"
+    if not splits.is_file() and given.is_file():  # reisoseg convert's folds, one per block
+        shutil.copyfile(given, splits)
+        log(f"using the dataset's folds: copied {given} to {splits}")
     if CONFIGURATION not in plans["configurations"]:
         raise BenchmarkError(f"{plans_file} has no {CONFIGURATION} configuration; the benchmark needs a 3D dataset")
     name = plans_name(preset)
     if name != PLANS:
-        plans = narrower_plans(plans, PRESETS[preset].width, name)
+        plans = narrower_plans(plans, PRESETS[preset].width, name, PRESETS[preset].patch)
         (pre / dataset_name / f"{name}.json").write_text(json.dumps(plans, indent=1))
         log(f"{name}: nnU-Net's plan with features per stage "
             f"{plans['configurations'][CONFIGURATION]['architecture']['arch_kwargs']['features_per_stage']}")
@@ -349,12 +373,18 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
     ignore = dataset_json["labels"].get("ignore")
     fg = sorted(int(v) for k, v in dataset_json["labels"].items() if isinstance(v, int) and v > 0 and k != "ignore")
     preset_budget = PRESETS[preset]
+    missing = [n for n in preset_budget.primary_classes if n not in dataset_json["labels"]]
+    if missing:
+        raise BenchmarkError(f"the {preset} preset's primary classes {missing} are not labels of {dataset_name} "
+                             f"({sorted(dataset_json['labels'])}); use a preset made for this dataset")
+    primary_classes = [str(dataset_json["labels"][n]) for n in preset_budget.primary_classes]
     n_total = len(methods) * len(seeds) * len(folds)
     log(f"{dataset_name}: {n_total} trainings ({', '.join(methods)} x seeds {list(seeds)} x folds {list(folds)}), "
         f"preset {preset}: {preset_budget.epochs} epochs x {preset_budget.iterations} iterations on {device}")
 
     log("primary measures, named before training: " + ", ".join(f"{m} on the {split} cases"
-                                                                 for split, m in preset_budget.primary))
+                                                                 for split, m in preset_budget.primary)
+        + (f" of {', '.join(preset_budget.primary_classes)}" if primary_classes else " of every class"))
     trainings = []
     done = 0
     for seed in seeds:
@@ -394,11 +424,13 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
         "features_per_stage": cfg["architecture"]["arch_kwargs"].get("features_per_stage"),
         "nnunet_workers": {k: os.environ.get(k) or worker_env().get(k) for k in ("nnUNet_n_proc_DA",
                                                                                 "nnUNet_def_n_proc")},
-        "primary_measures": [list(p) for p in preset_budget.primary], "reisoseg_info": pi_plan,
+        "primary_measures": [list(p) for p in preset_budget.primary], "primary_classes": primary_classes,
+        "reisoseg_info": pi_plan,
         "trainings": trainings,
     }
     splits = {c["split"] for t in trainings for c in t["cases"]}
-    results["summary"] = summarize(flatten_cases(trainings), methods, primary_measures(preset_budget.primary, splits))
+    results["summary"] = summarize(flatten_cases(trainings), methods, primary_measures(preset_budget.primary, splits),
+                                   primary_classes=primary_classes)
     results["costs"] = costs(trainings, methods)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float))
     write_plots(results, out_dir)

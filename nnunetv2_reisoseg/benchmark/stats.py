@@ -21,7 +21,7 @@ variation between trainings: "cannot tell".
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -148,11 +148,12 @@ def _finite(v: float | None) -> bool:
 
 
 def summarize(rows: list[dict], methods: Sequence[str], primary: Sequence[tuple[str, str]] = (),
-              n_resamples: int = N_RESAMPLES) -> dict:
+              n_resamples: int = N_RESAMPLES, primary_classes: Collection[str] = ()) -> dict:
     """Per split, class and metric: each method's mean over trainings (``trainings``), its spread over
     cases (``cases``, description only) and, under ``paired``, every comparison of ``comparisons`` over the
     trainings both methods share (same seed and fold), with verdicts after Holm. ``primary`` lists the
-    (split, metric) pairs named before training; every class of them is primary."""
+    (split, metric) pairs named before training, primary for the classes in ``primary_classes`` (label
+    values as strings), or for every class when it is empty."""
     values = _case_values(rows)
     summary: dict = {}
     metrics = [m for m in METRIC_TITLES if any(m in r["metrics"] for r in rows)]
@@ -165,7 +166,8 @@ def summarize(rows: list[dict], methods: Sequence[str], primary: Sequence[tuple[
                 means = {meth: {key: describe(list(cases.values()))["mean"] for key, cases in per.items()}
                          for meth, per in per_training.items()}
                 entry: dict = {
-                    "primary": (split, m) in set(map(tuple, primary)),
+                    "primary": (split, m) in set(map(tuple, primary))
+                    and (not primary_classes or c in set(map(str, primary_classes))),
                     "trainings": {meth: describe(list(means[meth].values())) for meth in methods},
                     "cases": {meth: describe([r["metrics"].get(m) for r in sel if r["method"] == meth])
                               for meth in methods},

@@ -2,8 +2,10 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from nnunetv2_reisoseg.benchmark.presets import PLANS, PRESETS, plans_name
-from nnunetv2_reisoseg.benchmark.runner import narrower_plans
+from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, narrower_plans
 
 PLANS_FILE = Path(__file__).parent.parent / "fixtures" / "plans" / "em_40x5x5_patch20x128x128.json"
 
@@ -25,3 +27,27 @@ def test_every_preset_names_its_primary_measures_and_plans():
     for name, budget in PRESETS.items():
         assert budget.primary and all(split in ("test", "validation") for split, _ in budget.primary), name
     assert plans_name("smoke") == PLANS and plans_name("phantom") == "nnUNetPlansWidth25"
+    assert plans_name("vnc") == "nnUNetPlansWidth25Patch20x96x96"
+
+
+def test_a_smaller_patch_gets_the_topology_nnunet_plans_for_it():
+    """The VNC plan: nnU-Net planned 20x112x448 at 47.5x9.2x9.2 nm; the preset's 20x96x96 gets the stages,
+    strides and kernels of nnU-Net's planner for that patch, and features by its rule, then scaled."""
+    from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
+
+    plans = json.loads(PLANS_FILE.read_text())
+    cfg = plans["configurations"]["3d_fullres"]
+    narrow = narrower_plans(plans, 0.25, "p", (20, 96, 96))
+    c_new = narrow["configurations"]["3d_fullres"]
+    kw = c_new["architecture"]["arch_kwargs"]
+    _, strides, kernels, patch, _ = get_pool_and_conv_props(cfg["spacing"], [20, 96, 96], 4, 999999)
+    assert c_new["patch_size"] == [20, 96, 96] == list(patch)
+    assert kw["strides"] == [list(s) for s in strides] and kw["kernel_sizes"] == [list(k) for k in kernels]
+    n = kw["n_stages"]
+    assert n == len(strides) < cfg["architecture"]["arch_kwargs"]["n_stages"]
+    assert kw["features_per_stage"] == [max(8, round(min(320, 32 * 2 ** i) / 4)) for i in range(n)]
+    assert len(kw["n_conv_per_stage"]) == n and len(kw["n_conv_per_stage_decoder"]) == n - 1
+    assert c_new["data_identifier"] == cfg["data_identifier"] and c_new["batch_size"] == cfg["batch_size"]
+    assert json.loads(json.dumps(narrow)) == narrow  # written as the plans file nnU-Net reads
+    with pytest.raises(BenchmarkError, match="nearest is"):
+        narrower_plans(plans, 0.25, "p", (20, 90, 90))  # not divisible by the lateral pooling

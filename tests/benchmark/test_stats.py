@@ -147,3 +147,18 @@ def test_plateau_on_the_smoothed_curve_says_still_rising():
     assert rising["reached"] is False and rising["state"] == "still rising" and rising["last"] > rising["before"]
     assert plateau(list(np.linspace(0.8, 0.1, 20)))["state"] == "falling"
     assert plateau([0.5])["reached"] is None and plateau([0.5])["curve"] == "ema_fg_dice"
+
+
+def test_primary_classes_limit_which_classes_are_primary():
+    rng = np.random.default_rng(2)
+    rows = []
+    for fold in range(3):
+        for meth in ("stock", "reiso"):
+            for c in (1, 2):
+                rows += [dict(r, **{"class": c}) for r in _rows(meth, 0, fold, rng.uniform(0.5, 0.7, 4))]
+    every = summarize(rows, ["stock", "reiso"], [("test", "dice")])["test"]
+    only = summarize(rows, ["stock", "reiso"], [("test", "dice")], primary_classes=["1"])["test"]
+    assert every["1"]["dice"]["primary"] and every["2"]["dice"]["primary"]
+    assert only["1"]["dice"]["primary"] and not only["2"]["dice"]["primary"]
+    # class 2 then joins the secondaries' Holm family, so the primary family holds one test instead of two
+    assert only["1"]["dice"]["paired"]["reiso - stock"]["holm_family"].endswith("(1)")

@@ -244,7 +244,8 @@ def test_test_volume_without_labels_goes_to_imagests_only(raw, tmp_path):
                 tmp_path / "held_out.tif", "--spacing", 40, 4, 4, "--split", 2, "--dataset-id", 11,
                 "--name", "NoTs") == 0
     out = raw / "Dataset011_NoTs"
-    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "imagesTr", "imagesTs", "labelsTr"]
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "imagesTr", "imagesTs", "labelsTr",
+                                                     "splits_final.json"]
     assert [p.name for p in (out / "imagesTs").iterdir()] == ["nots_002_0000.nii.gz"]
     assert json.loads((out / "dataset.json").read_text())["numTraining"] == 2
 
@@ -298,6 +299,9 @@ def test_sstem_vnc_folders_with_threshold_downsampling_and_held_out_region(raw, 
                                       classes[:, 16 * i:16 * (i + 1)])
         assert np.allclose(sp, (47.5, 4.6, 4.6))
     np.testing.assert_array_equal(_read(out / "imagesTs" / "vnc_003_0000.nii.gz")[0], image[:, 48:])
+    # one fold per block: nnU-Net's own 5-fold split would fail on 3 cases
+    assert json.loads((out / "splits_final.json").read_text()) == [
+        {"train": [f"vnc_{j:03d}" for j in range(3) if j != k], "val": [f"vnc_{k:03d}"]} for k in range(3)]
     np.testing.assert_array_equal(_read(out / "labelsTs" / "vnc_003.nii.gz")[0], classes[:, 48:])
 
     # the anti-aliased binary masks, downsampled 2x laterally: images by block mean, labels by majority

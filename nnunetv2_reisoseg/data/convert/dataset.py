@@ -1,12 +1,14 @@
 """``reisoseg convert``: EM volumes into an nnU-Net raw dataset.
 
 EM datasets are often one or two large volumes; ``split`` cuts each into blocks so that nnU-Net's
-5-fold cross-validation has cases. Voxel sizes are written in nm, from the files or from
-``spacing``. Everything is written to a staging folder first, so an error leaves nothing behind.
+cross-validation has cases, and writes a splits file with one fold per block position. Voxel sizes
+are written in nm, from the files or from ``spacing``. Everything is written to a staging folder first,
+so an error leaves nothing behind.
 """
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +61,19 @@ def _hold_out_parts(img: Volume, sp: Sequence[float], split: int, split_axis: st
     if n_test:
         parts += [("test", s) for s in _split_slices(grid, 1, axis, n_train, None, factors)]
     return parts
+
+
+SPLITS_FILE = "splits_final.json"
+
+
+def _write_block_folds(folder: Path, folds: dict[int, list[str]]) -> None:
+    """nnU-Net's splits file with one fold per block position: fold k validates the k-th block of every
+    training volume, so that validation is spatially separate from training. nnU-Net reads it from
+    $nnUNet_preprocessed/<dataset>/ (its own random 5-fold split needs 5 cases and mixes neighbours)."""
+    everything = [c for k in sorted(folds) for c in folds[k]]
+    splits = [{"train": sorted(c for c in everything if c not in folds[k]), "val": sorted(folds[k])}
+              for k in sorted(folds)]
+    (folder / SPLITS_FILE).write_text(json.dumps(splits, indent=1))
 
 
 MIN_BLOCK = 8  # voxels along the split axis: fewer leave nnU-Net nothing to pool
@@ -162,10 +177,15 @@ def convert(
                     (("labelsTs",) if has_test_labels else ()):
                 (tmp / sub).mkdir()
             label_files = []
+            folds: dict[int, list[str]] = {}  # block index within its volume -> the cases of that fold
+            per_volume: dict[int, int] = {}
             for i, (kind, img, lab, sp, sl) in enumerate(blocks):
                 case_id = f"{name.lower()}_{i:03d}"
                 tr = kind == "train"
                 n_train += tr
+                if tr:
+                    k = per_volume[id(img)] = per_volume.get(id(img), -1) + 1
+                    folds.setdefault(k, []).append(case_id)
                 block = np.asarray(img.array[sl])
                 if factors != (1, 1, 1):
                     block = downsample_image(block, factors)
@@ -209,6 +229,8 @@ def convert(
                 + (f"; the last {hold_out:g} of each along the split axis held out as test" if hold_out else "")
             write_dataset_json(tmp, labels, n_train, name, description, blocks[0][3], channel_name,
                                licence="that of the source volumes", converted_by="reisoseg convert")
+            if split > 1:
+                _write_block_folds(tmp, folds)
     finally:
         for v in opened:
             v.close()
