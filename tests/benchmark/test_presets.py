@@ -27,7 +27,7 @@ def test_every_preset_names_its_primary_measures_and_plans():
     for name, budget in PRESETS.items():
         assert budget.primary and all(split in ("test", "validation") for split, _ in budget.primary), name
     assert plans_name("smoke") == PLANS and plans_name("phantom") == "nnUNetPlansWidth25"
-    assert plans_name("vnc") == "nnUNetPlansWidth25Patch20x96x96"
+    assert plans_name("vnc") == "nnUNetPlansWidth25Patch20x64x64"
 
 
 def test_a_smaller_patch_gets_the_topology_nnunet_plans_for_it():
