@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from nnunetv2_reisoseg.data.raw_dataset import raw_dataset_target, staged_folder, write_dataset_json, write_image
+from nnunetv2_reisoseg.data.raw_dataset import raw_dataset_target, write_dataset_json, write_image
+from nnunetv2_reisoseg.io.folders import staged_folder
 
 
 @dataclass

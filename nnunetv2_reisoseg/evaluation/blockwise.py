@@ -30,14 +30,14 @@ SURFACE_FIELDS = ("hd95_nm", "assd_nm")
 
 
 def _open(spec: str):
-    from nnunetv2_reisoseg.data.convert.readers import ConvertError, read_volume
+    from nnunetv2_reisoseg.io.volumes import VolumeReadError, read_volume
 
     if spec.lower().endswith(ITK_SUFFIXES):
         raise EvaluationError(f"{spec}: NIfTI / MHA / NRRD are read whole; for block-by-block evaluation convert "
                               "the volume to zarr or HDF5 first, or evaluate it in memory (without --blockwise)")
     try:
         return read_volume(spec)
-    except ConvertError as e:
+    except VolumeReadError as e:
         raise EvaluationError(str(e).replace("reisoseg convert reads", "reisoseg evaluate reads")) from None
 
 

@@ -98,7 +98,7 @@ class BlockPredictor:
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 
-        from nnunetv2_reisoseg.data.convert.readers import read_volume
+        from nnunetv2_reisoseg.io.volumes import read_volume
 
         _with_our_trainers()
         self.settings = settings
@@ -337,7 +337,7 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
     with ``instances``, also its objects across the whole volume (``write_instances``)."""
     import torch
 
-    from nnunetv2_reisoseg.data.convert.readers import ConvertError, read_volume
+    from nnunetv2_reisoseg.io.volumes import VolumeReadError, read_volume
 
     out, model = Path(output).resolve(), Path(model).resolve()
     folds = [int(f) if str(f).isdigit() else f for f in folds]
@@ -354,7 +354,7 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
     info = check_model(model, folds, checkpoint)
     try:
         vol = read_volume(input_spec)
-    except ConvertError as e:
+    except VolumeReadError as e:
         raise VolumeError(str(e)) from None
     try:
         shape = vol.shape

@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from nnunetv2_reisoseg.data.convert.downsample import downsample_image, downsample_labels
+from nnunetv2_reisoseg.data.convert.errors import ConvertError
 from nnunetv2_reisoseg.data.convert.labels import MAX_CLASSES, LabelRules
-from nnunetv2_reisoseg.data.convert.readers import ConvertError, Volume, read_volume
-from nnunetv2_reisoseg.data.raw_dataset import raw_dataset_target, staged_folder, write_dataset_json, write_image
+from nnunetv2_reisoseg.data.raw_dataset import raw_dataset_target, write_dataset_json, write_image
+from nnunetv2_reisoseg.io.folders import staged_folder
+from nnunetv2_reisoseg.io.volumes import Volume, VolumeReadError, read_volume
 
 
 @dataclass
@@ -64,6 +66,13 @@ def _hold_out_parts(img: Volume, sp: Sequence[float], split: int, split_axis: st
 
 
 SPLITS_FILE = "splits_final.json"
+
+
+def _open(spec: str) -> Volume:
+    try:
+        return read_volume(spec)
+    except VolumeReadError as e:
+        raise ConvertError(str(e)) from None
 
 
 def _write_block_folds(folder: Path, folds: dict[int, list[str]]) -> None:
@@ -136,9 +145,9 @@ def convert(
     try:
         for kind, pairs in (("train", train), ("test", test)):
             for p in pairs:
-                img = read_volume(p.image)
+                img = _open(p.image)
                 opened.append(img)
-                lab = read_volume(p.labels) if p.labels else None
+                lab = _open(p.labels) if p.labels else None
                 if lab is not None:
                     opened.append(lab)
                     if lab.shape != img.shape:
