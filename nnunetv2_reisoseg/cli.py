@@ -90,14 +90,13 @@ def cmd_import_stock(args: argparse.Namespace) -> int:
 
     trainer_class = None
     if args.trainer != "nnUNetTrainerReIso":
-        from nnunetv2_reisoseg import trainer_dir
-
-        old = os.environ.get("nnUNet_extTrainer")
-        os.environ["nnUNet_extTrainer"] = os.pathsep.join([p for p in (old, str(trainer_dir())) if p])
         from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
+        from nnunetv2_reisoseg import our_trainers
+
         try:
-            trainer_class = recursive_find_trainer_class_by_name(args.trainer)
+            with our_trainers():
+                trainer_class = recursive_find_trainer_class_by_name(args.trainer)
         except RuntimeError as e:
             raise SystemExit(f"import-stock: {e}") from None
     plans = json.loads(Path(args.plans).read_text()) if args.plans else None

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from nnunetv2_reisoseg import EXT_TRAINER, our_trainers, trainer_path
 from nnunetv2_reisoseg.benchmark.budget import EPOCHS_ENV, SEED_ENV, TIMING_FILE
 from nnunetv2_reisoseg.benchmark.metrics import evaluate_case
 from nnunetv2_reisoseg.benchmark.presets import CONFIGURATION, METHODS, PLANS, PRESETS, plans_name, trainer_name
@@ -38,8 +39,7 @@ TRAINER_DIR = Path(__file__).resolve().parent / "trainers"
 
 def ext_trainer_path(existing: str | None) -> str:
     """``nnUNet_extTrainer`` for the benchmark's trainings: its trainer folder first, then the user's."""
-    paths = [str(TRAINER_DIR)] + [p for p in (existing or "").split(os.pathsep) if p]
-    return os.pathsep.join(dict.fromkeys(paths))
+    return trainer_path((TRAINER_DIR,), existing)
 
 
 def nnunet_command(name: str) -> list[str]:
@@ -219,7 +219,7 @@ def train(run: Run, dataset_id: int, preset: str, device: str, out: Path, extra_
         return
     env = {**os.environ, **worker_env()}
     env.update({"nnUNet_results": str(out / "results" / f"seed{run.seed}"), SEED_ENV: str(run.seed),
-                "nnUNet_extTrainer": ext_trainer_path(env.get("nnUNet_extTrainer")), **(extra_env or {})})
+                EXT_TRAINER: ext_trainer_path(env.get(EXT_TRAINER)), **(extra_env or {})})
     cmd = [*nnunet_command("nnUNetv2_train"), str(dataset_id), CONFIGURATION, str(run.fold), "-tr",
            trainer_name(run.method, preset), "-p", plans_name(preset), "-device", device]
     if (run.folder / "checkpoint_latest.pth").is_file() or (run.folder / "checkpoint_final.pth").is_file():
@@ -247,18 +247,11 @@ def predict_test(run: Run, dataset_dir: Path, device: str, out: Path) -> dict | 
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    old = os.environ.get("nnUNet_extTrainer")
-    os.environ["nnUNet_extTrainer"] = ext_trainer_path(old)
-    try:
-        dev = torch.device(device)
-        predictor = nnUNetPredictor(device=dev, verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    dev = torch.device(device)
+    predictor = nnUNetPredictor(device=dev, verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    with our_trainers(TRAINER_DIR):
         predictor.initialize_from_trained_model_folder(str(run.folder.parent), use_folds=(run.fold,),
                                                        checkpoint_name="checkpoint_final.pth")
-    finally:
-        if old is None:
-            os.environ.pop("nnUNet_extTrainer", None)
-        else:
-            os.environ["nnUNet_extTrainer"] = old
     dest.mkdir(parents=True, exist_ok=True)
     io = SimpleITKIO()
     seconds = {}

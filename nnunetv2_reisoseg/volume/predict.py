@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_reisoseg import our_trainers
 from nnunetv2_reisoseg.volume import grid as g
 from nnunetv2_reisoseg.volume import instances as inst
 from nnunetv2_reisoseg.volume import output as store
@@ -42,15 +43,6 @@ class VolumeError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------ model
-def _with_our_trainers() -> None:
-    """nnU-Net finds the plugin's trainers (nnUNetTrainerReIso, the paper network) through nnUNet_extTrainer."""
-    from nnunetv2_reisoseg import trainer_dir
-
-    paths = [p for p in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
-    if str(trainer_dir()) not in paths:
-        os.environ["nnUNet_extTrainer"] = os.pathsep.join([*paths, str(trainer_dir())])
-
-
 def check_model(model: Path, folds: Sequence[int | str], checkpoint: str) -> dict:
     """The model folder's plans, dataset.json and configuration; clear errors for what is missing."""
     import json
@@ -100,14 +92,14 @@ class BlockPredictor:
 
         from nnunetv2_reisoseg.io.volumes import read_volume
 
-        _with_our_trainers()
         self.settings = settings
         self.device = torch.device(settings["device"])
         p = nnUNetPredictor(tile_step_size=settings["step_size"], use_gaussian=True, use_mirroring=settings["tta"],
                             perform_everything_on_device=self.device.type == "cuda", device=self.device, verbose=False,
                             verbose_preprocessing=False, allow_tqdm=False)
-        p.initialize_from_trained_model_folder(settings["model"], use_folds=tuple(settings["folds"]),
-                                               checkpoint_name=settings["checkpoint"])
+        with our_trainers():  # nnU-Net finds nnUNetTrainerReIso and the paper network through nnUNet_extTrainer
+            p.initialize_from_trained_model_folder(settings["model"], use_folds=tuple(settings["folds"]),
+                                                   checkpoint_name=settings["checkpoint"])
         self.predictor = p
         self.network = p.network.to(self.device).eval()
         self._loaded = 0  # the fold whose weights the network holds (nnU-Net loads the first)
