@@ -21,8 +21,7 @@ def test_our_trainers_restores_the_users_value_even_after_an_error(monkeypatch):
         assert os.environ[EXT_TRAINER].split(os.pathsep) == [str(trainer_dir()), "/a"]
     assert os.environ[EXT_TRAINER] == users
     monkeypatch.delenv(EXT_TRAINER)
-    with pytest.raises(RuntimeError, match="inside"):
-        with our_trainers(Path("/b")):
-            assert os.environ[EXT_TRAINER] == "/b"
-            raise RuntimeError("inside")
+    with pytest.raises(RuntimeError, match="inside"), our_trainers(Path("/b")):
+        assert os.environ[EXT_TRAINER] == "/b"
+        raise RuntimeError("inside")
     assert EXT_TRAINER not in os.environ
