@@ -202,6 +202,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def cmd_predict_volume(args: argparse.Namespace) -> int:
     from nnunetv2_reisoseg.volume.predict import InstanceOptions, VolumeError, predict_volume
+    from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions
 
     if args.workers and args.scheduler:
         raise SystemExit("predict-volume: --workers starts a local dask cluster, --scheduler joins one; give one")
@@ -210,9 +211,11 @@ def cmd_predict_volume(args: argparse.Namespace) -> int:
                          "--instances")
     instances = InstanceOptions(args.connectivity or 26, args.min_size or 0.0) if args.instances else None
     try:
-        predict_volume(args.input, args.output, args.model, args.folds, args.block_size, args.step_size,
-                       not args.disable_tta, args.device, args.workers, args.scheduler, args.c, args.overwrite,
-                       args.spacing, args.save_probabilities, args.checkpoint, instances=instances)
+        options = PredictOptions(tuple(args.folds), args.checkpoint, args.step_size, not args.disable_tta, args.device,
+                                 args.block_size and tuple(args.block_size), args.spacing and tuple(args.spacing),
+                                 args.save_probabilities)
+        predict_volume(args.input, args.output, args.model, options,
+                       RunOptions(args.workers, args.scheduler, args.c, args.overwrite), instances)
     except VolumeError as e:
         raise SystemExit(f"predict-volume: {e}") from None
     return 0
