@@ -41,7 +41,7 @@ def test_output_owns_the_rules_for_an_existing_folder(tmp_path):
     out = tmp_path / "seg.zarr"
     assert store.previous_run(out, cont=True, overwrite=False) is None  # nothing to continue: start
     out.mkdir()
-    with pytest.raises(store.OutputError, match="pass --c to continue .* or --overwrite"):
+    with pytest.raises(store.OutputError, match=r"pass --c to continue .* or --overwrite"):
         store.previous_run(out, cont=False, overwrite=False)
     with pytest.raises(store.OutputError, match="not a reisoseg predict-volume output"):
         store.previous_run(out, cont=True, overwrite=False)
