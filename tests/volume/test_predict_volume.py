@@ -25,7 +25,7 @@ from nnunetv2_reisoseg.volume import grid as g
 from nnunetv2_reisoseg.volume.intensity import nnunet_stats, stream_stats
 from nnunetv2_reisoseg.volume.predict import predict_volume
 from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions
-from tests.conftest import load_plans
+from tests.fixtures import load_plans
 
 DATASET_JSON = {"channel_names": {"0": "EM"}, "labels": {"background": 0, "mitochondria": 1}, "numTraining": 5,
                 "file_ending": ".nii.gz"}
