@@ -22,7 +22,7 @@ from nnunetv2_reisoseg.cli import main
 from nnunetv2_reisoseg.data.synth import generate_case
 from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
 from nnunetv2_reisoseg.volume import grid as g
-from nnunetv2_reisoseg.volume.intensity import nnunet_stats, stream_stats
+from nnunetv2_reisoseg.volume.intensity import nnunet_stats
 from nnunetv2_reisoseg.volume.predict import predict_volume
 from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions
 from tests.fixtures import load_plans
@@ -105,16 +105,6 @@ def _away_from_borders(out):
 
 def _instances(out):
     return zarr.open_array(str(out / "labels" / "instances" / "0"), mode="r")[:]
-
-
-def test_streaming_statistics_match_numpy(ws):
-    _, vol, _ = ws
-    ours = stream_stats(vol, 3)
-    ref = nnunet_stats(vol)
-    assert ours.bbox == ref.bbox and ours.count == ref.count
-    assert ours.mean == pytest.approx(ref.mean, rel=1e-6) and ours.std == pytest.approx(ref.std, rel=1e-5)
-    crop = vol[g.slices(ours.bbox)].astype(np.float64)
-    assert ours.mean == pytest.approx(crop.mean(), rel=1e-12) and ours.std == pytest.approx(crop.std(), rel=1e-10)
 
 
 @pytest.mark.parametrize("block", [(8, 32, 32), (32, 128, 128)])  # smaller than the patch; the whole volume
