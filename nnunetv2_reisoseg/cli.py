@@ -156,7 +156,7 @@ def _label_map(items: Sequence[str]) -> dict[int, int]:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from nnunetv2_reisoseg.data.convert import ConvertError, LabelRules, Pair, convert
-    from nnunetv2_reisoseg.data.convert.dataset import SPLITS_FILE
+    from nnunetv2_reisoseg.data.convert.dataset import SPLITS_FILE, ConvertOptions
 
     raw = os.environ.get("nnUNet_raw")
     if not raw:
@@ -173,9 +173,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
         rules.background = tuple(args.background)
     test = [Pair(i, args.test_labels[k] if args.test_labels else None) for k, i in enumerate(args.test_image)]
     try:
+        options = ConvertOptions(args.spacing and tuple(args.spacing), args.split, args.split_axis, rules,
+                                 args.channel_name, args.class_names and tuple(args.class_names),
+                                 tuple(args.downsample) if args.downsample else (1, 1, 1), args.hold_out)
         path = convert(raw, args.dataset_id, args.name, [Pair(i, lab) for i, lab in zip(args.image, args.labels)],
-                       test, args.spacing, args.split, args.split_axis, rules, args.channel_name, args.class_names,
-                       args.overwrite, downsample=args.downsample, hold_out=args.hold_out)
+                       test, options, args.overwrite)
     except (ConvertError, FileExistsError) as e:
         raise SystemExit(f"convert: {e}") from None
     ds = json.loads((path / "dataset.json").read_text())
