@@ -113,7 +113,7 @@ def cmd_import_stock(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.data.synth import generate_dataset
+    from nnunetv2_reisoseg.data.synth import SynthSpec, generate_dataset
 
     raw = os.environ.get("nnUNet_raw")
     if not raw:
@@ -127,9 +127,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
                              "section thickness a whole number of lateral pixels (e.g. 40 10 10 or 45 5 5)")
         anisotropy, xy_nm = round(vz / vy), vy
     try:
-        path = generate_dataset(raw, args.dataset_id, args.name, args.cases, args.shape, anisotropy,
-                                xy_nm, args.seed, args.test_cases, args.overwrite,
-                                membranes_class=args.membranes, missing_sections=args.missing_sections)
+        spec = SynthSpec(args.cases, tuple(args.shape), anisotropy, xy_nm, args.seed, args.test_cases, args.membranes,
+                         args.missing_sections)
+        path = generate_dataset(raw, args.dataset_id, args.name, spec, args.overwrite)
     except (FileExistsError, ValueError) as e:
         raise SystemExit(f"synth: {e}") from None
     print(f"wrote {path}")

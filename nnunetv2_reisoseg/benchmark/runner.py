@@ -75,7 +75,7 @@ def ensure_dataset(dataset: str | None, preset: str) -> tuple[int, str]:
     """The dataset's id and folder name; generates the preset's synthetic dataset when none is named."""
     raw, _ = _env_paths()
     if dataset is None:
-        from nnunetv2_reisoseg.data.synth import generate_dataset
+        from nnunetv2_reisoseg.data.synth import SynthSpec, generate_dataset
 
         spec = dict(PRESETS[preset].synth)
         if not spec:
@@ -95,7 +95,8 @@ def ensure_dataset(dataset: str | None, preset: str) -> tuple[int, str]:
             log(f"reusing {existing[0]}")
         else:
             log(f"generating the embedded synthetic EM dataset ({expected})")
-            path = generate_dataset(raw, seed=0, **spec)
+            path = generate_dataset(raw, spec["dataset_id"], spec["name"], SynthSpec(
+                spec["cases"], tuple(spec["shape"]), spec["anisotropy"], spec["xy_nm"], 0, spec["test_cases"]))
             ds = json.loads((path / "dataset.json").read_text())
             ds["description"] = expected
             (path / "dataset.json").write_text(json.dumps(ds, indent=2))

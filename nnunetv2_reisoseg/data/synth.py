@@ -251,25 +251,28 @@ def save_preview(image: np.ndarray, labels: np.ndarray, anisotropy: float, path:
         plt.close(fig)
 
 
-def generate_dataset(
-    raw_root: str | os.PathLike,
-    dataset_id: int,
-    name: str,
-    cases: int = 20,
-    shape: Sequence[int] = (32, 256, 256),
-    anisotropy: int = 8,
-    xy_nm: float = 5.0,
-    seed: int = 0,
-    test_cases: int = 0,
-    overwrite: bool = False,
-    progress: bool = True,
-    membranes_class: bool = False,
-    missing_sections: float = 0.0,
-) -> Path:
+@dataclass(frozen=True)
+class SynthSpec:
+    """What ``generate_dataset`` generates: how many cases of which grid, and the options of the data."""
+
+    cases: int = 20
+    shape: tuple[int, int, int] = (32, 256, 256)
+    anisotropy: int = 8  # section thickness in lateral pixels
+    xy_nm: float = 5.0
+    seed: int = 0
+    test_cases: int = 0
+    membranes_class: bool = False
+    missing_sections: float = 0.0  # probability that a case has one section lost to noise (damaged sections)
+
+
+def generate_dataset(raw_root: str | os.PathLike, dataset_id: int, name: str, spec: SynthSpec | None = None,
+                     overwrite: bool = False, progress: bool = True) -> Path:
     """Write ``DatasetXXX_NAME`` under ``raw_root`` (imagesTr, labelsTr, dataset.json, isotropic_truth/,
-    preview.png of the first case, and imagesTs/labelsTs when ``test_cases``). ``missing_sections``
-    is the probability that a case has one section lost to noise, as in damaged serial sections. Written to a temporary
+    preview.png of the first case, and imagesTs/labelsTs when ``spec.test_cases``). Written to a temporary
     folder first and moved into place at the end, so a failure leaves nothing behind."""
+    spec = spec or SynthSpec()
+    cases, shape, anisotropy, xy_nm, seed = spec.cases, spec.shape, spec.anisotropy, spec.xy_nm, spec.seed
+    test_cases, membranes_class, missing_sections = spec.test_cases, spec.membranes_class, spec.missing_sections
     if cases < 1:
         raise ValueError(f"cases must be >= 1, got {cases}")
     if not 0.0 <= missing_sections <= 1.0:
