@@ -243,9 +243,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             if args.probabilities:
                 raise EvaluationError("--probabilities ranks objects in memory only; drop it (AP then ranks by size) "
                                       "or evaluate without --blockwise")
+            run = bw.BlockwiseRun(args.block_size and tuple(args.block_size), args.workers, args.scheduler,
+                                  args.work_dir)
             result = bw.evaluate_blockwise(args.prediction, args.reference, args.spacing, args.classes,
-                                           args.connectivity, args.ignore_label, args.block_size, args.workers,
-                                           args.scheduler, args.work_dir)
+                                           args.connectivity, args.ignore_label, run)
         else:
             result = evaluate_files(args.prediction, args.reference, args.spacing, args.classes, args.probabilities,
                                     args.connectivity, args.ignore_label)
