@@ -24,8 +24,8 @@ from nnunetv2_reisoseg import EXT_TRAINER, our_trainers, trainer_path
 from nnunetv2_reisoseg.benchmark.budget import EPOCHS_ENV, SEED_ENV, TIMING_FILE
 from nnunetv2_reisoseg.benchmark.metrics import evaluate_case
 from nnunetv2_reisoseg.benchmark.presets import CONFIGURATION, METHODS, PLANS, PRESETS, plans_name, trainer_name
-from nnunetv2_reisoseg.benchmark.report import costs, machine, primary_measures, write_plots, write_report
-from nnunetv2_reisoseg.benchmark.stats import plateau, summarize
+from nnunetv2_reisoseg.benchmark.report import machine, primary_measures, write_plots, write_report
+from nnunetv2_reisoseg.benchmark.stats import costs, flatten_cases, plateau, summarize
 
 
 class BenchmarkError(RuntimeError):
@@ -324,11 +324,6 @@ def _record(run: Run, preset: str, dataset_dir: Path, device: str, out: Path, fg
 def _predictions(out: Path, run: Run) -> Path:
     """Where the test predictions of a training go."""
     return out / "predictions" / f"seed{run.seed}" / run.method / f"fold_{run.fold}"
-
-
-def flatten_cases(trainings: Sequence[dict]) -> list[dict]:
-    """One row per (training, case, class) with the training's method, seed and fold."""
-    return [{**c, "method": t["method"], "seed": t["seed"], "fold": t["fold"]} for t in trainings for c in t["cases"]]
 
 
 def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequence[int] = (0,),

@@ -9,8 +9,8 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from nnunetv2_reisoseg.benchmark.report import primary_measures
-from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, flatten_cases, run_benchmark
-from nnunetv2_reisoseg.benchmark.stats import summarize
+from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, run_benchmark
+from nnunetv2_reisoseg.benchmark.stats import flatten_cases, summarize
 from nnunetv2_reisoseg.cli import main
 from nnunetv2_reisoseg.evaluation import FIELDS, evaluate_labels
 
