@@ -193,9 +193,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, run_benchmark
 
     try:
-        report = run_benchmark(args.dataset, args.preset, args.folds, args.seeds, args.output, args.methods,
-                               args.device, command="reisoseg " + " ".join(sys.argv[1:]),
-                               equal_time=args.equal_time)
+        methods = [*args.methods, *(["stock_time"] if args.equal_time else [])]
+        report = run_benchmark(args.dataset, args.preset, args.folds, args.seeds, args.output, methods,
+                               args.device, command="reisoseg " + " ".join(sys.argv[1:]))
     except BenchmarkError as e:
         raise SystemExit(f"benchmark: {e}") from None
     print(report.read_text())
