@@ -260,28 +260,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nnunetv2_reisoseg.benchmark.presets import PRESETS
-
     p = argparse.ArgumentParser(prog="reisoseg", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_info, _add_trainer_path, _add_export_stock, _add_import_stock, _add_synth, _add_convert,
+                _add_predict_volume, _add_evaluate, _add_benchmark):
+        add(sub)
+    return p
+
+
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    from nnunetv2_reisoseg.method.knobs import PI_REDUCTION
 
     s = sub.add_parser("info", help="what the PI module will do on a dataset's plans")
     s.add_argument("dataset", help="dataset id or name (or a plans .json file)")
     s.add_argument("-c", "--configuration", default="3d_fullres")
     s.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier")
     s.add_argument("--pi-levels", type=int, nargs="+", default=None, help="override the automatic PI levels")
-    s.add_argument("--reduction", type=int, default=4, help="PI module channel reduction")
+    s.add_argument("--reduction", type=int, default=PI_REDUCTION, help="PI module channel reduction")
     s.set_defaults(func=cmd_info)
 
+
+def _add_trainer_path(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("trainer-path", help="print the folder to put in nnUNet_extTrainer")
     s.set_defaults(func=cmd_trainer_path)
 
+
+def _add_export_stock(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("export-stock", help="write a stock nnUNetTrainer model folder (PI weights dropped)")
     s.add_argument("model_folder", help="trained model folder, e.g. .../nnUNetTrainerReIso__nnUNetPlans__3d_fullres")
     s.add_argument("-o", "--output", required=True, help="output model folder")
     s.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     s.set_defaults(func=cmd_export_stock)
 
+
+def _add_import_stock(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("import-stock", help="a stock nnU-Net checkpoint plus a fresh isotropic branch, for "
                                             "nnUNetv2_train -tr nnUNetTrainerReIso -pretrained_weights")
     s.add_argument("checkpoint", help="stock checkpoint, e.g. .../nnUNetTrainer__nnUNetPlans__3d_fullres/fold_0/"
@@ -295,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     s.set_defaults(func=cmd_import_stock)
 
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("synth", help="generate a synthetic anisotropic EM dataset in $nnUNet_raw")
     s.add_argument("--dataset-id", type=int, default=901)
     s.add_argument("--name", default="SynthEM")
@@ -314,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     s.set_defaults(func=cmd_synth)
 
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("convert", help="turn EM volumes (HDF5, TIFF, slice folders, zarr, MRC) into an nnU-Net "
                                        "raw dataset in $nnUNet_raw")
     s.add_argument("--image", action="append", required=True, metavar="PATH[:KEY]",
@@ -350,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     s.set_defaults(func=cmd_convert)
 
+
+def _add_predict_volume(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("predict-volume", help="segment a whole volume (HDF5, zarr / OME-Zarr, MRC, TIFF) block by "
                                               "block with any nnU-Net 3D model, into an OME-Zarr")
     s.add_argument("-i", "--input", required=True, metavar="VOLUME",
@@ -361,8 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-f", "--folds", nargs="+", default=["0"], help="folds to ensemble (default 0)")
     s.add_argument("-chk", "--checkpoint", default="checkpoint_final.pth")
     s.add_argument("--block-size", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
-                   help="voxels per block (input axes; rounded up to whole output chunks). Memory grows with it, the "
-                        "recomputed tiles at block borders shrink with it. Default: 6 patches per axis")
+                   help="voxels per block (input axes; rounded up to whole output chunks). Memory grows with it; "
+                        "every tile is predicted once whatever the blocks. Default: 6 patches per axis")
     s.add_argument("-step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
     s.add_argument("--disable_tta", action="store_true", help="no test-time mirroring")
     s.add_argument("-device", default="cuda", choices=("cuda", "cpu"))
@@ -384,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --instances: voxel neighbourhood of an object (default 26)")
     s.set_defaults(func=cmd_predict_volume)
 
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("evaluate", help="voxel, surface and object (EM) measures of a segmentation against a "
                                         "reference, as JSON per class")
     s.add_argument("-p", "--prediction", required=True, metavar="PATH[:KEY]",
@@ -413,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where --blockwise keeps its scratch (object ids, compressed; removed at the end)")
     s.set_defaults(func=cmd_evaluate)
 
+
+def _add_benchmark(sub: argparse._SubParsersAction) -> None:
+    from nnunetv2_reisoseg.benchmark.presets import PRESETS
+
     s = sub.add_parser("benchmark", help="train and evaluate stock nnU-Net and ReIsoSeg side by side")
     s.add_argument("dataset", nargs="?", default=None,
                    help="dataset id or name in $nnUNet_raw (default: generate the preset's synthetic EM dataset)")
@@ -433,7 +457,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default reisoseg_benchmark/<dataset>_<preset>); re-running reuses "
                         "the trainings it holds")
     s.set_defaults(func=cmd_benchmark)
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
