@@ -34,12 +34,14 @@ def write_image(array: np.ndarray, spacing_zyx: Sequence[float], path: Path) -> 
 
 
 def write_dataset_json(folder: Path, labels: dict[str, int], num_training: int, name: str, description: str,
-                       spacing_nm: Sequence[float], channel_name: str = "EM", licence: str = "",
-                       converted_by: str = "") -> None:
+                       spacing_nm: Sequence[float], channel_name: str = "EM",
+                       provenance: tuple[str, str] = ("", "")) -> None:
     """``dataset.json`` through nnU-Net's own ``generate_dataset_json``, with the voxel size in nm kept beside it
-    (``spacing_nm_zyx``: nnU-Net plans from the images' headers, this is for people reading the file)."""
+    (``spacing_nm_zyx``: nnU-Net plans from the images' headers, this is for people reading the file).
+    ``provenance`` is (licence, converted by)."""
     from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
+    licence, converted_by = provenance
     generate_dataset_json(str(folder), {0: channel_name}, dict(labels), num_training, ".nii.gz", dataset_name=name,
                           description=description, license=licence, converted_by=converted_by,
                           spacing_nm_zyx=[float(v) for v in spacing_nm])

@@ -166,8 +166,7 @@ def convert(raw_root: str | os.PathLike, dataset_id: int, name: str, train: Sequ
         with staged_folder(target, replaces=clashes) as tmp:
             labels, n_train, folds = _write_cases(tmp, name.lower(), blocks, options, progress)
             write_dataset_json(tmp, labels, n_train, name, _description(sources, options), blocks[0].spacing,
-                               options.channel_name, licence="that of the source volumes",
-                               converted_by="reisoseg convert")
+                               options.channel_name, ("that of the source volumes", "reisoseg convert"))
             if options.split > 1:
                 _write_block_folds(tmp, folds)
     finally:
