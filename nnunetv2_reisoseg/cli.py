@@ -90,14 +90,13 @@ def cmd_import_stock(args: argparse.Namespace) -> int:
 
     trainer_class = None
     if args.trainer != "nnUNetTrainerReIso":
-        from nnunetv2_reisoseg import trainer_dir
-
-        old = os.environ.get("nnUNet_extTrainer")
-        os.environ["nnUNet_extTrainer"] = os.pathsep.join([p for p in (old, str(trainer_dir())) if p])
         from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
+        from nnunetv2_reisoseg import our_trainers
+
         try:
-            trainer_class = recursive_find_trainer_class_by_name(args.trainer)
+            with our_trainers():
+                trainer_class = recursive_find_trainer_class_by_name(args.trainer)
         except RuntimeError as e:
             raise SystemExit(f"import-stock: {e}") from None
     plans = json.loads(Path(args.plans).read_text()) if args.plans else None
@@ -114,7 +113,7 @@ def cmd_import_stock(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.data.synth import generate_dataset
+    from nnunetv2_reisoseg.data.synth import SynthSpec, generate_dataset
 
     raw = os.environ.get("nnUNet_raw")
     if not raw:
@@ -128,9 +127,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
                              "section thickness a whole number of lateral pixels (e.g. 40 10 10 or 45 5 5)")
         anisotropy, xy_nm = round(vz / vy), vy
     try:
-        path = generate_dataset(raw, args.dataset_id, args.name, args.cases, args.shape, anisotropy,
-                                xy_nm, args.seed, args.test_cases, args.overwrite,
-                                membranes_class=args.membranes, missing_sections=args.missing_sections)
+        spec = SynthSpec(args.cases, tuple(args.shape), anisotropy, xy_nm, args.seed, args.test_cases, args.membranes,
+                         args.missing_sections)
+        path = generate_dataset(raw, args.dataset_id, args.name, spec, args.overwrite)
     except (FileExistsError, ValueError) as e:
         raise SystemExit(f"synth: {e}") from None
     print(f"wrote {path}")
@@ -157,7 +156,7 @@ def _label_map(items: Sequence[str]) -> dict[int, int]:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from nnunetv2_reisoseg.data.convert import ConvertError, LabelRules, Pair, convert
-    from nnunetv2_reisoseg.data.convert.dataset import SPLITS_FILE
+    from nnunetv2_reisoseg.data.convert.dataset import SPLITS_FILE, ConvertOptions
 
     raw = os.environ.get("nnUNet_raw")
     if not raw:
@@ -174,9 +173,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
         rules.background = tuple(args.background)
     test = [Pair(i, args.test_labels[k] if args.test_labels else None) for k, i in enumerate(args.test_image)]
     try:
+        options = ConvertOptions(args.spacing and tuple(args.spacing), args.split, args.split_axis, rules,
+                                 args.channel_name, args.class_names and tuple(args.class_names),
+                                 tuple(args.downsample) if args.downsample else (1, 1, 1), args.hold_out)
         path = convert(raw, args.dataset_id, args.name, [Pair(i, lab) for i, lab in zip(args.image, args.labels)],
-                       test, args.spacing, args.split, args.split_axis, rules, args.channel_name, args.class_names,
-                       args.overwrite, downsample=args.downsample, hold_out=args.hold_out)
+                       test, options, args.overwrite)
     except (ConvertError, FileExistsError) as e:
         raise SystemExit(f"convert: {e}") from None
     ds = json.loads((path / "dataset.json").read_text())
@@ -192,9 +193,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, run_benchmark
 
     try:
-        report = run_benchmark(args.dataset, args.preset, args.folds, args.seeds, args.output, args.methods,
-                               args.device, command="reisoseg " + " ".join(sys.argv[1:]),
-                               equal_time=args.equal_time)
+        methods = [*args.methods, *(["stock_time"] if args.equal_time else [])]
+        report = run_benchmark(args.dataset, args.preset, args.folds, args.seeds, args.output, methods,
+                               args.device, command="reisoseg " + " ".join(sys.argv[1:]))
     except BenchmarkError as e:
         raise SystemExit(f"benchmark: {e}") from None
     print(report.read_text())
@@ -203,6 +204,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def cmd_predict_volume(args: argparse.Namespace) -> int:
     from nnunetv2_reisoseg.volume.predict import InstanceOptions, VolumeError, predict_volume
+    from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions
 
     if args.workers and args.scheduler:
         raise SystemExit("predict-volume: --workers starts a local dask cluster, --scheduler joins one; give one")
@@ -211,9 +213,11 @@ def cmd_predict_volume(args: argparse.Namespace) -> int:
                          "--instances")
     instances = InstanceOptions(args.connectivity or 26, args.min_size or 0.0) if args.instances else None
     try:
-        predict_volume(args.input, args.output, args.model, args.folds, args.block_size, args.step_size,
-                       not args.disable_tta, args.device, args.workers, args.scheduler, args.c, args.overwrite,
-                       args.spacing, args.save_probabilities, args.checkpoint, instances=instances)
+        options = PredictOptions(tuple(args.folds), args.checkpoint, args.step_size, not args.disable_tta, args.device,
+                                 args.block_size and tuple(args.block_size), args.spacing and tuple(args.spacing),
+                                 args.save_probabilities)
+        predict_volume(args.input, args.output, args.model, options,
+                       RunOptions(args.workers, args.scheduler, args.c, args.overwrite), instances)
     except VolumeError as e:
         raise SystemExit(f"predict-volume: {e}") from None
     return 0
@@ -239,9 +243,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             if args.probabilities:
                 raise EvaluationError("--probabilities ranks objects in memory only; drop it (AP then ranks by size) "
                                       "or evaluate without --blockwise")
+            run = bw.BlockwiseRun(args.block_size and tuple(args.block_size), args.workers, args.scheduler,
+                                  args.work_dir)
             result = bw.evaluate_blockwise(args.prediction, args.reference, args.spacing, args.classes,
-                                           args.connectivity, args.ignore_label, args.block_size, args.workers,
-                                           args.scheduler, args.work_dir)
+                                           args.connectivity, args.ignore_label, run)
         else:
             result = evaluate_files(args.prediction, args.reference, args.spacing, args.classes, args.probabilities,
                                     args.connectivity, args.ignore_label)
@@ -255,28 +260,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nnunetv2_reisoseg.benchmark.presets import PRESETS
-
     p = argparse.ArgumentParser(prog="reisoseg", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_info, _add_trainer_path, _add_export_stock, _add_import_stock, _add_synth, _add_convert,
+                _add_predict_volume, _add_evaluate, _add_benchmark):
+        add(sub)
+    return p
+
+
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    from nnunetv2_reisoseg.method.knobs import PI_REDUCTION
 
     s = sub.add_parser("info", help="what the PI module will do on a dataset's plans")
     s.add_argument("dataset", help="dataset id or name (or a plans .json file)")
     s.add_argument("-c", "--configuration", default="3d_fullres")
     s.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier")
     s.add_argument("--pi-levels", type=int, nargs="+", default=None, help="override the automatic PI levels")
-    s.add_argument("--reduction", type=int, default=4, help="PI module channel reduction")
+    s.add_argument("--reduction", type=int, default=PI_REDUCTION, help="PI module channel reduction")
     s.set_defaults(func=cmd_info)
 
+
+def _add_trainer_path(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("trainer-path", help="print the folder to put in nnUNet_extTrainer")
     s.set_defaults(func=cmd_trainer_path)
 
+
+def _add_export_stock(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("export-stock", help="write a stock nnUNetTrainer model folder (PI weights dropped)")
     s.add_argument("model_folder", help="trained model folder, e.g. .../nnUNetTrainerReIso__nnUNetPlans__3d_fullres")
     s.add_argument("-o", "--output", required=True, help="output model folder")
     s.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     s.set_defaults(func=cmd_export_stock)
 
+
+def _add_import_stock(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("import-stock", help="a stock nnU-Net checkpoint plus a fresh isotropic branch, for "
                                             "nnUNetv2_train -tr nnUNetTrainerReIso -pretrained_weights")
     s.add_argument("checkpoint", help="stock checkpoint, e.g. .../nnUNetTrainer__nnUNetPlans__3d_fullres/fold_0/"
@@ -290,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     s.set_defaults(func=cmd_import_stock)
 
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("synth", help="generate a synthetic anisotropic EM dataset in $nnUNet_raw")
     s.add_argument("--dataset-id", type=int, default=901)
     s.add_argument("--name", default="SynthEM")
@@ -309,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     s.set_defaults(func=cmd_synth)
 
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("convert", help="turn EM volumes (HDF5, TIFF, slice folders, zarr, MRC) into an nnU-Net "
                                        "raw dataset in $nnUNet_raw")
     s.add_argument("--image", action="append", required=True, metavar="PATH[:KEY]",
@@ -345,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     s.set_defaults(func=cmd_convert)
 
+
+def _add_predict_volume(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("predict-volume", help="segment a whole volume (HDF5, zarr / OME-Zarr, MRC, TIFF) block by "
                                               "block with any nnU-Net 3D model, into an OME-Zarr")
     s.add_argument("-i", "--input", required=True, metavar="VOLUME",
@@ -356,8 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-f", "--folds", nargs="+", default=["0"], help="folds to ensemble (default 0)")
     s.add_argument("-chk", "--checkpoint", default="checkpoint_final.pth")
     s.add_argument("--block-size", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
-                   help="voxels per block (input axes; rounded up to whole output chunks). Memory grows with it, the "
-                        "recomputed tiles at block borders shrink with it. Default: 6 patches per axis")
+                   help="voxels per block (input axes; rounded up to whole output chunks). Memory grows with it; "
+                        "every tile is predicted once whatever the blocks. Default: 6 patches per axis")
     s.add_argument("-step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
     s.add_argument("--disable_tta", action="store_true", help="no test-time mirroring")
     s.add_argument("-device", default="cuda", choices=("cuda", "cpu"))
@@ -379,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --instances: voxel neighbourhood of an object (default 26)")
     s.set_defaults(func=cmd_predict_volume)
 
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("evaluate", help="voxel, surface and object (EM) measures of a segmentation against a "
                                         "reference, as JSON per class")
     s.add_argument("-p", "--prediction", required=True, metavar="PATH[:KEY]",
@@ -408,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where --blockwise keeps its scratch (object ids, compressed; removed at the end)")
     s.set_defaults(func=cmd_evaluate)
 
+
+def _add_benchmark(sub: argparse._SubParsersAction) -> None:
+    from nnunetv2_reisoseg.benchmark.presets import PRESETS
+
     s = sub.add_parser("benchmark", help="train and evaluate stock nnU-Net and ReIsoSeg side by side")
     s.add_argument("dataset", nargs="?", default=None,
                    help="dataset id or name in $nnUNet_raw (default: generate the preset's synthetic EM dataset)")
@@ -428,7 +457,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default reisoseg_benchmark/<dataset>_<preset>); re-running reuses "
                         "the trainings it holds")
     s.set_defaults(func=cmd_benchmark)
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -80,11 +80,11 @@ def generate(folder: Path, shape: list[int], block: list[int]) -> None:
 
 
 def child(folder: str, block: list[int], workers: int) -> dict:
-    from nnunetv2_reisoseg.evaluation.blockwise import evaluate_blockwise
+    from nnunetv2_reisoseg.evaluation.blockwise import BlockwiseRun, evaluate_blockwise
 
     t0 = time.perf_counter()
-    result = evaluate_blockwise(f"{folder}/prediction.zarr", f"{folder}/reference.zarr", block_shape=block,
-                                workers=workers, work_dir=folder)
+    result = evaluate_blockwise(f"{folder}/prediction.zarr", f"{folder}/reference.zarr",
+                                run=BlockwiseRun(tuple(block), workers, work_dir=folder))
     return {"seconds": time.perf_counter() - t0, "result": result}
 
 

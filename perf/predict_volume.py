@@ -92,9 +92,18 @@ def child(kind: str, model: str, volume: str, device: str, block: list[int] | No
         from nnunetv2_reisoseg.volume.predict import InstanceOptions
 
         extra["instances"] = InstanceOptions()
+    try:  # the options as one object since issue 20; --before REV may run a version from before that
+        from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions
+    except ImportError:
+        PredictOptions = None  # noqa: N806 (a class, or its absence)
     t0 = time.perf_counter()
-    s = predict_volume(f"{volume}:raw", out, model, folds=(0,), block_size=block, tta=False, device=device,
-                       progress=False, **extra)
+    if PredictOptions is not None:
+        s = predict_volume(f"{volume}:raw", out, model, PredictOptions((0,), tta=False, device=device,
+                                                                       block_size=block),
+                           RunOptions(progress=False), **extra)
+    else:
+        s = predict_volume(f"{volume}:raw", out, model, folds=(0,), block_size=block, tta=False, device=device,
+                           progress=False, **extra)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "voxels": s.voxels, "blocks": s.blocks, "overhead": s.overlap_overhead,
             "predict_seconds": seconds - getattr(s, "instance_seconds", 0.0),

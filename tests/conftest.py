@@ -1,4 +1,3 @@
-import json
 import os
 import sys
 from pathlib import Path
@@ -8,13 +7,6 @@ import pytest
 # nnU-Net's console scripts and `python3` in subprocesses are those installed beside the Python running the
 # tests, also when a virtual environment's python is called without activating it (.venv/bin/python -m pytest)
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-
-PLANS_DIR = Path(__file__).parent / "fixtures" / "plans"
-
-
-def load_plans(name: str) -> dict:
-    """A plans file that nnU-Net's planner wrote (see tests/fixtures/make_plans.py)."""
-    return json.loads((PLANS_DIR / f"{name}.json").read_text())
 
 
 @pytest.fixture

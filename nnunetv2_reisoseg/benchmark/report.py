@@ -17,6 +17,7 @@ from nnunetv2_reisoseg.benchmark.stats import (
     N_RESAMPLES,
     comparisons,
     describe,
+    flatten_cases,
     fmt_paired,
     fmt_stats,
 )
@@ -43,22 +44,6 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} CPU cores, {gpu}; Python {platform.python_version()}, torch {torch.__version__}"
 
 
-def costs(trainings: Sequence[dict], methods: Sequence[str]) -> dict:
-    """Per method, over its trainings: median step time, wall time, peak memory, inference per test case."""
-    out = {}
-    for meth in methods:
-        runs = [r for r in trainings if r["method"] == meth]
-        steps = [float(np.median(r["timing"]["step_times_s"][2:] or r["timing"]["step_times_s"])) for r in runs]
-        inf = [s for r in runs if r.get("inference") for s in r["inference"]["seconds_per_case"].values()]
-        gpu = [r["timing"]["peak_gpu_allocated_bytes"] for r in runs if r["timing"]["peak_gpu_allocated_bytes"]]
-        out[meth] = {"median_step_s": describe(steps),
-                     "training_wall_s": describe([r["training_wall_s"] for r in runs]),
-                     "peak_cpu_rss_gib": describe([r["timing"]["peak_cpu_rss_bytes"] / 2**30 for r in runs]),
-                     "peak_gpu_gib": describe([g / 2**30 for g in gpu]) if gpu else None,
-                     "inference_s_per_case": describe(inf) if inf else None}
-    return out
-
-
 def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in rows)]
 
@@ -69,13 +54,12 @@ def primary_measures(named: Sequence[Sequence[str]], splits: Collection[str]) ->
     return [(split if split in splits else "validation", m) for split, m in named]
 
 
-def write_report(results: dict, out: Path) -> Path:
+def _header(results: dict) -> list[str]:
+    """What ran, on what, and how it is judged."""
     methods, classes, summary = results["methods"], results["classes"], results["summary"]
     budget = results["budget"]
-    pairs = comparisons(methods)
-    n_trainings = {m: sum(t["method"] == m for t in results["trainings"]) for m in methods}
+    n_trainings = _n_trainings(results)
     primary = primary_measures(results["primary_measures"], summary)
-    first = primary[0][1]
     lines = [f"# reisoseg benchmark: {results['dataset']}, preset `{results['preset']}`", "",
              f"- Command: `{results['command']}`",
              f"- Machine: {results['machine']}; training device `{results['device']}`; nnU-Net workers "
@@ -103,9 +87,23 @@ def write_report(results: dict, out: Path) -> Path:
              "among the secondary ones, of each comparison.",
              ""]
 
+    return lines
+
+
+def _info(results: dict) -> list[str]:
+    """What the PI module does on this plan."""
+    lines: list[str] = []
     if results.get("reisoseg_info"):
         lines += ["## What the PI module does on this plan (`reisoseg info`)", "", "```",
                   results["reisoseg_info"].rstrip(), "```", ""]
+    return lines
+
+
+def _verdicts(results: dict) -> list[str]:
+    """The verdict table: primaries first, then the headline secondaries."""
+    methods, classes, summary = results["methods"], results["classes"], results["summary"]
+    pairs = comparisons(methods)
+    lines: list[str] = []
     lines += ["## Verdicts", ""]
     rows = []
     for a, b in pairs:
@@ -122,6 +120,14 @@ def write_report(results: dict, out: Path) -> Path:
     ci = f"paired difference [{int(CONFIDENCE * 100)}% CIs]"
     lines += [*_table(["comparison", "cases", "class", "metric", ci, "verdict"], rows), ""]
 
+    return lines
+
+
+def _split_tables(results: dict) -> list[str]:
+    """Every metric of every class, per split."""
+    methods, classes, summary = results["methods"], results["classes"], results["summary"]
+    pairs = comparisons(methods)
+    lines: list[str] = []
     for split, title in (("validation", "Validation cases (cross-validation folds)"), ("test", "Test cases")):
         if split not in summary:
             continue
@@ -139,6 +145,13 @@ def write_report(results: dict, out: Path) -> Path:
         lines += [f"## {title}", "", "Each method's mean ± sd over its trainings' means.", "", *_table(head, rows)]
         lines.append("")
 
+    return lines
+
+
+def _trainings(results: dict) -> list[str]:
+    """One row per training: budget, wall time, plateau, the first primary measure."""
+    first = primary_measures(results["primary_measures"], results["summary"])[0][1]
+    lines: list[str] = []
     rows = []
     for t in results["trainings"]:
         val = [c["metrics"].get(first) for c in t["cases"] if c["split"] == "validation"]
@@ -158,6 +171,13 @@ def write_report(results: dict, out: Path) -> Path:
     lines += [*_table(["method", "seed", "fold", "epochs x iterations", "wall (min)", "smoothed pseudo Dice",
                        f"validation {title} (cases)", f"test {title} (cases)"], rows), ""]
 
+    return lines
+
+
+def _spread(results: dict) -> list[str]:
+    """Spread over cases, described, never decided on."""
+    methods, classes, summary = results["methods"], results["classes"], results["summary"]
+    lines: list[str] = []
     lines += ["## Spread over cases (description only)", "", "Mean ± sd over every case of every training of a "
               "method. Cases of one training are not independent of each other: these numbers describe, they "
               "decide nothing.", ""]
@@ -170,6 +190,13 @@ def write_report(results: dict, out: Path) -> Path:
                                  *(fmt_stats(per_metric[m]["cases"][x]) for x in methods)])
     lines += [*_table(["cases", "class", "metric", *(METHOD_TITLES[m] for m in methods)], rows), ""]
 
+    return lines
+
+
+def _cost(results: dict) -> list[str]:
+    """The measured cost of each method, as ratios to stock nnU-Net."""
+    methods = results["methods"]
+    lines: list[str] = []
     cost = results["costs"]
     others = [m for m in methods if m != "stock"] if "stock" in methods else []
     head = ["", *(METHOD_TITLES[m] for m in methods), *(f"{METHOD_TITLES[o]} / stock" for o in others)]
@@ -189,8 +216,15 @@ def write_report(results: dict, out: Path) -> Path:
         rows.append(cells)
     lines += ["## Cost (measured in this run)", "", *_table(head, rows)]
     lines += ["", "The training step excludes data loading; inference is nnU-Net's predictor on each test "
-              "case in one process (preprocessing, sliding window, resampling; file I/O excluded).", "",
-              "## What this does not show", ""]
+              "case in one process (preprocessing, sliding window, resampling; file I/O excluded).", ""]
+    return lines
+
+
+def _caveats(results: dict) -> list[str]:
+    """What the run does not show."""
+    budget = results["budget"]
+    n_trainings = _n_trainings(results)
+    lines = ["## What this does not show", ""]
     caveats = []
     if results.get("synthetic"):
         caveats.append("The data are synthetic (`reisoseg synth`): simulated serial-section EM of mitochondria. "
@@ -211,6 +245,18 @@ def write_report(results: dict, out: Path) -> Path:
     caveats.append("Verdicts speak of these methods on this dataset and budget only; \"no difference shown\" is not "
                    "evidence of equality (see the width of the interval).")
     lines += [f"- {c}" for c in caveats]
+    return lines
+
+
+def _n_trainings(results: dict) -> dict[str, int]:
+    return {m: sum(t["method"] == m for t in results["trainings"]) for m in results["methods"]}
+
+
+def write_report(results: dict, out: Path) -> Path:
+    """``report.md`` from ``results.json``'s content: one function per section."""
+    lines: list[str] = []
+    for section in (_header, _info, _verdicts, _split_tables, _trainings, _spread, _cost, _caveats):
+        lines += section(results)
     lines += ["", "## Plots", "", "![per-case metrics](plots/per_case.png)", "",
               "![learning curves](plots/learning_curves.png)", ""]
     path = out / "report.md"
@@ -228,68 +274,76 @@ def write_plots(results: dict, out: Path) -> None:
 
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
-    methods, trainings = results["methods"], results["trainings"]
-    rows = [{**c, "method": t["method"], "seed": t["seed"], "fold": t["fold"]} for t in trainings for c in t["cases"]]
-    metrics = [m for m in PLOT_METRICS if any(m in r["metrics"] for r in rows)]
     with plt.style.context("default"):
-        ncols = min(3, len(metrics))
-        nrows = -(-len(metrics) // ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 4.2 * nrows), squeeze=False)
-        for ax in axes.flat[len(metrics):]:
-            ax.set_visible(False)
-        for ax, m in zip(axes.flat, metrics):
-            stock = {(r["split"], r["seed"], r["fold"], r["case"], r["class"]): r["metrics"].get(m)
-                     for r in rows if r["method"] == "stock"}
-            for other in (x for x in methods if x != "stock" and stock):
-                for split, marker in (("validation", "o"), ("test", "s")):
-                    pts = [(stock[k], r["metrics"].get(m)) for r in rows if r["method"] == other
-                           and r["split"] == split for k in [(split, r["seed"], r["fold"], r["case"], r["class"])]
-                           if k in stock]
-                    pts = [(a, b) for a, b in pts if a is not None and b is not None and np.isfinite([a, b]).all()]
-                    if pts:
-                        ax.scatter(*zip(*pts), marker=marker, alpha=0.6, s=14, color=f"C{methods.index(other)}",
-                                   label=f"{METHOD_TITLES[other]}, {split}")
-            if stock:
-                lim = ax.get_xlim() + ax.get_ylim()
-                lo, hi = min(lim), max(lim)
-                ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
-                ax.set_xlabel(f"stock nnU-Net {METRIC_TITLES[m]}")
-                ax.set_ylabel(f"other method's {METRIC_TITLES[m]}")
-                ax.legend(fontsize=7)
-            ax.set_title(f"{METRIC_TITLES[m]} per case" + (" (higher is better)" if HIGHER_IS_BETTER.get(m)
-                                                           else " (lower is better)"), fontsize=9)
-        fig.suptitle("Per case, against stock nnU-Net on the same case and training (description only)", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(plots / "per_case.png", dpi=100)
-        plt.close(fig)
+        _plot_per_case(results, plots / "per_case.png", plt)
+        _plot_curves(results, plots / "learning_curves.png", plt)
 
-        fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
-        for meth in methods:
-            runs = [t for t in trainings if t["method"] == meth and t.get("curves")]
-            if not runs:
-                continue
-            color = f"C{methods.index(meth)}"
-            label = f"{METHOD_TITLES[meth]} (n={len(runs)})"
-            for ax, key in ((axes[0], "mean_fg_dice"), (axes[1], "train_losses")):
-                n = min(len(t["curves"][key]) for t in runs)
-                its = (np.arange(n) + 1) * runs[0]["iterations_per_epoch"]
-                v = np.asarray([t["curves"][key][:n] for t in runs], dtype=float)
-                mean = np.nanmean(v, 0)
-                ax.plot(its, mean, color=color, label=label)
-                if len(runs) > 1:
-                    sd = np.nanstd(v, 0, ddof=1)
-                    ax.fill_between(its, mean - sd, mean + sd, color=color, alpha=0.2)
-            for i, t in enumerate(runs):
-                minutes = np.asarray(t["curves"]["epoch_end_s"]) / 60
-                axes[2].plot(minutes, t["curves"]["mean_fg_dice"][:len(minutes)], color=color, lw=1, alpha=0.8,
-                             label=label if i == 0 else None)
-        axes[0].set_title("pseudo Dice on validation patches: mean ± sd over trainings", fontsize=9)
-        axes[1].set_title("training loss (ReIsoSeg: (1 - a) L_iso + a L_ani): mean ± sd", fontsize=9)
-        axes[2].set_title("pseudo Dice against training wall time, one line per training", fontsize=9)
-        for ax, xlabel in zip(axes, ("iterations", "iterations", "minutes of training")):
-            ax.set_xlabel(xlabel)
+
+def _plot_per_case(results: dict, path: Path, plt) -> None:
+    methods = results["methods"]
+    rows = flatten_cases(results["trainings"])
+    metrics = [m for m in PLOT_METRICS if any(m in r["metrics"] for r in rows)]
+    ncols = min(3, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 4.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, m in zip(axes.flat, metrics):
+        stock = {(r["split"], r["seed"], r["fold"], r["case"], r["class"]): r["metrics"].get(m)
+                 for r in rows if r["method"] == "stock"}
+        for other in (x for x in methods if x != "stock" and stock):
+            for split, marker in (("validation", "o"), ("test", "s")):
+                pts = [(stock[k], r["metrics"].get(m)) for r in rows if r["method"] == other
+                       and r["split"] == split for k in [(split, r["seed"], r["fold"], r["case"], r["class"])]
+                       if k in stock]
+                pts = [(a, b) for a, b in pts if a is not None and b is not None and np.isfinite([a, b]).all()]
+                if pts:
+                    ax.scatter(*zip(*pts), marker=marker, alpha=0.6, s=14, color=f"C{methods.index(other)}",
+                               label=f"{METHOD_TITLES[other]}, {split}")
+        if stock:
+            lim = ax.get_xlim() + ax.get_ylim()
+            lo, hi = min(lim), max(lim)
+            ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+            ax.set_xlabel(f"stock nnU-Net {METRIC_TITLES[m]}")
+            ax.set_ylabel(f"other method's {METRIC_TITLES[m]}")
             ax.legend(fontsize=7)
-            ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(plots / "learning_curves.png", dpi=100)
-        plt.close(fig)
+        ax.set_title(f"{METRIC_TITLES[m]} per case" + (" (higher is better)" if HIGHER_IS_BETTER.get(m)
+                                                       else " (lower is better)"), fontsize=9)
+    fig.suptitle("Per case, against stock nnU-Net on the same case and training (description only)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_curves(results: dict, path: Path, plt) -> None:
+    methods, trainings = results["methods"], results["trainings"]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    for meth in methods:
+        runs = [t for t in trainings if t["method"] == meth and t.get("curves")]
+        if not runs:
+            continue
+        color = f"C{methods.index(meth)}"
+        label = f"{METHOD_TITLES[meth]} (n={len(runs)})"
+        for ax, key in ((axes[0], "mean_fg_dice"), (axes[1], "train_losses")):
+            n = min(len(t["curves"][key]) for t in runs)
+            its = (np.arange(n) + 1) * runs[0]["iterations_per_epoch"]
+            v = np.asarray([t["curves"][key][:n] for t in runs], dtype=float)
+            mean = np.nanmean(v, 0)
+            ax.plot(its, mean, color=color, label=label)
+            if len(runs) > 1:
+                sd = np.nanstd(v, 0, ddof=1)
+                ax.fill_between(its, mean - sd, mean + sd, color=color, alpha=0.2)
+        for i, t in enumerate(runs):
+            minutes = np.asarray(t["curves"]["epoch_end_s"]) / 60
+            axes[2].plot(minutes, t["curves"]["mean_fg_dice"][:len(minutes)], color=color, lw=1, alpha=0.8,
+                         label=label if i == 0 else None)
+    axes[0].set_title("pseudo Dice on validation patches: mean ± sd over trainings", fontsize=9)
+    axes[1].set_title("training loss (ReIsoSeg: (1 - a) L_iso + a L_ani): mean ± sd", fontsize=9)
+    axes[2].set_title("pseudo Dice against training wall time, one line per training", fontsize=9)
+    for ax, xlabel in zip(axes, ("iterations", "iterations", "minutes of training")):
+        ax.set_xlabel(xlabel)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

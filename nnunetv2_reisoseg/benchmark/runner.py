@@ -20,11 +20,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from nnunetv2_reisoseg import EXT_TRAINER, our_trainers, trainer_path
 from nnunetv2_reisoseg.benchmark.budget import EPOCHS_ENV, SEED_ENV, TIMING_FILE
 from nnunetv2_reisoseg.benchmark.metrics import evaluate_case
 from nnunetv2_reisoseg.benchmark.presets import CONFIGURATION, METHODS, PLANS, PRESETS, plans_name, trainer_name
-from nnunetv2_reisoseg.benchmark.report import costs, machine, primary_measures, write_plots, write_report
-from nnunetv2_reisoseg.benchmark.stats import plateau, summarize
+from nnunetv2_reisoseg.benchmark.report import machine, primary_measures, write_plots, write_report
+from nnunetv2_reisoseg.benchmark.stats import costs, flatten_cases, plateau, summarize
 
 
 class BenchmarkError(RuntimeError):
@@ -38,8 +39,7 @@ TRAINER_DIR = Path(__file__).resolve().parent / "trainers"
 
 def ext_trainer_path(existing: str | None) -> str:
     """``nnUNet_extTrainer`` for the benchmark's trainings: its trainer folder first, then the user's."""
-    paths = [str(TRAINER_DIR)] + [p for p in (existing or "").split(os.pathsep) if p]
-    return os.pathsep.join(dict.fromkeys(paths))
+    return trainer_path((TRAINER_DIR,), existing)
 
 
 def nnunet_command(name: str) -> list[str]:
@@ -75,7 +75,7 @@ def ensure_dataset(dataset: str | None, preset: str) -> tuple[int, str]:
     """The dataset's id and folder name; generates the preset's synthetic dataset when none is named."""
     raw, _ = _env_paths()
     if dataset is None:
-        from nnunetv2_reisoseg.data.synth import generate_dataset
+        from nnunetv2_reisoseg.data.synth import SynthSpec, generate_dataset
 
         spec = dict(PRESETS[preset].synth)
         if not spec:
@@ -95,7 +95,8 @@ def ensure_dataset(dataset: str | None, preset: str) -> tuple[int, str]:
             log(f"reusing {existing[0]}")
         else:
             log(f"generating the embedded synthetic EM dataset ({expected})")
-            path = generate_dataset(raw, seed=0, **spec)
+            path = generate_dataset(raw, spec["dataset_id"], spec["name"], SynthSpec(
+                spec["cases"], tuple(spec["shape"]), spec["anisotropy"], spec["xy_nm"], 0, spec["test_cases"]))
             ds = json.loads((path / "dataset.json").read_text())
             ds["description"] = expected
             (path / "dataset.json").write_text(json.dumps(ds, indent=2))
@@ -219,7 +220,7 @@ def train(run: Run, dataset_id: int, preset: str, device: str, out: Path, extra_
         return
     env = {**os.environ, **worker_env()}
     env.update({"nnUNet_results": str(out / "results" / f"seed{run.seed}"), SEED_ENV: str(run.seed),
-                "nnUNet_extTrainer": ext_trainer_path(env.get("nnUNet_extTrainer")), **(extra_env or {})})
+                EXT_TRAINER: ext_trainer_path(env.get(EXT_TRAINER)), **(extra_env or {})})
     cmd = [*nnunet_command("nnUNetv2_train"), str(dataset_id), CONFIGURATION, str(run.fold), "-tr",
            trainer_name(run.method, preset), "-p", plans_name(preset), "-device", device]
     if (run.folder / "checkpoint_latest.pth").is_file() or (run.folder / "checkpoint_final.pth").is_file():
@@ -247,18 +248,11 @@ def predict_test(run: Run, dataset_dir: Path, device: str, out: Path) -> dict | 
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    old = os.environ.get("nnUNet_extTrainer")
-    os.environ["nnUNet_extTrainer"] = ext_trainer_path(old)
-    try:
-        dev = torch.device(device)
-        predictor = nnUNetPredictor(device=dev, verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    dev = torch.device(device)
+    predictor = nnUNetPredictor(device=dev, verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    with our_trainers(TRAINER_DIR):
         predictor.initialize_from_trained_model_folder(str(run.folder.parent), use_folds=(run.fold,),
                                                        checkpoint_name="checkpoint_final.pth")
-    finally:
-        if old is None:
-            os.environ.pop("nnUNet_extTrainer", None)
-        else:
-            os.environ["nnUNet_extTrainer"] = old
     dest.mkdir(parents=True, exist_ok=True)
     io = SimpleITKIO()
     seconds = {}
@@ -332,105 +326,139 @@ def _predictions(out: Path, run: Run) -> Path:
     return out / "predictions" / f"seed{run.seed}" / run.method / f"fold_{run.fold}"
 
 
-def flatten_cases(trainings: Sequence[dict]) -> list[dict]:
-    """One row per (training, case, class) with the training's method, seed and fold."""
-    return [{**c, "method": t["method"], "seed": t["seed"], "fold": t["fold"]} for t in trainings for c in t["cases"]]
+EQUAL_TIME = "stock_time"  # the method of stock nnU-Net trained for as long as ReIsoSeg took (--equal-time)
+
+
+@dataclass(frozen=True)
+class _Dataset:
+    """The dataset a benchmark trains on, with what its evaluation needs from dataset.json."""
+
+    id: int
+    name: str
+    folder: Path
+    labels: dict  # dataset.json's labels
+    synthetic: bool
+
+    @property
+    def foreground(self) -> list[int]:
+        return sorted(int(v) for k, v in self.labels.items() if isinstance(v, int) and v > 0 and k != "ignore")
 
 
 def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequence[int] = (0,),
                   seeds: Sequence[int] = (0,), out: str | os.PathLike | None = None,
-                  methods: Sequence[str] = ("stock", "reiso"), device: str = "auto",
-                  command: str = "", equal_time: bool = False) -> Path:
-    """Run (or finish) a benchmark and write ``report.md``, ``results.json`` and ``plots/`` in ``out``."""
+                  methods: Sequence[str] = ("stock", "reiso"), device: str = "auto", command: str = "") -> Path:
+    """Run (or finish) a benchmark and write ``report.md``, ``results.json`` and ``plots/`` in ``out``.
+    ``methods`` may end with ``stock_time`` (``--equal-time``): stock nnU-Net for ReIsoSeg's wall time."""
     import torch
 
-    if preset not in PRESETS:
-        raise BenchmarkError(f"unknown preset {preset}; choose one of {', '.join(PRESETS)}")
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise BenchmarkError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
-    if equal_time:
-        if not {"stock", "reiso"} <= set(methods):
-            raise BenchmarkError("--equal-time trains stock nnU-Net for ReIsoSeg's wall time: it needs both "
-                                 "stock and reiso in --methods")
-        methods = [*methods, "stock_time"]
+    methods = _check_methods(preset, methods)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dataset_id, dataset_name = ensure_dataset(dataset, preset)
-    raw, _ = _env_paths()
-    dataset_dir = raw / dataset_name
-    dataset_json = json.loads((dataset_dir / "dataset.json").read_text())
-    if any(not isinstance(v, int) for v in dataset_json["labels"].values()):  # before any planning or training
-        raise BenchmarkError(f"{dataset_name} is region-based; the benchmark's evaluation handles label datasets "
-                             "only (train regions with nnUNetv2_train -tr nnUNetTrainerReIso)")
-    out_dir = Path(out) if out is not None else Path("reisoseg_benchmark") / f"{dataset_name}_{preset}"
+    ds = _open_dataset(dataset, preset)
+    out_dir = Path(out) if out is not None else Path("reisoseg_benchmark") / f"{ds.name}_{preset}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    plans = ensure_plans(dataset_id, dataset_name, out_dir, preset)
-    info = subprocess.run([sys.executable, "-m", "nnunetv2_reisoseg", "info", str(dataset_id), "-p",
+    plans = ensure_plans(ds.id, ds.name, out_dir, preset)
+    info = subprocess.run([sys.executable, "-m", "nnunetv2_reisoseg", "info", str(ds.id), "-p",
                            plans_name(preset)], capture_output=True, text=True, check=False)
     pi_plan = info.stdout if info.returncode == 0 else f"reisoseg info failed: {info.stderr.strip()[-500:]}"
-    labels = {str(v): k for k, v in dataset_json["labels"].items() if isinstance(v, int)}
-    ignore = dataset_json["labels"].get("ignore")
-    fg = sorted(int(v) for k, v in dataset_json["labels"].items() if isinstance(v, int) and v > 0 and k != "ignore")
-    preset_budget = PRESETS[preset]
-    missing = [n for n in preset_budget.primary_classes if n not in dataset_json["labels"]]
+    budget = PRESETS[preset]
+    missing = [n for n in budget.primary_classes if n not in ds.labels]
     if missing:
-        raise BenchmarkError(f"the {preset} preset's primary classes {missing} are not labels of {dataset_name} "
-                             f"({sorted(dataset_json['labels'])}); use a preset made for this dataset")
-    primary_classes = [str(dataset_json["labels"][n]) for n in preset_budget.primary_classes]
+        raise BenchmarkError(f"the {preset} preset's primary classes {missing} are not labels of {ds.name} "
+                             f"({sorted(ds.labels)}); use a preset made for this dataset")
+    primary_classes = [str(ds.labels[n]) for n in budget.primary_classes]
     n_total = len(methods) * len(seeds) * len(folds)
-    log(f"{dataset_name}: {n_total} trainings ({', '.join(methods)} x seeds {list(seeds)} x folds {list(folds)}), "
-        f"preset {preset}: {preset_budget.epochs} epochs x {preset_budget.iterations} iterations on {device}")
-
+    log(f"{ds.name}: {n_total} trainings ({', '.join(methods)} x seeds {list(seeds)} x folds {list(folds)}), "
+        f"preset {preset}: {budget.epochs} epochs x {budget.iterations} iterations on {device}")
     log("primary measures, named before training: " + ", ".join(f"{m} on the {split} cases"
-                                                                 for split, m in preset_budget.primary)
-        + (f" of {', '.join(preset_budget.primary_classes)}" if primary_classes else " of every class"))
-    trainings = []
-    done = 0
-    for seed in seeds:
-        for fold in folds:
-            walls: dict[str, float] = {}
-            for meth in methods:
-                folder = (out_dir / "results" / f"seed{seed}" / dataset_name /
-                          f"{trainer_name(meth, preset)}__{plans_name(preset)}__{CONFIGURATION}" / f"fold_{fold}")
-                run = Run(meth, seed, fold, folder)
-                done += 1
-                record_file = out_dir / RECORDS / f"{meth}_seed{seed}_fold{fold}.json"
-                record = json.loads(record_file.read_text()) if record_file.is_file() else None
-                if record is not None and record.get("record_version") == RECORD_VERSION:
-                    log(f"training {done}/{n_total}: {run.tag}: using its record {record_file}")
-                else:
-                    extra = None
-                    if meth == "stock_time":  # as many epochs as fit in ReIsoSeg's training time
-                        epochs = max(preset_budget.epochs,
-                                     round(preset_budget.epochs * walls["reiso"] / walls["stock"]))
-                        extra = {EPOCHS_ENV: str(epochs)}
-                        log(f"{run.tag}: {epochs} epochs, the stock budget scaled by ReIsoSeg's wall time "
-                            f"({walls['reiso']:.0f} s vs {walls['stock']:.0f} s)")
-                    log(f"training {done}/{n_total}: {run.tag}")
-                    train(run, dataset_id, preset, device, out_dir, extra)
-                    record = _record(run, preset, dataset_dir, device, out_dir, fg, ignore)
-                    record_file.parent.mkdir(parents=True, exist_ok=True)
-                    record_file.write_text(json.dumps(record, indent=1, default=float))
-                walls[meth] = record["training_wall_s"]
-                trainings.append(record)
+                                                                 for split, m in budget.primary)
+        + (f" of {', '.join(budget.primary_classes)}" if primary_classes else " of every class"))
+    trainings = train_all(ds, preset, [(s, f) for s in seeds for f in folds], methods, device, out_dir)
     cfg = plans["configurations"][CONFIGURATION]
     results = {
-        "dataset": dataset_name, "preset": preset, "budget": asdict(preset_budget), "methods": list(methods),
+        "dataset": ds.name, "preset": preset, "budget": asdict(budget), "methods": list(methods),
         "trainers": {m: trainer_name(m, preset) for m in methods}, "folds": list(folds), "seeds": list(seeds),
         "device": device, "machine": machine(), "command": command or f"reisoseg benchmark --preset {preset}",
-        "synthetic": dataset is None, "patch_size": cfg["patch_size"], "batch_size": cfg["batch_size"],
-        "spacing": cfg["spacing"], "classes": labels, "plans": plans_name(preset),
-        "features_per_stage": cfg["architecture"]["arch_kwargs"].get("features_per_stage"),
+        "synthetic": ds.synthetic, "patch_size": cfg["patch_size"], "batch_size": cfg["batch_size"],
+        "spacing": cfg["spacing"], "classes": {str(v): k for k, v in ds.labels.items() if isinstance(v, int)},
+        "plans": plans_name(preset), "features_per_stage": cfg["architecture"]["arch_kwargs"].get("features_per_stage"),
         "nnunet_workers": {k: os.environ.get(k) or worker_env().get(k) for k in ("nnUNet_n_proc_DA",
                                                                                 "nnUNet_def_n_proc")},
-        "primary_measures": [list(p) for p in preset_budget.primary], "primary_classes": primary_classes,
+        "primary_measures": [list(p) for p in budget.primary], "primary_classes": primary_classes,
         "reisoseg_info": pi_plan,
         "trainings": trainings,
     }
+    return write_results(results, out_dir)
+
+
+def _check_methods(preset: str, methods: Sequence[str]) -> list[str]:
+    """Known preset and methods, with the equal-time arm (if asked) last: it needs both others' wall times."""
+    if preset not in PRESETS:
+        raise BenchmarkError(f"unknown preset {preset}; choose one of {', '.join(PRESETS)}")
+    unknown = [m for m in methods if m not in METHODS and m != EQUAL_TIME]
+    if unknown:
+        raise BenchmarkError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    if EQUAL_TIME in methods and not {"stock", "reiso"} <= set(methods):
+        raise BenchmarkError("--equal-time trains stock nnU-Net for ReIsoSeg's wall time: it needs both "
+                             "stock and reiso in --methods")
+    return [m for m in methods if m != EQUAL_TIME] + [EQUAL_TIME] * (EQUAL_TIME in methods)
+
+
+def _open_dataset(dataset: str | None, preset: str) -> _Dataset:
+    dataset_id, dataset_name = ensure_dataset(dataset, preset)
+    folder = _env_paths()[0] / dataset_name
+    labels = json.loads((folder / "dataset.json").read_text())["labels"]
+    if any(not isinstance(v, int) for v in labels.values()):  # before any planning or training
+        raise BenchmarkError(f"{dataset_name} is region-based; the benchmark's evaluation handles label datasets "
+                             "only (train regions with nnUNetv2_train -tr nnUNetTrainerReIso)")
+    return _Dataset(dataset_id, dataset_name, folder, labels, dataset is None)
+
+
+def train_all(ds: _Dataset, preset: str, pairs: Sequence[tuple[int, int]], methods: Sequence[str], device: str,
+              out_dir: Path) -> list[dict]:
+    """Every training's record, (seed, fold) pair by pair and method by method; a training with a record of
+    this version is not run again."""
+    trainings, done, n_total = [], 0, len(pairs) * len(methods)
+    for seed, fold in pairs:
+        walls: dict[str, float] = {}
+        for meth in methods:
+            folder = (out_dir / "results" / f"seed{seed}" / ds.name /
+                      f"{trainer_name(meth, preset)}__{plans_name(preset)}__{CONFIGURATION}" / f"fold_{fold}")
+            run = Run(meth, seed, fold, folder)
+            done += 1
+            record_file = out_dir / RECORDS / f"{meth}_seed{seed}_fold{fold}.json"
+            record = json.loads(record_file.read_text()) if record_file.is_file() else None
+            if record is not None and record.get("record_version") == RECORD_VERSION:
+                log(f"training {done}/{n_total}: {run.tag}: using its record {record_file}")
+            else:
+                log(f"training {done}/{n_total}: {run.tag}")
+                train(run, ds.id, preset, device, out_dir, _equal_time_env(run, preset, walls))
+                record = _record(run, preset, ds.folder, device, out_dir, ds.foreground, ds.labels.get("ignore"))
+                record_file.parent.mkdir(parents=True, exist_ok=True)
+                record_file.write_text(json.dumps(record, indent=1, default=float))
+            walls[meth] = record["training_wall_s"]
+            trainings.append(record)
+    return trainings
+
+
+def _equal_time_env(run: Run, preset: str, walls: dict[str, float]) -> dict[str, str] | None:
+    """The epochs of the equal-time arm: the stock budget scaled by ReIsoSeg's wall time in the same pair."""
+    if run.method != EQUAL_TIME:
+        return None
+    budget = PRESETS[preset]
+    epochs = max(budget.epochs, round(budget.epochs * walls["reiso"] / walls["stock"]))
+    log(f"{run.tag}: {epochs} epochs, the stock budget scaled by ReIsoSeg's wall time "
+        f"({walls['reiso']:.0f} s vs {walls['stock']:.0f} s)")
+    return {EPOCHS_ENV: str(epochs)}
+
+
+def write_results(results: dict, out_dir: Path) -> Path:
+    """The statistics over the trainings, then ``results.json``, the plots and ``report.md``."""
+    trainings, methods = results["trainings"], results["methods"]
     splits = {c["split"] for t in trainings for c in t["cases"]}
-    results["summary"] = summarize(flatten_cases(trainings), methods, primary_measures(preset_budget.primary, splits),
-                                   primary_classes=primary_classes)
+    results["summary"] = summarize(flatten_cases(trainings), methods,
+                                   primary_measures(results["primary_measures"], splits),
+                                   primary_classes=results["primary_classes"])
     results["costs"] = costs(trainings, methods)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float))
     write_plots(results, out_dir)

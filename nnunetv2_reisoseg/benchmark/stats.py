@@ -133,6 +133,27 @@ def decide(p: dict, higher_is_better: bool | None, names: tuple[str, str]) -> st
     return f"{names[0] if a_better else names[1]} better"
 
 
+def flatten_cases(trainings: Sequence[dict]) -> list[dict]:
+    """One row per (training, case, class) with the training's method, seed and fold."""
+    return [{**c, "method": t["method"], "seed": t["seed"], "fold": t["fold"]} for t in trainings for c in t["cases"]]
+
+
+def costs(trainings: Sequence[dict], methods: Sequence[str]) -> dict:
+    """Per method, over its trainings: median step time, wall time, peak memory, inference per test case."""
+    out = {}
+    for meth in methods:
+        runs = [r for r in trainings if r["method"] == meth]
+        steps = [float(np.median(r["timing"]["step_times_s"][2:] or r["timing"]["step_times_s"])) for r in runs]
+        inf = [s for r in runs if r.get("inference") for s in r["inference"]["seconds_per_case"].values()]
+        gpu = [r["timing"]["peak_gpu_allocated_bytes"] for r in runs if r["timing"]["peak_gpu_allocated_bytes"]]
+        out[meth] = {"median_step_s": describe(steps),
+                     "training_wall_s": describe([r["training_wall_s"] for r in runs]),
+                     "peak_cpu_rss_gib": describe([r["timing"]["peak_cpu_rss_bytes"] / 2**30 for r in runs]),
+                     "peak_gpu_gib": describe([g / 2**30 for g in gpu]) if gpu else None,
+                     "inference_s_per_case": describe(inf) if inf else None}
+    return out
+
+
 def _case_values(rows: list[dict]) -> dict[tuple, dict[str, dict[str, float]]]:
     """(split, class, method, seed, fold) -> metric -> case -> value."""
     out: dict[tuple, dict[str, dict[str, float]]] = {}

@@ -1,30 +1,10 @@
-"""nnU-Net raw datasets: staged writing (a failure leaves nothing behind), images, dataset.json."""
+"""nnU-Net raw datasets: where one goes, its images and its dataset.json (written through ``io.folders``)."""
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-
-@contextmanager
-def staged_folder(target: Path, replaces: Sequence[Path] = ()) -> Iterator[Path]:
-    """Yield a temporary folder beside ``target``; on success remove ``replaces`` (and an existing
-    ``target``) and move the folder into place, on any error delete it."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        yield tmp
-        for old in {*map(Path, replaces), *([target] if target.exists() else [])}:
-            shutil.rmtree(old)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def raw_dataset_target(raw_root: str | Path, dataset_id: int, name: str, overwrite: bool) -> tuple[Path, list[Path]]:
@@ -54,12 +34,14 @@ def write_image(array: np.ndarray, spacing_zyx: Sequence[float], path: Path) -> 
 
 
 def write_dataset_json(folder: Path, labels: dict[str, int], num_training: int, name: str, description: str,
-                       spacing_nm: Sequence[float], channel_name: str = "EM", licence: str = "",
-                       converted_by: str = "") -> None:
+                       spacing_nm: Sequence[float], channel_name: str = "EM",
+                       provenance: tuple[str, str] = ("", "")) -> None:
     """``dataset.json`` through nnU-Net's own ``generate_dataset_json``, with the voxel size in nm kept beside it
-    (``spacing_nm_zyx``: nnU-Net plans from the images' headers, this is for people reading the file)."""
+    (``spacing_nm_zyx``: nnU-Net plans from the images' headers, this is for people reading the file).
+    ``provenance`` is (licence, converted by)."""
     from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
+    licence, converted_by = provenance
     generate_dataset_json(str(folder), {0: channel_name}, dict(labels), num_training, ".nii.gz", dataset_name=name,
                           description=description, license=licence, converted_by=converted_by,
                           spacing_nm_zyx=[float(v) for v in spacing_nm])

@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +31,14 @@ SURFACE_FIELDS = ("hd95_nm", "assd_nm")
 
 
 def _open(spec: str):
-    from nnunetv2_reisoseg.data.convert.readers import ConvertError, read_volume
+    from nnunetv2_reisoseg.io.volumes import VolumeReadError, read_volume
 
     if spec.lower().endswith(ITK_SUFFIXES):
         raise EvaluationError(f"{spec}: NIfTI / MHA / NRRD are read whole; for block-by-block evaluation convert "
                               "the volume to zarr or HDF5 first, or evaluate it in memory (without --blockwise)")
     try:
         return read_volume(spec)
-    except ConvertError as e:
+    except VolumeReadError as e:
         raise EvaluationError(str(e).replace("reisoseg convert reads", "reisoseg evaluate reads")) from None
 
 
@@ -94,12 +95,26 @@ def _class_result(work: Path, n_blocks: int, c: int) -> dict:
     return {k: row[k] for k in FIELDS}
 
 
+@dataclass(frozen=True)
+class BlockwiseRun:
+    """How a blockwise evaluation runs: its blocks, where (serial, ``workers`` local processes or a dask
+    ``scheduler``) and where its scratch goes (a temporary folder inside ``work_dir``)."""
+
+    block_shape: tuple[int, ...] | None = None  # None: DEFAULT_BLOCK
+    workers: int = 0
+    scheduler: str | None = None
+    work_dir: str | None = None
+    progress: bool = True
+
+
 def evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None = None,
                        classes: Sequence[int] | None = None, connectivity: int = 26, ignore_label: int | None = None,
-                       block_shape: Sequence[int] | None = None, workers: int = 0, scheduler: str | None = None,
-                       work_dir: str | None = None, progress: bool = True) -> dict[str, dict]:
+                       run: BlockwiseRun | None = None) -> dict[str, dict]:
     """Every field of ``evaluate_labels`` except the surface distances (null), block by block. Scratch (object
-    ids, 4 bytes per voxel and volume, compressed) goes to a temporary folder inside ``work_dir``."""
+    ids, 4 bytes per voxel and volume, compressed) goes to a temporary folder inside ``run.work_dir``."""
+    run = run or BlockwiseRun()
+    block_shape, workers, scheduler, work_dir, progress = (run.block_shape, run.workers, run.scheduler, run.work_dir,
+                                                           run.progress)
     if connectivity not in inst.CONNECTIVITIES:
         raise EvaluationError(f"--connectivity must be one of {inst.CONNECTIVITIES}, got {connectivity}")
     p_shape, p_sp = volume_info(pred)

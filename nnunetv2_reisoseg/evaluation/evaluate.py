@@ -118,7 +118,7 @@ def labels_present(pred: np.ndarray, ref: np.ndarray, ignore_label: int | None =
 def read_labels(spec: str) -> tuple[np.ndarray, tuple[float, float, float] | None]:
     """A 3D volume and its voxel size (nm, or None) from NIfTI / MHA / NRRD (SimpleITK: the header's spacing
     taken as nm, as nnU-Net EM datasets store it) or anything ``reisoseg convert`` reads."""
-    from nnunetv2_reisoseg.data.convert.readers import ConvertError, read_volume
+    from nnunetv2_reisoseg.io.volumes import VolumeReadError, read_volume
 
     if spec.lower().endswith(ITK_SUFFIXES):
         if not os.path.isfile(spec):
@@ -131,7 +131,7 @@ def read_labels(spec: str) -> tuple[np.ndarray, tuple[float, float, float] | Non
         return sitk.GetArrayFromImage(img), tuple(float(s) for s in img.GetSpacing()[::-1])
     try:
         vol = read_volume(spec)
-    except ConvertError as e:
+    except VolumeReadError as e:
         raise EvaluationError(str(e).replace("reisoseg convert reads", "reisoseg evaluate reads")) from None
     try:
         return np.asarray(vol.array[...]), vol.spacing_nm
@@ -142,11 +142,11 @@ def read_labels(spec: str) -> tuple[np.ndarray, tuple[float, float, float] | Non
 def read_probabilities(spec: str) -> np.ndarray:
     """Probabilities (C, Z, Y, X) or (Z, Y, X): nnU-Net's ``.npz`` (key ``probabilities``), predict-volume's
     ``OUT.zarr/probabilities`` (its level 0), HDF5 ``file.h5:key`` or anything ``read_labels`` reads."""
-    from nnunetv2_reisoseg.data.convert.readers import ConvertError, split_spec
+    from nnunetv2_reisoseg.io.volumes import VolumeReadError, split_spec
 
     try:
         path, key = split_spec(spec)
-    except ConvertError as e:
+    except VolumeReadError as e:
         raise EvaluationError(str(e)) from None
     if path.suffix == ".npz":
         with np.load(path) as z:

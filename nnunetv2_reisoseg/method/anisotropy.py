@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnunetv2_reisoseg.method.knobs import PI_REDUCTION
+
 # A stage counts as isotropic once its section spacing is less than twice its lateral spacing: the
 # same rule nnU-Net's planner uses to start pooling the section axis (get_pool_and_conv_props).
 ISOTROPIC_BELOW = 2.0
@@ -139,7 +141,7 @@ def plan_pi_module(
     features_per_stage: Sequence[int],
     patch_size: Sequence[int] | None = None,
     pi_levels: Sequence[int] | None = None,
-    reduction: int = 4,
+    reduction: int = PI_REDUCTION,
 ) -> PIPlan:
     """Validate and describe the PI module for a 3D plan; raise a clear error where it cannot work."""
     if len(spacing) != 3 or any(len(s) != 3 for s in strides):

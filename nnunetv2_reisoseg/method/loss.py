@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nnunetv2_reisoseg.method.knobs import ANI_WEIGHT
 from nnunetv2_reisoseg.method.network import ReIsoOutput
 
 
@@ -24,7 +25,7 @@ class ReIsotropicLoss(nn.Module):
         ani_weight: the paper's ``a``, the weight of the anisotropic branch; the isotropic branch gets ``1 - a``.
     """
 
-    def __init__(self, branch_loss: nn.Module, ani_weight: float = 0.5) -> None:
+    def __init__(self, branch_loss: nn.Module, ani_weight: float = ANI_WEIGHT) -> None:
         super().__init__()
         if not 0.0 <= ani_weight <= 1.0:
             raise ValueError(f"the anisotropic branch's weight a must be in [0, 1], got {ani_weight}")

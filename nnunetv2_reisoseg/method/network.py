@@ -26,6 +26,7 @@ from torch import nn
 from torch.func import functional_call
 
 from nnunetv2_reisoseg.method.anisotropy import PIPlan, cumulative_strides, plan_pi_module
+from nnunetv2_reisoseg.method.knobs import LATERAL_DEGRADATION_P, PI_REDUCTION
 from nnunetv2_reisoseg.method.pi_module import PIModule
 
 # every training-only parameter lives under this prefix
@@ -180,7 +181,8 @@ class ReIsoSegNetwork(nn.Module):
 
 
 def pi_plan_from_configuration(
-    configuration_manager: ConfigurationManager, pi_levels: Sequence[int] | None = None, reduction: int = 4
+    configuration_manager: ConfigurationManager, pi_levels: Sequence[int] | None = None,
+    reduction: int = PI_REDUCTION
 ) -> PIPlan:
     """Describe the PI module for an nnU-Net configuration (3D only)."""
     kwargs = configuration_manager.network_arch_init_kwargs
@@ -206,8 +208,8 @@ def build_reiso_network(
     num_output_channels: int,
     enable_deep_supervision: bool = True,
     pi_levels: Sequence[int] | None = None,
-    pi_reduction: int = 4,
-    lateral_degradation_p: float = 0.2,
+    pi_reduction: int = PI_REDUCTION,
+    lateral_degradation_p: float = LATERAL_DEGRADATION_P,
 ) -> ReIsoSegNetwork:
     """The planned network (exactly as stock nnU-Net builds it) wrapped with the isotropic branch."""
     plan = pi_plan_from_configuration(configuration_manager, pi_levels, pi_reduction)

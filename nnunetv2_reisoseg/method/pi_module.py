@@ -27,6 +27,7 @@ from torch import nn
 
 from nnunetv2_reisoseg.method.anisotropy import PI_NET_STRIDE, isotropic_sizes, reduced_channels
 from nnunetv2_reisoseg.method.blocks import ConvNeXtStage, ResidualConvBlock
+from nnunetv2_reisoseg.method.knobs import LATERAL_DEGRADATION_P, PI_REDUCTION
 
 # the four axial choices of the reference, as pairs of (section=0, lateral1=1, lateral2=2) roles
 _SWAPS: tuple[tuple[int, int] | None, ...] = ((0, 2), (0, 1), (1, 2), None)
@@ -107,8 +108,8 @@ class PIModule(nn.Module):
         ratios: Sequence[float],
         levels: Sequence[int],
         section_axis: int = 0,
-        reduction: int = 4,
-        lateral_degradation_p: float = 0.2,
+        reduction: int = PI_REDUCTION,
+        lateral_degradation_p: float = LATERAL_DEGRADATION_P,
     ) -> None:
         super().__init__()
         if not (len(channels) == len(ratios) == len(levels) > 0):

@@ -25,6 +25,7 @@ from dynamic_network_architectures.initialization.weight_init import InitWeights
 from torch import nn
 
 from nnunetv2_reisoseg.method.blocks import ResidualConvBlock, conv_norm_act, flat_kernel
+from nnunetv2_reisoseg.method.knobs import LATERAL_DEGRADATION_P, PI_REDUCTION
 from nnunetv2_reisoseg.method.network import IsotropicBranch, ReIsoOutput
 from nnunetv2_reisoseg.method.pi_module import PIModule
 
@@ -126,7 +127,7 @@ class ReIsoSegPaperNet(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, topology: PaperTopology,
                  features: Sequence[int] = PAPER_FEATURES, deep_supervision: bool = True,
-                 pi_reduction: int = 4, lateral_degradation_p: float = 0.2) -> None:
+                 pi_reduction: int = PI_REDUCTION, lateral_degradation_p: float = LATERAL_DEGRADATION_P) -> None:
         super().__init__()
         f, sa = list(features), topology.section_axis
         self.topology = topology

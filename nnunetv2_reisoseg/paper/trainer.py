@@ -6,6 +6,8 @@ resolution after and before the output conv, level 1) with weights 1, 0.5, 0.25 
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
@@ -27,7 +29,9 @@ class nnUNetTrainerReIsoSegNet(nnUNetTrainerReIso):
         fitted = fit_patch_size(cm.patch_size, topology)
         note = ""
         if fitted != tuple(cm.patch_size):
-            # the trainer saves these plans with the model, so inference uses the same patch size
+            # a copy with the fitted patch: the trainer saves it with the model, so inference uses the same patch
+            # size, and the caller's plans stay as they were
+            plans = copy.deepcopy(plans)
             plans["configurations"][configuration]["patch_size"] = list(fitted)
             note = (f"; patch size {tuple(cm.patch_size)} -> {fitted} (multiples of {topology.divisor} for "
                     "this pooling)")
@@ -47,7 +51,8 @@ class nnUNetTrainerReIsoSegNet(nnUNetTrainerReIso):
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
         return ReIsoSegPaperNet(num_input_channels, num_output_channels, paper_topology(configuration_manager.spacing),
-                                deep_supervision=enable_deep_supervision, pi_reduction=cls.pi_reduction)
+                                deep_supervision=enable_deep_supervision, pi_reduction=cls.pi_reduction,
+                                lateral_degradation_p=cls.lateral_degradation_p)
 
     def _get_deep_supervision_scales(self):
         if not self.enable_deep_supervision:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nnunetv2_reisoseg.data.raw_dataset import staged_folder
+from nnunetv2_reisoseg.io.folders import staged_folder
 from nnunetv2_reisoseg.method.network import TRAINING_ONLY_PREFIX, has_isotropic_branch, strip_training_only
 
 STOCK_TRAINER = "nnUNetTrainer"

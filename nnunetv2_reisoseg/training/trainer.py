@@ -15,6 +15,7 @@ from torch import distributed as dist
 from torch import nn
 from torch._dynamo import OptimizedModule
 
+from nnunetv2_reisoseg.method import knobs
 from nnunetv2_reisoseg.method.loss import ReIsotropicLoss
 from nnunetv2_reisoseg.method.network import (
     ReIsoSegNetwork,
@@ -30,8 +31,9 @@ LOSS_KEYS = ("train_loss_ani", "train_loss_iso")
 class nnUNetTrainerReIso(nnUNetTrainer):
     """ReIsoSeg on nnU-Net's planned 3D U-Net.
 
-    Architecture knobs are class attributes because inference rebuilds the network from the class
-    alone (``build_network_architecture`` is called without an instance); change them in a subclass:
+    The method's knobs are class attributes, set in a subclass, because inference rebuilds the network from
+    the class alone (``build_network_architecture`` is a classmethod); their defaults are the paper's
+    (``method/knobs.py``):
 
         class nnUNetTrainerReIsoTwoLevels(nnUNetTrainerReIso):
             pi_levels = (1, 2)
@@ -39,18 +41,18 @@ class nnUNetTrainerReIso(nnUNetTrainer):
 
     # encoder stages whose skips the PI module replaces; None: chosen from the plan's anisotropy
     pi_levels: tuple[int, ...] | None = None
-    # channel reduction inside the PI module (C -> C // pi_reduction), 4 in the paper
-    pi_reduction: int = 4
+    # channel reduction inside the PI module (C -> C // pi_reduction)
+    pi_reduction: int = knobs.PI_REDUCTION
+    # the paper's a: weight of the anisotropic branch in L = (1 - a) * L_iso + a * L_ani
+    reiso_ani_weight: float = knobs.ANI_WEIGHT
+    # probability of degrading one lateral axis like the section axis (training only)
+    lateral_degradation_p: float = knobs.LATERAL_DEGRADATION_P
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         # fail before nnU-Net creates output folders
         self.check_plans(plans, configuration)
         super().__init__(plans, configuration, fold, dataset_json, device)
-        # the paper's a: weight of the anisotropic branch in L = (1 - a) * L_iso + a * L_ani (0.5 in the paper)
-        self.reiso_ani_weight = 0.5
-        # probability of degrading one lateral axis like the section axis (0.2 in the paper)
-        self.lateral_degradation_p = 0.2
         for key in LOSS_KEYS:
             self.logger.local_logger.my_fantastic_logging.setdefault(key, [])
 
@@ -64,7 +66,8 @@ class nnUNetTrainerReIso(nnUNetTrainer):
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
         return build_reiso_network(plans_manager, configuration_manager, num_input_channels, num_output_channels,
-                                   enable_deep_supervision, pi_levels=cls.pi_levels, pi_reduction=cls.pi_reduction)
+                                   enable_deep_supervision, pi_levels=cls.pi_levels, pi_reduction=cls.pi_reduction,
+                                   lateral_degradation_p=cls.lateral_degradation_p)
 
     def reiso_network(self) -> ReIsoSegNetwork:
         """The ReIsoSegNetwork inside whatever DDP / torch.compile wrapped it."""
@@ -74,7 +77,6 @@ class nnUNetTrainerReIso(nnUNetTrainer):
     def initialize(self):
         super().initialize()
         pi = self.reiso_network().pi_module
-        pi.lateral_degradation_p = self.lateral_degradation_p
         self.print_to_log_file(
             f"ReIsoSeg: PI levels {list(pi.levels)}, ratios {[round(r, 3) for r in pi.ratios]}, "
             f"section axis {pi.section_axis}, {sum(p.numel() for p in pi.parameters())} PI parameters, "

@@ -110,7 +110,7 @@ def _settings(work: str | Path) -> InstanceSettings:
 
 
 def _open(spec: str):
-    from nnunetv2_reisoseg.data.convert.readers import read_volume
+    from nnunetv2_reisoseg.io.volumes import read_volume
 
     return read_volume(spec)
 

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_reisoseg.volume.settings import RunSettings
+
 CONTROL = ".reisoseg"
-# settings that must match for --c to continue a run (the rest is provenance)
-RESUME_KEYS = ("input", "shape", "spacing_nm", "model", "folds", "checkpoint", "step_size", "tta",
-               "block_shape", "chunks", "save_probabilities", "statistics", "transpose_forward", "tiles")
-TILES = "owned"  # each tile predicted once by the block holding its centre (runs before it recomputed halos)
+SETTINGS = "settings.json"
 
 
 class OutputError(ValueError):
@@ -44,50 +43,59 @@ def multiscales(name: str, axes: Sequence[dict], scale: Sequence[float]) -> list
              "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": list(scale)}]}]}]
 
 
-def prepare(out: Path, settings: dict, labels: dict[str, int], shape: Sequence[int], chunks: Sequence[int],
-            n_classes: int, cont: bool, overwrite: bool) -> tuple[bool, set[int]]:
-    """Create ``out`` (or check it for ``cont``); returns (created, blocks already done)."""
-    control = out / CONTROL
+def previous_run(out: Path, cont: bool, overwrite: bool) -> dict | None:
+    """The rules for an existing output, in one place: the settings of the run that ``--c`` continues, or None
+    when the run starts afresh (``out`` is absent, or ``--overwrite`` replaces it). Checked before any work."""
+    if not out.exists():
+        return None  # --c with nothing to continue starts
+    if cont:
+        if not (out / CONTROL / SETTINGS).is_file():
+            raise OutputError(f"{out} exists but is not a reisoseg predict-volume output; choose another -o")
+        return settings_of(out)
+    if not overwrite:
+        raise OutputError(f"{out} exists; pass --c to continue the run that wrote it, or --overwrite to replace it")
+    return None
+
+
+def prepare(out: Path, settings: RunSettings, labels: dict[str, int], n_classes: int,
+            previous: dict | None) -> set[int]:
+    """Create ``out``, replacing what ``previous_run`` allowed to replace, or check that ``previous`` (the run
+    being continued) had the same settings; returns the blocks already done."""
+    if previous is not None:
+        diff = settings.differences(previous)
+        if diff:
+            new = settings.to_json()
+            changes = ", ".join(f"{k}: {previous.get(k)} -> {new.get(k)}" for k in diff)
+            raise OutputError(f"{out} was started with other settings ({changes}); rerun with the same settings "
+                              "to continue, or pass --overwrite to start again")
+        return done_blocks(out)
     if out.exists():
-        if cont:
-            if not (control / "settings.json").is_file():
-                raise OutputError(f"{out} exists but is not a reisoseg predict-volume output; choose another -o")
-            old = json.loads((control / "settings.json").read_text())
-            diff = [k for k in RESUME_KEYS if old.get(k) != json.loads(json.dumps(settings.get(k)))]
-            if diff:
-                changes = ", ".join(f"{k}: {old.get(k)} -> {settings.get(k)}" for k in diff)
-                raise OutputError(f"{out} was started with other settings ({changes}); rerun with the same settings "
-                                  "to continue, or pass --overwrite to start again")
-            return False, done_blocks(out)
-        if not overwrite:
-            raise OutputError(f"{out} exists; pass --c to continue the run that wrote it, or --overwrite to replace it")
         shutil.rmtree(out)
-    elif cont:
-        pass  # nothing to continue: start
     import zarr
 
     root = zarr.open_group(str(out), mode="w", zarr_format=2)
     dtype = np.uint8 if max(labels.values(), default=0) < 255 else np.uint16
-    root.create_array("0", shape=tuple(shape), chunks=tuple(chunks), dtype=dtype, fill_value=0)
-    spacing = settings["spacing_nm"]
+    shape, chunks = tuple(settings.shape), tuple(settings.chunks)
+    root.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0)
+    spacing = list(settings.spacing_nm)
     axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
     names = {v: k for k, v in labels.items()}
     root.attrs.update({
-        "multiscales": multiscales(Path(settings["input"]).name, axes, spacing),
+        "multiscales": multiscales(Path(settings.input).name, axes, spacing),
         "image-label": {"version": "0.4",
                         "colors": [{"label-value": v, "rgba": _label_colour(v)} for v in sorted(names)],
                         "properties": [{"label-value": v, "name": names[v]} for v in sorted(names)],
-                        "source": {"image": settings["input"]}},
-        "reisoseg": settings,
+                        "source": {"image": settings.input}},
+        "reisoseg": settings.to_json(),
     })
-    if settings.get("save_probabilities"):
+    if settings.save_probabilities:
         prob = root.create_group("probabilities")
         prob.create_array("0", shape=(n_classes, *shape), chunks=(n_classes, *chunks), dtype=np.float16, fill_value=0)
         prob.attrs["multiscales"] = multiscales("probabilities", [{"name": "c", "type": "channel"}, *axes],
                                                  [1.0, *spacing])
-    (control / "done").mkdir(parents=True)
-    (control / "settings.json").write_text(json.dumps(settings, indent=1))
-    return True, set()
+    (out / CONTROL / "done").mkdir(parents=True)
+    (out / CONTROL / SETTINGS).write_text(json.dumps(settings.to_json(), indent=1))
+    return set()
 
 
 def done_blocks(out: Path, stage: str = "done") -> set[int]:
@@ -144,4 +152,5 @@ def drop_pieces(out: Path) -> None:
 
 
 def settings_of(out: Path) -> dict:
-    return json.loads((out / CONTROL / "settings.json").read_text())
+    """The settings.json of the run that wrote ``out`` (``RunSettings.from_json`` reads it)."""
+    return json.loads((out / CONTROL / SETTINGS).read_text())

@@ -27,10 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_reisoseg import our_trainers
+from nnunetv2_reisoseg.io.volumes import VolumeReadError, read_volume
 from nnunetv2_reisoseg.volume import grid as g
 from nnunetv2_reisoseg.volume import instances as inst
 from nnunetv2_reisoseg.volume import output as store
 from nnunetv2_reisoseg.volume.intensity import Normalizer, VolumeStats, check_scheme, stream_stats
+from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions, RunSettings
 from nnunetv2_reisoseg.volume.tasks import TaskRunner
 
 SLAB_VOXELS = 2**24  # voxels per slab of the statistics pass (128 MB in float64)
@@ -42,15 +45,6 @@ class VolumeError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------ model
-def _with_our_trainers() -> None:
-    """nnU-Net finds the plugin's trainers (nnUNetTrainerReIso, the paper network) through nnUNet_extTrainer."""
-    from nnunetv2_reisoseg import trainer_dir
-
-    paths = [p for p in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
-    if str(trainer_dir()) not in paths:
-        os.environ["nnUNet_extTrainer"] = os.pathsep.join([*paths, str(trainer_dir())])
-
-
 def check_model(model: Path, folds: Sequence[int | str], checkpoint: str) -> dict:
     """The model folder's plans, dataset.json and configuration; clear errors for what is missing."""
     import json
@@ -92,38 +86,36 @@ def check_model(model: Path, folds: Sequence[int | str], checkpoint: str) -> dic
 class BlockPredictor:
     """One process's nnU-Net predictor for a run (network, every fold's weights), input and output stores."""
 
-    def __init__(self, settings: dict, out: Path) -> None:
+    def __init__(self, settings: RunSettings, out: Path) -> None:
         import torch
         import zarr
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 
-        from nnunetv2_reisoseg.data.convert.readers import read_volume
-
-        _with_our_trainers()
         self.settings = settings
-        self.device = torch.device(settings["device"])
-        p = nnUNetPredictor(tile_step_size=settings["step_size"], use_gaussian=True, use_mirroring=settings["tta"],
+        self.device = torch.device(settings.device)
+        p = nnUNetPredictor(tile_step_size=settings.step_size, use_gaussian=True, use_mirroring=settings.tta,
                             perform_everything_on_device=self.device.type == "cuda", device=self.device, verbose=False,
                             verbose_preprocessing=False, allow_tqdm=False)
-        p.initialize_from_trained_model_folder(settings["model"], use_folds=tuple(settings["folds"]),
-                                               checkpoint_name=settings["checkpoint"])
+        with our_trainers():  # nnU-Net finds nnUNetTrainerReIso and the paper network through nnUNet_extTrainer
+            p.initialize_from_trained_model_folder(settings.model, use_folds=tuple(settings.folds),
+                                                   checkpoint_name=settings.checkpoint)
         self.predictor = p
         self.network = p.network.to(self.device).eval()
         self._loaded = 0  # the fold whose weights the network holds (nnU-Net loads the first)
         cm, pm = p.configuration_manager, p.plans_manager
         self.tf = tuple(pm.transpose_forward)
-        stats = VolumeStats(**{**settings["statistics"], "bbox": tuple(map(tuple, settings["statistics"]["bbox"]))})
+        stats = settings.volume_stats
         self.normalize = Normalizer(cm.normalization_schemes[0], cm.use_mask_for_norm[0],
                                     pm.foreground_intensity_properties_per_channel["0"], stats)
-        self.grid = g.TileGrid(g.to_network(stats.bbox, self.tf), tuple(cm.patch_size), settings["step_size"])
-        self.layout = g.Layout(self.grid, tuple(settings["shape"]), tuple(settings["block_shape"]), self.tf)
+        self.grid = g.TileGrid(g.to_network(stats.bbox, self.tf), tuple(cm.patch_size), settings.step_size)
+        self.layout = g.Layout(self.grid, tuple(settings.shape), tuple(settings.block_shape), self.tf)
         self.gaussian = compute_gaussian(tuple(cm.patch_size), sigma_scale=1. / 8, value_scaling_factor=10,
                                          device=self.device)
-        self.volume = read_volume(settings["input"])
+        self.volume = read_volume(settings.input)
         root = zarr.open_group(str(out), mode="r+")
         self.labels = root["0"]
-        self.probabilities = root["probabilities"]["0"] if settings["save_probabilities"] else None
+        self.probabilities = root["probabilities"]["0"] if settings.save_probabilities else None
         self.out = out
 
     def _autocast(self):
@@ -272,8 +264,8 @@ def _predictor(out: Path) -> BlockPredictor:
     """This process's predictor for the run in ``out`` (made once, then reused for every block)."""
     import json
 
-    settings = store.settings_of(out)
-    key = (str(out), json.dumps(settings, sort_keys=True))
+    settings = RunSettings.from_json(store.settings_of(out))
+    key = (str(out), json.dumps(settings.to_json(), sort_keys=True))
     if key not in _PREDICTORS:
         _release()
         _PREDICTORS[key] = BlockPredictor(settings, out)
@@ -327,144 +319,175 @@ class Summary:
 
 
 def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.PathLike,
-                   folds: Sequence[int | str] = (0,), block_size: Sequence[int] | None = None,
-                   step_size: float = 0.5, tta: bool = True, device: str = "cuda",
-                   workers: int = 0, scheduler: str | None = None, cont: bool = False, overwrite: bool = False,
-                   spacing: Sequence[float] | None = None, save_probabilities: bool = False,
-                   checkpoint: str = "checkpoint_final.pth", norm_stats: VolumeStats | None = None,
-                   progress: bool = True, instances: InstanceOptions | None = None) -> Summary:
+                   options: PredictOptions | None = None, run: RunOptions | None = None,
+                   instances: InstanceOptions | None = None, norm_stats: VolumeStats | None = None) -> Summary:
     """Segment ``input_spec`` (PATH[:KEY] of HDF5, zarr / OME-Zarr, MRC, TIFF) into the OME-Zarr ``output``;
-    with ``instances``, also its objects across the whole volume (``write_instances``)."""
+    with ``instances``, also its objects across the whole volume (``write_instances``). ``norm_stats`` replaces
+    the statistics pass (tests give nnU-Net's own)."""
+    options, run = options or PredictOptions(), run or RunOptions()
+    out, model = Path(output).resolve(), Path(model).resolve()
+    check_options(options, instances)
+    try:
+        previous = store.previous_run(out, run.cont, run.overwrite)
+    except store.OutputError as e:
+        raise VolumeError(str(e)) from None
+    info = check_model(model, options.folds, options.checkpoint)
+    settings = plan_run(input_spec, model, options, info, previous, norm_stats, run.progress)
+    labels = {k: v for k, v in info["dataset_json"]["labels"].items() if isinstance(v, int)}
+    try:
+        done = store.prepare(out, settings, labels, _n_outputs(info), previous)
+    except store.OutputError as e:
+        raise VolumeError(str(e)) from None
+    with TaskRunner(run.workers, run.scheduler, run.progress, release=_release) as runner:
+        summary = predict_blocks(out, settings, info, done, runner, run.progress)
+        if instances is not None:
+            t0 = time.perf_counter()
+            summary.objects = len(write_instances(out, settings, labels, instances, runner, run.cont))
+            summary.instance_seconds = time.perf_counter() - t0
+            if run.progress:
+                print(f"predict-volume: {summary.objects} objects in {out / 'labels' / 'instances'} "
+                      f"({summary.instance_seconds:.1f} s, {summary.instance_seconds / max(summary.seconds, 1e-9):.2f}x"
+                      " the prediction's time in this run)", flush=True)
+    return summary
+
+
+def check_options(options: PredictOptions, instances: InstanceOptions | None) -> None:
+    """The options' own rules, before anything is read."""
     import torch
 
-    from nnunetv2_reisoseg.data.convert.readers import ConvertError, read_volume
-
-    out, model = Path(output).resolve(), Path(model).resolve()
-    folds = [int(f) if str(f).isdigit() else f for f in folds]
-    if not 0 < step_size <= 1:
-        raise VolumeError(f"-step_size must be in (0, 1], got {step_size}")
+    if not 0 < options.step_size <= 1:
+        raise VolumeError(f"-step_size must be in (0, 1], got {options.step_size}")
     if instances is not None and instances.connectivity not in inst.CONNECTIVITIES:
         raise VolumeError(f"--connectivity must be one of {inst.CONNECTIVITIES}, got {instances.connectivity}")
     if instances is not None and not instances.min_size_nm3 >= 0:
         raise VolumeError(f"--min-size is a volume in nm^3 and cannot be negative, got {instances.min_size_nm3}")
-    if device == "cuda" and not torch.cuda.is_available():
+    if options.device == "cuda" and not torch.cuda.is_available():
         raise VolumeError("-device cuda but CUDA is not available here; pass -device cpu")
-    if out.exists() and not cont and not overwrite:
-        raise VolumeError(f"{out} exists; pass --c to continue the run that wrote it, or --overwrite to replace it")
-    info = check_model(model, folds, checkpoint)
+
+
+def plan_run(input_spec: str, model: Path, options: PredictOptions, info: dict, previous: dict | None,
+             norm_stats: VolumeStats | None, progress: bool) -> RunSettings:
+    """The run's settings: the input checked against the model, the blocks and chunks, and the intensity
+    statistics (those of the run being continued, given ones, or a streaming pass over the input)."""
     try:
         vol = read_volume(input_spec)
-    except ConvertError as e:
+    except VolumeReadError as e:
         raise VolumeError(str(e)) from None
     try:
         shape = vol.shape
-        sp = tuple(float(s) for s in spacing) if spacing is not None else vol.spacing_nm
+        sp = tuple(float(s) for s in options.spacing) if options.spacing is not None else vol.spacing_nm
         if sp is None:
             raise VolumeError(f"{vol.source}: no voxel size in the file; pass --spacing Z Y X in nm")
         n_channels = len(info["dataset_json"]["channel_names"])
         if n_channels != 1:
             raise VolumeError(f"the model takes {n_channels} input channels; predict-volume reads one-channel volumes")
         tf = info["plans"].get("transpose_forward", [0, 1, 2])
-        target = info["cfg"]["spacing"]
-        from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
-
-        net_shape = [shape[a] for a in tf]
-        if list(compute_new_shape(net_shape, [sp[a] for a in tf], target)) != net_shape:
-            want = [0.0] * 3
-            for i, a in enumerate(tf):
-                want[a] = target[i]
-            raise VolumeError(
-                f"{vol.source} has voxels of {'x'.join(f'{v:g}' for v in sp)} nm but the model was trained at "
-                f"{'x'.join(f'{v:g}' for v in want)} nm: nnU-Net would resample the whole volume. Give a volume at "
-                "the model's voxel size (e.g. the OME-Zarr level at that scale), or --spacing if the file's is wrong")
-        patch_in = [0] * 3
-        for i, a in enumerate(tf):
-            patch_in[a] = info["cfg"]["patch_size"][i]
-        chunks = g.default_chunks(shape)
-        if block_size is not None:  # blocks smaller than the default chunks get chunks of their size
-            chunks = tuple(min(c, max(1, int(b))) for c, b in zip(chunks, block_size))
-        block = g.block_shape(shape, patch_in, chunks, block_size)
-        settings = {"input": input_spec, "shape": list(shape), "spacing_nm": list(sp), "model": str(model),
-                    "folds": folds, "checkpoint": checkpoint, "step_size": step_size, "tta": tta,
-                    "device": device, "block_shape": list(block), "chunks": list(chunks),
-                    "save_probabilities": save_probabilities, "transpose_forward": list(tf),
-                    "trainer": info["trainer"], "configuration": info["configuration"], "tiles": store.TILES}
-        if cont and (out / ".reisoseg" / "settings.json").is_file() and norm_stats is None:
-            settings["statistics"] = store.settings_of(out).get("statistics")  # computed by the run being continued
+        _check_voxel_size(vol.source, shape, sp, tf, info["cfg"]["spacing"])
+        chunks, block = _blocks(shape, tf, info["cfg"]["patch_size"], options.block_size)
+        if previous is not None and norm_stats is None:
+            statistics = previous.get("statistics")  # computed by the run being continued
         else:
-            if norm_stats is None:
-                t0 = time.perf_counter()
-                slab = max(1, SLAB_VOXELS // max(1, shape[1] * shape[2]))
-
-                def show(done: int, n: int) -> None:
-                    if progress:
-                        print(f"\rpredict-volume: statistics pass {done}/{n} sections", end="" if done < n else "\n",
-                              flush=True)
-
-                norm_stats = stream_stats(vol.array, slab, show)
-                if progress:
-                    print(f"predict-volume: mean {norm_stats.mean:.4g}, sd {norm_stats.std:.4g} over the nonzero box "
-                          f"{norm_stats.bbox} ({time.perf_counter() - t0:.1f} s)", flush=True)
-            settings["statistics"] = norm_stats.to_dict()
-        if settings["statistics"]["bbox"] is None:
+            statistics = (norm_stats if norm_stats is not None else _statistics(vol, progress)).to_dict()
+        if statistics["bbox"] is None:
             raise VolumeError(f"{vol.source} is all zeros: nothing to segment")
     finally:
         vol.close()
-    labels = {k: v for k, v in info["dataset_json"]["labels"].items() if isinstance(v, int)}
-    try:
-        _, done = store.prepare(out, settings, labels, shape, chunks, _n_outputs(info), cont, overwrite)
-    except store.OutputError as e:
-        raise VolumeError(str(e)) from None
+    return RunSettings(input=input_spec, shape=tuple(shape), spacing_nm=tuple(sp), model=str(model),
+                       folds=tuple(int(f) if str(f).isdigit() else f for f in options.folds),
+                       checkpoint=options.checkpoint, step_size=options.step_size, tta=options.tta,
+                       device=options.device, block_shape=tuple(block), chunks=tuple(chunks),
+                       save_probabilities=options.save_probabilities, transpose_forward=tuple(tf),
+                       trainer=info["trainer"], configuration=info["configuration"], statistics=statistics)
 
+
+def _check_voxel_size(source: str, shape: Sequence[int], sp: Sequence[float], tf: Sequence[int],
+                      target: Sequence[float]) -> None:
+    """predict-volume never resamples: the volume must be at the model's voxel size."""
+    from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
+
+    net_shape = [shape[a] for a in tf]
+    if list(compute_new_shape(net_shape, [sp[a] for a in tf], target)) != net_shape:
+        want = [0.0] * 3
+        for i, a in enumerate(tf):
+            want[a] = target[i]
+        raise VolumeError(
+            f"{source} has voxels of {'x'.join(f'{v:g}' for v in sp)} nm but the model was trained at "
+            f"{'x'.join(f'{v:g}' for v in want)} nm: nnU-Net would resample the whole volume. Give a volume at "
+            "the model's voxel size (e.g. the OME-Zarr level at that scale), or --spacing if the file's is wrong")
+
+
+def _blocks(shape: Sequence[int], tf: Sequence[int], patch: Sequence[int],
+            block_size: Sequence[int] | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(chunks, block shape) in input axes."""
+    patch_in = [0] * 3
+    for i, a in enumerate(tf):
+        patch_in[a] = patch[i]
+    chunks = g.default_chunks(shape)
+    if block_size is not None:  # blocks smaller than the default chunks get chunks of their size
+        chunks = tuple(min(c, max(1, int(b))) for c, b in zip(chunks, block_size))
+    return chunks, g.block_shape(shape, patch_in, chunks, block_size)
+
+
+def _statistics(vol, progress: bool) -> VolumeStats:
+    """The statistics pass: one streaming read of the input."""
+    t0 = time.perf_counter()
+    shape = vol.shape
+    slab = max(1, SLAB_VOXELS // max(1, shape[1] * shape[2]))
+
+    def show(done: int, n: int) -> None:
+        if progress:
+            print(f"\rpredict-volume: statistics pass {done}/{n} sections", end="" if done < n else "\n",
+                  flush=True)
+
+    stats = stream_stats(vol.array, slab, show)
+    if progress:
+        print(f"predict-volume: mean {stats.mean:.4g}, sd {stats.std:.4g} over the nonzero box "
+              f"{stats.bbox} ({time.perf_counter() - t0:.1f} s)", flush=True)
+    return stats
+
+
+def predict_blocks(out: Path, settings: RunSettings, info: dict, done: set[int], runner: TaskRunner,
+                   progress: bool) -> Summary:
+    """Both passes over the blocks not yet done, on ``runner``; the scratch pieces are removed afterwards."""
+    shape, block = tuple(settings.shape), tuple(settings.block_shape)
     all_blocks = g.blocks(shape, block)
     todo = [i for i in range(len(all_blocks)) if i not in done]
-    stats = settings["statistics"]
-    grid = g.TileGrid(g.to_network(tuple(map(tuple, stats["bbox"])), tf),
-                      tuple(info["cfg"]["patch_size"]), step_size)
+    grid = g.TileGrid(g.to_network(settings.volume_stats.bbox, settings.transpose_forward),
+                      tuple(info["cfg"]["patch_size"]), settings.step_size)
     if progress:
         print(f"predict-volume: {len(all_blocks)} blocks of {'x'.join(map(str, block))} (chunks "
-              f"{'x'.join(map(str, chunks))}), {len(done)} already done; {len(grid.tiles())} nnU-Net tiles of "
-              f"{'x'.join(map(str, info['cfg']['patch_size']))}, folds {folds}, TTA {'on' if tta else 'off'}, "
-              f"{device}" + (f", {workers} dask workers" if workers else "") +
-              (f", dask scheduler {scheduler}" if scheduler else ""), flush=True)
-    with TaskRunner(workers, scheduler, progress, release=_release) as runner:
-        t0 = time.perf_counter()
-        summed = store.done_blocks(out, "summed") | done
-        results = runner.map(run_block, str(out), [i for i in todo if i not in summed], "blocks", len(all_blocks),
-                             len(summed))
-        runner.map(finish_block, str(out), todo, "borders", len(all_blocks), len(done))
-        store.drop_pieces(out)
-        seconds = time.perf_counter() - t0
-        summary = Summary(out, len(all_blocks), len(todo), int(np.prod(shape)), seconds,
-                          sum(r["tiles"] for r in results), len(grid.tiles()))
-        if progress:
-            print(f"predict-volume: wrote {out}: {len(todo)} blocks in {seconds:.1f} s "
-                  f"({summary.voxels / max(seconds, 1e-9):,.0f} voxels/s over the volume"
-                  # after --c only some blocks ran here: their tiles say nothing of the whole run's overhead
-                  + (f"; {summary.overlap_overhead:.2f} tile predictions per nnU-Net tile)"
-                     if len(results) == len(all_blocks) else ")"),
-                  flush=True)
-        if instances is not None:
-            t0 = time.perf_counter()
-            summary.objects = len(write_instances(out, settings, labels, instances, runner, cont))
-            summary.instance_seconds = time.perf_counter() - t0
-            if progress:
-                print(f"predict-volume: {summary.objects} objects in {out / 'labels' / 'instances'} "
-                      f"({summary.instance_seconds:.1f} s, {summary.instance_seconds / max(seconds, 1e-9):.2f}x the "
-                      "prediction's time in this run)", flush=True)
+              f"{'x'.join(map(str, settings.chunks))}), {len(done)} already done; {len(grid.tiles())} nnU-Net tiles "
+              f"of {'x'.join(map(str, info['cfg']['patch_size']))}, folds {list(settings.folds)}, TTA "
+              f"{'on' if settings.tta else 'off'}, {settings.device}" + runner.describe(), flush=True)
+    t0 = time.perf_counter()
+    summed = store.done_blocks(out, "summed") | done
+    results = runner.map(run_block, str(out), [i for i in todo if i not in summed], "blocks", len(all_blocks),
+                         len(summed))
+    runner.map(finish_block, str(out), todo, "borders", len(all_blocks), len(done))
+    store.drop_pieces(out)
+    seconds = time.perf_counter() - t0
+    summary = Summary(out, len(all_blocks), len(todo), int(np.prod(shape)), seconds,
+                      sum(r["tiles"] for r in results), len(grid.tiles()))
+    if progress:
+        print(f"predict-volume: wrote {out}: {len(todo)} blocks in {seconds:.1f} s "
+              f"({summary.voxels / max(seconds, 1e-9):,.0f} voxels/s over the volume"
+              # after --c only some blocks ran here: their tiles say nothing of the whole run's overhead
+              + (f"; {summary.overlap_overhead:.2f} tile predictions per nnU-Net tile)"
+                 if len(results) == len(all_blocks) else ")"),
+              flush=True)
     return summary
 
 
-def write_instances(out: Path, settings: dict, labels: dict[str, int], options: InstanceOptions,
+def write_instances(out: Path, settings: RunSettings, labels: dict[str, int], options: InstanceOptions,
                     runner: TaskRunner, cont: bool) -> inst.Objects:
     """The 3D connected components of each class over the whole predicted volume: an OME-NGFF label image
     ``OUT.zarr/labels/instances`` and its table of objects ``objects.csv`` there."""
     import zarr
 
-    shape, chunks = tuple(settings["shape"]), tuple(settings["chunks"])
+    shape, chunks = tuple(settings.shape), tuple(settings.chunks)
     dest = out / "labels" / "instances"
-    s = inst.InstanceSettings(str(out), shape, tuple(settings["block_shape"]), chunks,
-                              tuple(settings["spacing_nm"]), options.connectivity, options.min_size_nm3,
+    s = inst.InstanceSettings(str(out), shape, tuple(settings.block_shape), chunks,
+                              tuple(settings.spacing_nm), options.connectivity, options.min_size_nm3,
                               dest=str(dest / "0"))
     work = out / store.CONTROL / "instances"
     if not cont and dest.exists():
@@ -476,7 +499,7 @@ def write_instances(out: Path, settings: dict, labels: dict[str, int], options: 
     if "0" not in image:
         image.create_array("0", shape=shape, chunks=chunks, dtype=np.uint32, fill_value=0)
     axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
-    image.attrs.update({"multiscales": store.multiscales("instances", axes, settings["spacing_nm"]),
+    image.attrs.update({"multiscales": store.multiscales("instances", axes, list(settings.spacing_nm)),
                         "image-label": {"version": "0.4", "source": {"image": "../../"}},
                         "reisoseg": {"connectivity": options.connectivity, "min_size_nm3": options.min_size_nm3}})
     try:

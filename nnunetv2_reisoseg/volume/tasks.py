@@ -22,6 +22,11 @@ class TaskRunner:
         self.client: Any = None
         self._cluster: Any = None
 
+    def describe(self) -> str:
+        """Where the tasks run, for progress lines: nothing when here."""
+        return (f", {self.workers} dask workers" if self.workers else "") + \
+            (f", dask scheduler {self.scheduler}" if self.scheduler else "")
+
     def __enter__(self) -> TaskRunner:
         if self.workers or self.scheduler:
             from dask.distributed import Client, LocalCluster

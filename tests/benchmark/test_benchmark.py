@@ -9,8 +9,8 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from nnunetv2_reisoseg.benchmark.report import primary_measures
-from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, flatten_cases, run_benchmark
-from nnunetv2_reisoseg.benchmark.stats import summarize
+from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, run_benchmark
+from nnunetv2_reisoseg.benchmark.stats import flatten_cases, summarize
 from nnunetv2_reisoseg.cli import main
 from nnunetv2_reisoseg.evaluation import FIELDS, evaluate_labels
 
@@ -132,7 +132,7 @@ def test_rerun_reuses_trainings_and_errors(bench, capsys):
     record = out / "records" / "reiso_seed0_fold0.json"
     rec = json.loads(record.read_text())
     record.write_text(json.dumps({**rec, "machine": "another machine"}))
-    run_benchmark(None, "tiny", out=out, device="cpu", equal_time=True, methods=("stock", "reiso", "paper"))
+    run_benchmark(None, "tiny", out=out, device="cpu", methods=("stock", "stock_time", "reiso", "paper"))
     assert capsys.readouterr().out.count("using its record") == 4  # equal-time epochs the same again
     after = json.loads((out / "results.json").read_text())
     for m in ("dice", "ap75", "voi_split"):
@@ -145,7 +145,7 @@ def test_rerun_reuses_trainings_and_errors(bench, capsys):
     shutil.move(root / "models_elsewhere", out / "results")
     shutil.move(root / "predictions_elsewhere", out / "predictions")
     with pytest.raises(BenchmarkError, match="needs both"):
-        run_benchmark(None, "tiny", out=out, methods=("reiso",), equal_time=True)
+        run_benchmark(None, "tiny", out=out, methods=("reiso", "stock_time"))
     ds = json.loads((root / "raw" / "Dataset951_SynthEMTiny" / "dataset.json").read_text())
     ds["description"] = "something else"
     (root / "raw" / "Dataset951_SynthEMTiny" / "dataset.json").write_text(json.dumps(ds))

@@ -212,7 +212,7 @@ def test_auto_split_never_picks_an_axis_it_then_refuses(raw, tmp_path):
 
 def test_readers_read_only_what_is_indexed(tmp_path):
     """TIFF stacks, slice folders and arrays with leading singleton axes are read lazily."""
-    from nnunetv2_reisoseg.data.convert import read_volume
+    from nnunetv2_reisoseg.io.volumes import read_volume
 
     image, _ = _volume()
     tifffile.imwrite(tmp_path / "stack.tif", image)

@@ -5,13 +5,12 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2_reisoseg.data import synth
-from nnunetv2_reisoseg.data.synth import generate_dataset
+from nnunetv2_reisoseg.data.synth import SynthSpec, generate_dataset
 
 
-def _gen(root, **kw):
-    args = dict(dataset_id=950, name="Tiny", cases=2, shape=(8, 32, 32), anisotropy=4, xy_nm=10.0, seed=1,
-                progress=False)
-    return generate_dataset(root, **{**args, **kw})
+def _gen(root, name="Tiny", overwrite=False, **kw):
+    args = dict(cases=2, shape=(8, 32, 32), anisotropy=4, xy_nm=10.0, seed=1)
+    return generate_dataset(root, 950, name, SynthSpec(**{**args, **kw}), overwrite, progress=False)
 
 
 def test_layout_spacing_and_determinism(tmp_path):

@@ -10,7 +10,7 @@ from scipy import ndimage as ndi
 
 from nnunetv2_reisoseg.cli import main
 from nnunetv2_reisoseg.evaluation import EvaluationError, evaluate_files
-from nnunetv2_reisoseg.evaluation.blockwise import SURFACE_FIELDS, evaluate_blockwise
+from nnunetv2_reisoseg.evaluation.blockwise import SURFACE_FIELDS, BlockwiseRun, evaluate_blockwise
 
 SPACING = (40.0, 8.0, 8.0)
 
@@ -58,7 +58,7 @@ def test_blocks_give_the_in_memory_result(tmp_path, connectivity):
     pred, ref = _pair()
     p, r = _write(tmp_path / "pred.zarr", pred), _write(tmp_path / "ref.zarr", ref)
     memory = evaluate_files(p, r, connectivity=connectivity)
-    blocks = evaluate_blockwise(p, r, connectivity=connectivity, block_shape=(5, 16, 13), progress=False)
+    blocks = evaluate_blockwise(p, r, connectivity=connectivity, run=BlockwiseRun((5, 16, 13), progress=False))
     assert memory["1"]["split_objects"] > 0 and memory["1"]["false_objects"] > 0  # the pair has errors to find
     assert memory["1"]["ref_objects"] > 3
     _same(blocks, memory)
@@ -69,10 +69,10 @@ def test_ignore_label_and_classes(tmp_path):
     ref[:, 10:14] = 7  # an unannotated band
     p, r = _write(tmp_path / "pred.zarr", pred), _write(tmp_path / "ref.zarr", ref)
     memory = evaluate_files(p, r, classes=[1], ignore_label=7)
-    blocks = evaluate_blockwise(p, r, classes=[1], ignore_label=7, block_shape=(6, 12, 15), progress=False)
+    blocks = evaluate_blockwise(p, r, classes=[1], ignore_label=7, run=BlockwiseRun((6, 12, 15), progress=False))
     _same(blocks, memory)
     with pytest.raises(EvaluationError, match=r"class(es)? \[3\] in neither volume"):
-        evaluate_blockwise(p, r, classes=[3], block_shape=(6, 12, 15), progress=False)
+        evaluate_blockwise(p, r, classes=[3], run=BlockwiseRun((6, 12, 15), progress=False))
 
 
 def test_cli_blockwise_and_its_refusals(tmp_path, capsys):

@@ -3,7 +3,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_reisoseg.method.anisotropy import default_pi_levels, plan_pi_module, section_axis, stage_anisotropy
 from nnunetv2_reisoseg.method.network import pi_plan_from_configuration
-from tests.conftest import load_plans
+from tests.fixtures import load_plans
 
 
 def _config(name, configuration="3d_fullres"):

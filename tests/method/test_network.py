@@ -13,7 +13,7 @@ from nnunetv2_reisoseg.method.network import (
     build_reiso_network,
     strip_training_only,
 )
-from tests.conftest import load_plans
+from tests.fixtures import load_plans
 
 
 def _build(name, ds=True, input_shape=None, pi_levels=None):

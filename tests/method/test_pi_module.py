@@ -9,7 +9,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from nnunetv2_reisoseg.method.anisotropy import isotropic_sizes
 from nnunetv2_reisoseg.method.network import pi_plan_from_configuration
 from nnunetv2_reisoseg.method.pi_module import PIModule, downsample_index, upsample_index
-from tests.conftest import load_plans
+from tests.fixtures import load_plans
 
 REAL_EM_PLANS = ["cremi_40x4x4", "ac3_29x6x6", "mitoem_30x8x8", "lucchi_50x5x5", "em_45x6x6",
                  "em_transposed_5x5x40", "em_40x5x5", "ct_3x0.8x0.8"]

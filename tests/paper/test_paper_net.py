@@ -8,7 +8,7 @@ from nnunetv2_reisoseg import trainer_dir
 from nnunetv2_reisoseg.method.network import ReIsoOutput
 from nnunetv2_reisoseg.paper.network import ReIsoSegPaperNet, fit_patch_size, paper_topology
 from nnunetv2_reisoseg.paper.trainer import nnUNetTrainerReIsoSegNet
-from tests.conftest import load_plans
+from tests.fixtures import load_plans
 from tests.training.test_trainer import DATASET_JSON
 
 
@@ -94,6 +94,8 @@ def test_trainer_plans_loss_and_discovery(nnunet_dirs, monkeypatch):
     plans["configurations"]["3d_fullres"]["patch_size"] = [20, 120, 136]
     t = nnUNetTrainerReIsoSegNet(plans, "3d_fullres", 0, DATASET_JSON, torch.device("cpu"))
     assert t.configuration_manager.patch_size == [20, 112, 128]  # fitted to the pooling, saved with the model
+    assert t.my_init_kwargs["plans"]["configurations"]["3d_fullres"]["patch_size"] == [20, 112, 128]
+    assert plans["configurations"]["3d_fullres"]["patch_size"] == [20, 120, 136]  # the caller's plans untouched
     assert t._get_deep_supervision_scales() == [[1, 1, 1], [1, 1, 1], [1, 0.5, 0.5]]
     loss = t._build_loss()
     assert np.allclose(loss.branch_loss.weight_factors, np.array([1, 0.5, 0.25]) / 1.75)

@@ -14,7 +14,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_reisoseg.method.loss import ReIsotropicLoss
 from nnunetv2_reisoseg.method.network import build_reiso_network
-from tests.conftest import load_plans
+from tests.fixtures import load_plans
 
 
 def _net_and_shape():

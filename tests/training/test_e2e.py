@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -172,24 +173,43 @@ def test_fine_tuning_from_a_stock_model_through_import_stock(ws):
 
 def test_val_npz_find_best_and_zip(ws):
     root, env, model = ws
-    shutil.rmtree(model / "fold_0" / "validation")
+    val = model / "fold_0" / "validation"
+    before = json.loads((val / "summary.json").read_text())
+    shutil.rmtree(val)
     run(["nnUNetv2_train", "901", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu", "--val", "--npz"], env)
-    assert list((model / "fold_0" / "validation").glob("*.npz"))
+    assert json.loads((val / "summary.json").read_text())["mean"] == before["mean"]  # the same validation again
+    npzs = sorted(val.glob("*.npz"))
+    assert npzs
+    for f in npzs:
+        probs = np.load(f)["probabilities"]
+        seg = read(val / f.name.replace(".npz", ".nii.gz"))
+        assert probs.shape == (2, *seg.shape) and np.allclose(probs.sum(0), 1, atol=1e-3)
+        clear = np.abs(probs[1] - probs[0]) > 1e-3  # away from ties, which the saved precision may break
+        assert clear.mean() > 0.99 and np.array_equal(probs.argmax(0)[clear], seg[clear])  # labels = argmax
     out = run(["nnUNetv2_find_best_configuration", "901", "-c", "3d_fullres", "-tr", TRAINER, "-f", "0",
                "-np", "1"], env)
     assert TRAINER in out
+    best = json.loads((root / "res" / "Dataset901_SynthEM" / "inference_information.json").read_text())
+    assert best["best_model_or_ensemble"]["selected_model_or_models"][0]["trainer"] == TRAINER
     run(["nnUNetv2_export_model_to_zip", "-d", "901", "-o", root / "model.zip", "-c", "3d_fullres", "-tr", TRAINER,
          "-f", "0"], env)
-    assert (root / "model.zip").stat().st_size > 0
+    with zipfile.ZipFile(root / "model.zip") as z:
+        names = {n.split(f"{TRAINER}__nnUNetPlans__3d_fullres/", 1)[-1] for n in z.namelist()}
+        packed = torch.load(z.open(next(n for n in z.namelist() if n.endswith("fold_0/checkpoint_final.pth"))),
+                            weights_only=False, map_location="cpu")
+    assert {"plans.json", "dataset.json", "fold_0/checkpoint_final.pth"} <= names
+    assert packed["trainer_name"] == TRAINER and any(k.startswith("isotropic.") for k in packed["network_weights"])
 
 
 def test_continue_training_keeps_pi_weights_optimizer_and_loss_curves(ws):
     _, env, model = ws
-    before = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False, map_location="cpu")
-    out = run(["nnUNetv2_train", "901", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu", "--c"],
+    # on a copy (fold 3), so that the module's model stays as trained for every other test, in any order
+    shutil.copytree(model / "fold_0", model / "fold_3", ignore=shutil.ignore_patterns("validation"))
+    before = torch.load(model / "fold_3" / "checkpoint_final.pth", weights_only=False, map_location="cpu")
+    out = run(["nnUNetv2_train", "901", "3d_fullres", "3", "-tr", TRAINER, "-device", "cpu", "--c"],
               {**env, "REISO_TEST_EPOCHS": "2"})
     assert "Epoch 1" in out and "Epoch 0\n" not in out
-    after = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False, map_location="cpu")
+    after = torch.load(model / "fold_3" / "checkpoint_final.pth", weights_only=False, map_location="cpu")
     assert after["current_epoch"] == 2
     for key in ("train_loss_ani", "train_loss_iso", "train_losses"):
         assert after["logging"][key][0] == before["logging"][key][0] and len(after["logging"][key]) == 2
@@ -208,10 +228,21 @@ def test_resenc_preset_trains_and_predicts(ws):
     ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False, map_location="cpu")
     assert any(k.startswith("encoder.stem") for k in ckpt["network_weights"])  # the residual encoder
     assert any(k.startswith("isotropic.pi_module.") for k in ckpt["network_weights"])
-    run(["nnUNetv2_predict", "-i", root / "raw" / "Dataset901_SynthEM" / "imagesTs", "-o", root / "pred_resenc",
-         "-d", "901", "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-p", "nnUNetResEncUNetMPlans", "-device", "cpu",
-         "--disable_tta", "-npp", "1", "-nps", "1"], env)
-    assert list((root / "pred_resenc").glob("*.nii.gz"))
+    images = root / "raw" / "Dataset901_SynthEM" / "imagesTs"
+    common = ["-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"]
+    run(["nnUNetv2_predict", "-i", images, "-o", root / "pred_resenc", "-d", "901", "-c", "3d_fullres", "-tr", TRAINER,
+         "-p", "nnUNetResEncUNetMPlans", *common], env)
+    # the residual encoder deploys as stock nnU-Net too, with the same labels
+    run(["reisoseg", "export-stock", model, "-o", root / "resenc_stock"], env)
+    stock_env = {k: v for k, v in env.items() if k != "nnUNet_extTrainer"}
+    run(["nnUNetv2_predict_from_modelfolder", "-i", images, "-o", root / "pred_resenc_stock", "-m",
+         root / "resenc_stock", *common], stock_env)
+    preds = sorted((root / "pred_resenc").glob("*.nii.gz"))
+    assert preds
+    for p in preds:
+        seg = read(p)
+        assert seg.shape == read(images / p.name.replace(".nii.gz", "_0000.nii.gz")).shape
+        assert set(np.unique(seg)) <= {0, 1} and np.array_equal(seg, read(root / "pred_resenc_stock" / p.name))
 
 
 def test_paper_network_trains_predicts_resumes_and_is_not_exported_as_stock(ws):
@@ -311,8 +342,10 @@ def test_ignore_label_and_regions_train(ws):
 
 def test_cascade_lowres_then_cascade_fullres(ws):
     root, env, _ = ws
-    plans_file = root / "pre" / "Dataset901_SynthEM" / "nnUNetPlans.json"
-    plans = json.loads(plans_file.read_text())
+    # plans of their own, so that nnU-Net's plans stay as planned for every other test
+    plans = json.loads((root / "pre" / "Dataset901_SynthEM" / "nnUNetPlans.json").read_text())
+    plans["plans_name"] = "nnUNetPlansCascade"
+    plans_file = root / "pre" / "Dataset901_SynthEM" / "nnUNetPlansCascade.json"
     full = plans["configurations"]["3d_fullres"]
     plans["configurations"]["3d_lowres"] = {
         "inherits_from": "3d_fullres", "data_identifier": "nnUNetPlans_3d_lowres", "next_stage": "3d_cascade_fullres",
@@ -321,17 +354,25 @@ def test_cascade_lowres_then_cascade_fullres(ws):
                                         *(v // 2 for v in full["median_image_size_in_voxels"][1:])]}
     plans["configurations"]["3d_cascade_fullres"] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
     plans_file.write_text(json.dumps(plans, indent=1))
-    run(["nnUNetv2_preprocess", "-d", "901", "-c", "3d_lowres", "-np", "1"], {**env, "nnUNet_n_proc_DA": "1"})
+    run(["nnUNetv2_preprocess", "-d", "901", "-c", "3d_lowres", "-plans_name", "nnUNetPlansCascade", "-np", "1"],
+        {**env, "nnUNet_n_proc_DA": "1"})
     # fold 'all' validates on every case, which gives the cascade its previous-stage segmentations
-    run(["nnUNetv2_train", "901", "3d_lowres", "all", "-tr", TRAINER, "-device", "cpu"], env)
-    run(["nnUNetv2_train", "901", "3d_cascade_fullres", "0", "-tr", TRAINER, "-device", "cpu"], env)
-    model = root / "res" / "Dataset901_SynthEM" / f"{TRAINER}__nnUNetPlans__3d_cascade_fullres" / "fold_0"
+    run(["nnUNetv2_train", "901", "3d_lowres", "all", "-tr", TRAINER, "-p", "nnUNetPlansCascade", "-device", "cpu"],
+        env)
+    run(["nnUNetv2_train", "901", "3d_cascade_fullres", "0", "-tr", TRAINER, "-p", "nnUNetPlansCascade", "-device",
+         "cpu"], env)
+    model = root / "res" / "Dataset901_SynthEM" / f"{TRAINER}__nnUNetPlansCascade__3d_cascade_fullres" / "fold_0"
     ckpt = torch.load(model / "checkpoint_final.pth", weights_only=False, map_location="cpu")
     first = next(v for k, v in ckpt["network_weights"].items() if k.endswith(".weight") and v.ndim == 5)
     assert first.shape[1] == 2  # image + the previous stage's segmentation
     images = root / "raw" / "Dataset901_SynthEM" / "imagesTs"
-    common = ["-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1", "-tr", TRAINER, "-d", "901"]
+    common = ["-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1", "-tr", TRAINER, "-d", "901", "-p",
+              "nnUNetPlansCascade"]
     run(["nnUNetv2_predict", "-i", images, "-o", root / "pred_low", "-c", "3d_lowres", "-f", "all", *common], env)
     run(["nnUNetv2_predict", "-i", images, "-o", root / "pred_cascade", "-c", "3d_cascade_fullres", "-f", "0",
          "-prev_stage_predictions", root / "pred_low", *common], env)
-    assert list((root / "pred_cascade").glob("*.nii.gz"))
+    preds = sorted((root / "pred_cascade").glob("*.nii.gz"))
+    assert [p.name for p in preds] == [p.name for p in sorted((root / "pred_low").glob("*.nii.gz"))]
+    for p in preds:  # full resolution again, on the image's grid, from a model that read both inputs
+        assert read(p).shape == read(images / p.name.replace(".nii.gz", "_0000.nii.gz")).shape
+        assert set(np.unique(read(p))) <= {0, 1}

@@ -9,9 +9,8 @@ from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
 from nnunetv2_reisoseg import trainer_dir
 from nnunetv2_reisoseg.method.loss import ReIsotropicLoss
-from nnunetv2_reisoseg.method.network import ReIsoOutput
 from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
-from tests.conftest import load_plans
+from tests.fixtures import load_plans
 
 DATASET_JSON = {"channel_names": {"0": "EM"}, "labels": {"background": 0, "mito": 1}, "numTraining": 20,
                 "file_ending": ".nii.gz"}
@@ -59,24 +58,6 @@ def test_loss_weights_both_branches_with_nnunet_deep_supervision(nnunet_dirs):
     assert t._build_loss().branch_loss.weight_factors[-1] > 0
 
 
-def test_loss_is_the_papers_weighted_sum_of_both_branches(nnunet_dirs):
-    """L = (1 - a) * L_iso + a * L_ani, a being the anisotropic branch's weight (the paper's a)."""
-    t = _trainer()
-    t.reiso_ani_weight = 0.3
-    loss = t._build_loss()
-    torch.manual_seed(0)
-    scales = [(16, 48, 48), (16, 24, 24), (16, 12, 12)]
-    target = [torch.randint(0, 2, (2, 1, *s)).float() for s in scales]
-    ani = [torch.randn(2, 2, *s) for s in scales]
-    iso = [torch.randn(2, 2, *s) for s in scales]
-    total = loss(ReIsoOutput(ani, iso), target)
-    l_ani, l_iso = loss.branch_loss(ani, target), loss.branch_loss(iso, target)
-    assert total.item() == pytest.approx(0.7 * l_iso.item() + 0.3 * l_ani.item(), rel=1e-6)
-    assert l_ani.item() != pytest.approx(l_iso.item(), rel=1e-3)  # the weights are told apart
-    assert loss.last_terms[0].item() == pytest.approx(l_ani.item())
-    assert loss(ani, target).item() == pytest.approx(l_ani.item())  # validation: anisotropic branch only
-
-
 def test_region_and_ignore_label_losses(nnunet_dirs):
     regions = {**DATASET_JSON, "labels": {"background": 0, "mito": [1, 2], "cristae": 2}, "regions_class_order": [1, 2]}
     assert type(_trainer(dataset_json=regions)._build_loss().branch_loss.loss).__name__ == "DC_and_BCE_loss"
@@ -102,14 +83,26 @@ def test_checkpoint_from_another_trainer_is_a_clear_error(nnunet_dirs, tmp_path)
     check_checkpoint(str(path), "nnUNetTrainerReIso")
 
 
-def test_subclass_knobs_reach_the_network(nnunet_dirs):
-    class TwoLevels(nnUNetTrainerReIso):
+def test_every_knob_is_a_class_attribute_that_reaches_the_model(nnunet_dirs):
+    """A subclass sets the knobs; the network gets them from the class alone (as inference builds it), the
+    loss from the trainer; nothing is patched on afterwards."""
+    class Knobs(nnUNetTrainerReIso):
         pi_levels = (2,)
         pi_reduction = 2
+        lateral_degradation_p = 0.7
+        reiso_ani_weight = 0.3
 
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     pm = PlansManager(load_plans("tiny_40x10x10"))
-    net = TwoLevels.build_network_architecture(pm, pm.get_configuration("3d_fullres"), 1, 2, False)
-    assert net.pi_module.levels == (2,)
+    net = Knobs.build_network_architecture(pm, pm.get_configuration("3d_fullres"), 1, 2, False)
+    assert net.pi_module.levels == (2,) and net.pi_module.lateral_degradation_p == 0.7
     assert net.pi_module.reduce[0].out_channels == 128 // 2
+    t = _trainer(Knobs)
+    assert t._build_loss().ani_weight == 0.3
+    t.initialize()
+    assert t.reiso_network().pi_module.lateral_degradation_p == 0.7
+    default = _trainer()
+    default.initialize()
+    assert default.reiso_network().pi_module.lateral_degradation_p == nnUNetTrainerReIso.lateral_degradation_p == 0.2
+    assert default._build_loss().ani_weight == nnUNetTrainerReIso.reiso_ani_weight == 0.5  # the paper's

@@ -62,3 +62,47 @@ def test_box_difference():
     parts = g.box_difference(outer, inner)
     cover = _coverage(parts, (10, 8, 6)) + _coverage([inner], (10, 8, 6))
     assert (cover == 1).all() and len(parts) == 4
+
+
+@pytest.mark.parametrize("shape,patch,step", [((20, 70, 50), (8, 32, 32), 0.5), ((8, 33, 33), (8, 32, 32), 0.25),
+                                              ((5, 10, 64), (8, 32, 32), 0.5)])
+def test_tile_grid_is_nnunets_sliding_window(shape, patch, step):
+    """Padding and tile starts as nnU-Net's pad_nd_image and compute_steps_for_sliding_window: the tiles cover
+    the padded volume, start at 0 and end at its far edge, in nnU-Net's order."""
+    from acvl_utils.cropping_and_padding.padding import pad_nd_image
+    from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+
+    bbox = tuple((0, s) for s in shape)
+    grid = g.TileGrid(bbox, patch, step)
+    _, pad = pad_nd_image(np.zeros((1, *shape), np.float32), patch, "constant", {"value": 0}, True)
+    assert grid.pad_below == tuple(sl.start for sl in pad[1:])
+    assert grid.starts() == compute_steps_for_sliding_window(grid.padded_shape, patch, step)
+    tiles = grid.tiles()
+    assert len(tiles) == np.prod([len(s) for s in grid.starts()])
+    covered = np.zeros(grid.padded_shape, bool)
+    for t in tiles:
+        covered[g.slices(t)] = True
+    assert covered.all()
+    region = ((2, 4), (10, 12), (5, 6))
+    assert grid.tiles_for(region) == [t for t in tiles if g.intersect(t, region) is not None]
+
+
+def test_blocks_partition_the_volume_in_whole_chunks():
+    shape, chunks = (37, 300, 129), g.default_chunks((37, 300, 129))
+    assert chunks == (37, 256, 129)
+    block = g.block_shape(shape, (8, 32, 32), chunks)
+    assert all(b % c == 0 or b >= n for b, c, n in zip(block, chunks, shape))
+    hits = np.zeros(shape, np.int32)
+    for box in g.blocks(shape, block):
+        hits[g.slices(box)] += 1
+    assert (hits == 1).all()
+    assert g.block_shape(shape, (8, 32, 32), (8, 16, 16), requested=(10, 20, 20)) == (16, 32, 32)
+
+
+def test_split_box_bounds_every_piece_and_covers_the_box():
+    box = ((3, 40), (0, 10), (5, 15))
+    pieces = g.split_box(box, 250)
+    assert all(np.prod(g.size(p)) <= 250 for p in pieces)
+    assert sum(np.prod(g.size(p)) for p in pieces) == np.prod(g.size(box))
+    assert pieces[0][0][0] == 3 and pieces[-1][0][1] == 40
+    assert len(g.split_box(box, 1)) == 37  # at least one plane each

@@ -22,9 +22,10 @@ from nnunetv2_reisoseg.cli import main
 from nnunetv2_reisoseg.data.synth import generate_case
 from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
 from nnunetv2_reisoseg.volume import grid as g
-from nnunetv2_reisoseg.volume.intensity import nnunet_stats, stream_stats
+from nnunetv2_reisoseg.volume.intensity import nnunet_stats
 from nnunetv2_reisoseg.volume.predict import predict_volume
-from tests.conftest import load_plans
+from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions
+from tests.fixtures import load_plans
 
 DATASET_JSON = {"channel_names": {"0": "EM"}, "labels": {"background": 0, "mitochondria": 1}, "numTraining": 5,
                 "file_ending": ".nii.gz"}
@@ -106,23 +107,14 @@ def _instances(out):
     return zarr.open_array(str(out / "labels" / "instances" / "0"), mode="r")[:]
 
 
-def test_streaming_statistics_match_numpy(ws):
-    _, vol, _ = ws
-    ours = stream_stats(vol, 3)
-    ref = nnunet_stats(vol)
-    assert ours.bbox == ref.bbox and ours.count == ref.count
-    assert ours.mean == pytest.approx(ref.mean, rel=1e-6) and ours.std == pytest.approx(ref.std, rel=1e-5)
-    crop = vol[g.slices(ours.bbox)].astype(np.float64)
-    assert ours.mean == pytest.approx(crop.mean(), rel=1e-12) and ours.std == pytest.approx(crop.std(), rel=1e-10)
-
-
 @pytest.mark.parametrize("block", [(8, 32, 32), (32, 128, 128)])  # smaller than the patch; the whole volume
 def test_same_labels_as_nnunet_with_its_statistics(ws, block, tmp_path):
     root, vol, model = ws
     ref = nnunet_reference(model, vol, (0, 1), tta=False)
     out = tmp_path / "seg.zarr"
-    s = predict_volume(f"{root}/vol.h5:raw", out, model, folds=(0, 1), block_size=block, tta=False, device="cpu",
-                       norm_stats=nnunet_stats(vol), progress=False)
+    s = predict_volume(f"{root}/vol.h5:raw", out, model, PredictOptions((0, 1), tta=False, device="cpu",
+                                                                        block_size=block),
+                       RunOptions(progress=False), norm_stats=nnunet_stats(vol))
     ours = _labels(out)
     assert 0.05 < ref.mean() < 0.95  # both classes present: the comparison says something
     away = _away_from_borders(out)
@@ -141,8 +133,9 @@ def test_same_labels_with_test_time_mirroring(ws, tmp_path):
     with h5py.File(tmp_path / "small.h5", "w") as f:
         f.create_dataset("raw", data=small).attrs["resolution"] = SPACING
     ref = nnunet_reference(model, small, (0,), tta=True)
-    predict_volume(f"{tmp_path}/small.h5:raw", tmp_path / "tta.zarr", model, folds=(0,), block_size=(16, 32, 32),
-                   tta=True, device="cpu", norm_stats=nnunet_stats(small), progress=False)
+    predict_volume(f"{tmp_path}/small.h5:raw", tmp_path / "tta.zarr", model,
+                   PredictOptions((0,), tta=True, device="cpu", block_size=(16, 32, 32)), RunOptions(progress=False),
+                   norm_stats=nnunet_stats(small))
     ours, away = _labels(tmp_path / "tta.zarr"), _away_from_borders(tmp_path / "tta.zarr")
     assert np.array_equal(ours[away], ref[away]) and (ours == ref).mean() >= 0.999
 

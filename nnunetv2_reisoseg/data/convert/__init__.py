@@ -1,7 +1,7 @@
-"""``reisoseg convert``: readers of EM formats, label rules and the nnU-Net raw dataset writer."""
-from nnunetv2_reisoseg.data.convert.dataset import Pair, choose_split_axis, convert
+"""``reisoseg convert``: label rules, downsampling and the nnU-Net raw dataset writer (volumes are read by
+``nnunetv2_reisoseg.io.volumes``)."""
+from nnunetv2_reisoseg.data.convert.dataset import ConvertOptions, Pair, choose_split_axis, convert
+from nnunetv2_reisoseg.data.convert.errors import ConvertError
 from nnunetv2_reisoseg.data.convert.labels import CREMI_BACKGROUND, LabelRules
-from nnunetv2_reisoseg.data.convert.readers import ConvertError, Volume, read_volume
 
-__all__ = ["CREMI_BACKGROUND", "ConvertError", "LabelRules", "Pair", "Volume", "choose_split_axis", "convert",
-           "read_volume"]
+__all__ = ["CREMI_BACKGROUND", "ConvertError", "ConvertOptions", "LabelRules", "Pair", "choose_split_axis", "convert"]

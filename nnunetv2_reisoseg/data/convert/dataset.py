@@ -11,15 +11,17 @@ import itertools
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from nnunetv2_reisoseg.data.convert.downsample import downsample_image, downsample_labels
+from nnunetv2_reisoseg.data.convert.errors import ConvertError
 from nnunetv2_reisoseg.data.convert.labels import MAX_CLASSES, LabelRules
-from nnunetv2_reisoseg.data.convert.readers import ConvertError, Volume, read_volume
-from nnunetv2_reisoseg.data.raw_dataset import raw_dataset_target, staged_folder, write_dataset_json, write_image
+from nnunetv2_reisoseg.data.raw_dataset import raw_dataset_target, write_dataset_json, write_image
+from nnunetv2_reisoseg.io.folders import staged_folder
+from nnunetv2_reisoseg.io.volumes import Volume, VolumeReadError, read_volume
 
 
 @dataclass
@@ -66,6 +68,13 @@ def _hold_out_parts(img: Volume, sp: Sequence[float], split: int, split_axis: st
 SPLITS_FILE = "splits_final.json"
 
 
+def _open(spec: str) -> Volume:
+    try:
+        return read_volume(spec)
+    except VolumeReadError as e:
+        raise ConvertError(str(e)) from None
+
+
 def _write_block_folds(folder: Path, folds: dict[int, list[str]]) -> None:
     """nnU-Net's splits file with one fold per block position: fold k validates the k-th block of every
     training volume, so that validation is spatially separate from training. nnU-Net reads it from
@@ -89,149 +98,196 @@ def choose_split_axis(shape: Sequence[int], spacing: Sequence[float], n: int = 1
     return fits[0] if fits else order[0]
 
 
-def convert(
-    raw_root: str | os.PathLike,
-    dataset_id: int,
-    name: str,
-    train: Sequence[Pair],
-    test: Sequence[Pair] = (),
-    spacing_nm: Sequence[float] | None = None,
-    split: int = 1,
-    split_axis: str = "auto",
-    rules: LabelRules | None = None,
-    channel_name: str = "EM",
-    class_names: Sequence[str] | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    downsample: Sequence[int] | None = None,
-    hold_out: float = 0.0,
-) -> Path:
-    """Write ``DatasetXXX_NAME`` under ``raw_root`` from image/label volume pairs; returns its path.
-    ``downsample`` (Z, Y, X integer factors) averages images and takes labels by majority; ``hold_out`` keeps
-    that fraction of each training volume, at the end of the split axis, as a test case."""
-    rules = rules or LabelRules()
-    factors = tuple(int(f) for f in downsample) if downsample is not None else (1, 1, 1)
-    if len(factors) != 3 or min(factors) < 1:
-        raise ConvertError(f"--downsample takes three integer factors Z Y X >= 1, got {list(factors)}")
-    if not 0.0 <= hold_out < 1.0:
-        raise ConvertError(f"--hold-out is a fraction in [0, 1), got {hold_out}")
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How volumes become cases: voxel size, blocks, a held-out test region, label rules, downsampling."""
+
+    spacing_nm: tuple[float, float, float] | None = None  # None: the files' own voxel size
+    split: int = 1  # blocks per training volume (one fold each)
+    split_axis: str = "auto"
+    rules: LabelRules = field(default_factory=LabelRules)
+    channel_name: str = "EM"
+    class_names: tuple[str, ...] | None = None
+    downsample: tuple[int, int, int] = (1, 1, 1)  # Z, Y, X: images by block mean, labels by majority
+    hold_out: float = 0.0  # fraction of each training volume, at the end of the split axis, kept as test
+
+    def check(self) -> None:
+        """Raise a ConvertError naming the option and what it takes."""
+        if len(self.downsample) != 3 or min(self.downsample) < 1:
+            raise ConvertError(f"--downsample takes three integer factors Z Y X >= 1, got {list(self.downsample)}")
+        if not 0.0 <= self.hold_out < 1.0:
+            raise ConvertError(f"--hold-out is a fraction in [0, 1), got {self.hold_out}")
+        if self.split < 1:
+            raise ConvertError(f"--split must be >= 1, got {self.split}")
+        if self.spacing_nm is not None and (len(self.spacing_nm) != 3 or min(self.spacing_nm) <= 0):
+            raise ConvertError(f"--spacing takes three positive numbers Z Y X in nm, got {list(self.spacing_nm)}")
+        if self.split_axis not in ("auto", "z", "y", "x"):
+            raise ConvertError(f"--split-axis must be auto, z, y or x, got {self.split_axis}")
+
+
+@dataclass
+class _Source:
+    """One opened image (and labels) with the voxel size it is converted at."""
+
+    kind: str  # "train" or "test"
+    image: Volume
+    labels: Volume | None
+    spacing: tuple[float, float, float]
+
+
+@dataclass
+class _Block:
+    """One case to write: a region of a source, at the (downsampled) voxel size of the case."""
+
+    kind: str
+    source: _Source
+    spacing: tuple[float, float, float]
+    region: tuple[slice, ...]
+
+
+def convert(raw_root: str | os.PathLike, dataset_id: int, name: str, train: Sequence[Pair], test: Sequence[Pair] = (),
+            options: ConvertOptions | None = None, overwrite: bool = False, progress: bool = True) -> Path:
+    """Write ``DatasetXXX_NAME`` under ``raw_root`` from image/label volume pairs; returns its path. Everything
+    is opened and checked before anything is written, and written to a staging folder first."""
+    options = options or ConvertOptions()
+    options.check()
     if not train:
         raise ConvertError("no training volume: pass --image PATH[:KEY] --labels PATH[:KEY]")
     if any(p.labels is None for p in train):
         raise ConvertError("every --image needs its --labels (in the same order)")
-    if split < 1:
-        raise ConvertError(f"--split must be >= 1, got {split}")
-    if spacing_nm is not None and (len(spacing_nm) != 3 or min(spacing_nm) <= 0):
-        raise ConvertError(f"--spacing takes three positive numbers Z Y X in nm, got {list(spacing_nm)}")
-    if split_axis not in ("auto", "z", "y", "x"):
-        raise ConvertError(f"--split-axis must be auto, z, y or x, got {split_axis}")
     try:
         target, clashes = raw_dataset_target(raw_root, dataset_id, name, overwrite)
     except ValueError as e:
         raise ConvertError(str(e)) from None
-
-    # open and check everything before writing anything
-    jobs: list[tuple[str, Volume, Volume | None, tuple[float, float, float]]] = []
-    opened: list[Volume] = []
+    sources: list[_Source] = []
     try:
-        for kind, pairs in (("train", train), ("test", test)):
-            for p in pairs:
-                img = read_volume(p.image)
-                opened.append(img)
-                lab = read_volume(p.labels) if p.labels else None
-                if lab is not None:
-                    opened.append(lab)
-                    if lab.shape != img.shape:
-                        raise ConvertError(f"image {img.source} has shape {img.shape} but labels {lab.source} "
-                                           f"have {lab.shape}; they must cover the same voxels")
-                if img.array.dtype.kind not in "iufb":
-                    raise ConvertError(f"{img.source}: image dtype {img.array.dtype} is not numeric")
-                sp = tuple(float(s) for s in spacing_nm) if spacing_nm is not None else img.spacing_nm
-                if sp is None and lab is not None:
-                    sp = lab.spacing_nm
-                if sp is None:
-                    raise ConvertError(f"{img.source}: no voxel size in the file; pass --spacing Z Y X in nm "
-                                       "(e.g. --spacing 40 4 4 for 40 nm sections of 4 nm pixels)")
-                if spacing_nm is not None and img.spacing_nm and not np.allclose(img.spacing_nm, sp, rtol=1e-3):
-                    print(f"convert: {img.source} says {img.spacing_nm} nm; using --spacing {sp}")
-                jobs.append((kind, img, lab, sp))  # type: ignore[arg-type]
-
-        blocks: list[tuple[str, Volume, Volume | None, tuple[float, float, float], tuple[slice, ...]]] = []
-        for kind, img, lab, sp in jobs:
-            if any(n < f for n, f in zip(img.shape, factors)):
-                raise ConvertError(f"{img.source}: shape {img.shape} is smaller than --downsample {list(factors)}")
-            coarse = tuple(s * f for s, f in zip(sp, factors))
-            if kind == "train":
-                blocks += [(k, img, lab, coarse, sl) for k, sl in
-                           _hold_out_parts(img, coarse, split, split_axis, hold_out, factors)]
-            else:
-                grid = tuple(n // f for n, f in zip(img.shape, factors))
-                blocks += [(kind, img, lab, coarse, s) for s in _split_slices(grid, 1, 0, factors=factors)]
-        blocks.sort(key=lambda b: b[0] == "test")  # training cases first: nnU-Net numbers them so
-
+        _open_sources(train, test, options.spacing_nm, sources)
+        blocks = _cut_blocks(sources, options)
         with staged_folder(target, replaces=clashes) as tmp:
-            max_class, n_train = 0, 0
-            has_test_labels = any(lab is not None for kind, _, lab, _, _ in blocks if kind == "test")
-            has_test = any(kind == "test" for kind, *_ in blocks)
-            for sub in ("imagesTr", "labelsTr") + (("imagesTs",) if has_test else ()) + \
-                    (("labelsTs",) if has_test_labels else ()):
-                (tmp / sub).mkdir()
-            label_files = []
-            folds: dict[int, list[str]] = {}  # block index within its volume -> the cases of that fold
-            per_volume: dict[int, int] = {}
-            for i, (kind, img, lab, sp, sl) in enumerate(blocks):
-                case_id = f"{name.lower()}_{i:03d}"
-                tr = kind == "train"
-                n_train += tr
-                if tr:
-                    k = per_volume[id(img)] = per_volume.get(id(img), -1) + 1
-                    folds.setdefault(k, []).append(case_id)
-                block = np.asarray(img.array[sl])
-                if factors != (1, 1, 1):
-                    block = downsample_image(block, factors)
-                write_image(block.astype(np.uint8) if block.dtype == bool else block, sp,
-                            tmp / ("imagesTr" if tr else "imagesTs") / f"{case_id}_0000.nii.gz")
-                if lab is not None:
-                    classes, ignore = rules.apply(np.asarray(lab.array[sl]), lab.source)
-                    if factors != (1, 1, 1):
-                        classes, ignore = downsample_labels(classes, ignore, factors)
-                    max_class = max(max_class, int(classes.max(initial=0)))
-                    if max_class > MAX_CLASSES:
-                        raise ConvertError(f"{lab.source}: label values up to {max_class} look like instance "
-                                           "ids, not classes; pass --binary to merge them into one class or "
-                                           "--label-map to choose classes")
-                    # labels are written once the class count is known: the ignore label must be the largest
-                    label_files.append((tmp / ("labelsTr" if tr else "labelsTs") / f"{case_id}.nii.gz",
-                                        classes.astype(np.uint8), ignore, sp))
-                if progress:
-                    print(f"\rconvert: block {i + 1}/{len(blocks)}", end="" if i + 1 < len(blocks) else "\n",
-                          flush=True)
-            ignore_label = max_class + 1 if rules.ignore else None
-            for path, classes, ignore, spc in label_files:
-                if ignore_label is not None:
-                    classes[ignore] = ignore_label
-                write_image(classes, spc, path)
-            names = list(class_names) if class_names else []
-            if names and len(names) != max_class:
-                raise ConvertError(f"--class-names gives {len(names)} names but the labels have classes "
-                                   f"1..{max_class}")
-            labels = {"background": 0, **{(names[c - 1] if names else f"class_{c}"): c
-                                          for c in range(1, max_class + 1)}}
-            if max_class == 0:
-                raise ConvertError("the training labels hold no foreground at all; check --labels, "
-                                   "--label-map and --background")
-            if ignore_label is not None:
-                labels["ignore"] = ignore_label
-            description = "reisoseg convert: " + "; ".join(
-                f"{kind} {img.source} ({'x'.join(map(str, img.shape))}, {'x'.join(f'{v:g}' for v in sp)} nm)"
-                for kind, img, _, sp in jobs) + (f"; each training volume split into {split}" if split > 1 else "") \
-                + (f"; downsampled by {'x'.join(map(str, factors))}" if factors != (1, 1, 1) else "") \
-                + (f"; the last {hold_out:g} of each along the split axis held out as test" if hold_out else "")
-            write_dataset_json(tmp, labels, n_train, name, description, blocks[0][3], channel_name,
-                               licence="that of the source volumes", converted_by="reisoseg convert")
-            if split > 1:
+            labels, n_train, folds = _write_cases(tmp, name.lower(), blocks, options, progress)
+            write_dataset_json(tmp, labels, n_train, name, _description(sources, options), blocks[0].spacing,
+                               options.channel_name, ("that of the source volumes", "reisoseg convert"))
+            if options.split > 1:
                 _write_block_folds(tmp, folds)
     finally:
-        for v in opened:
-            v.close()
+        for src in sources:
+            src.image.close()
+            if src.labels is not None:
+                src.labels.close()
     return target
+
+
+def _open_sources(train: Sequence[Pair], test: Sequence[Pair], spacing_nm: Sequence[float] | None,
+                  sources: list[_Source]) -> None:
+    """Open every pair into ``sources`` (closed by the caller, also after an error) and check it."""
+    for kind, pairs in (("train", train), ("test", test)):
+        for p in pairs:
+            img = _open(p.image)
+            src = _Source(kind, img, None, (0.0, 0.0, 0.0))
+            sources.append(src)
+            lab = src.labels = _open(p.labels) if p.labels else None
+            if lab is not None and lab.shape != img.shape:
+                raise ConvertError(f"image {img.source} has shape {img.shape} but labels {lab.source} "
+                                   f"have {lab.shape}; they must cover the same voxels")
+            if img.array.dtype.kind not in "iufb":
+                raise ConvertError(f"{img.source}: image dtype {img.array.dtype} is not numeric")
+            sp = tuple(float(s) for s in spacing_nm) if spacing_nm is not None else img.spacing_nm
+            if sp is None and lab is not None:
+                sp = lab.spacing_nm
+            if sp is None:
+                raise ConvertError(f"{img.source}: no voxel size in the file; pass --spacing Z Y X in nm "
+                                   "(e.g. --spacing 40 4 4 for 40 nm sections of 4 nm pixels)")
+            if spacing_nm is not None and img.spacing_nm and not np.allclose(img.spacing_nm, sp, rtol=1e-3):
+                print(f"convert: {img.source} says {img.spacing_nm} nm; using --spacing {sp}")
+            src.spacing = sp  # type: ignore[assignment]
+
+
+def _cut_blocks(sources: Sequence[_Source], options: ConvertOptions) -> list[_Block]:
+    """The cases: training volumes in blocks (and a held-out region), test volumes whole; training first,
+    as nnU-Net numbers them."""
+    factors = tuple(int(f) for f in options.downsample)
+    blocks: list[_Block] = []
+    for src in sources:
+        if any(n < f for n, f in zip(src.image.shape, factors)):
+            raise ConvertError(f"{src.image.source}: shape {src.image.shape} is smaller than --downsample "
+                               f"{list(factors)}")
+        coarse = tuple(s * f for s, f in zip(src.spacing, factors))
+        if src.kind == "train":
+            parts = _hold_out_parts(src.image, coarse, options.split, options.split_axis, options.hold_out, factors)
+        else:
+            grid = tuple(n // f for n, f in zip(src.image.shape, factors))
+            parts = [("test", sl) for sl in _split_slices(grid, 1, 0, factors=factors)]
+        blocks += [_Block(kind, src, coarse, sl) for kind, sl in parts]  # type: ignore[arg-type]
+    blocks.sort(key=lambda b: b.kind == "test")
+    return blocks
+
+
+def _write_cases(tmp: Path, prefix: str, blocks: Sequence[_Block], options: ConvertOptions,
+                 progress: bool) -> tuple[dict[str, int], int, dict[int, list[str]]]:
+    """Images and labels of every block into ``tmp``; returns (dataset.json labels, training cases, folds)."""
+    rules, factors = options.rules, tuple(int(f) for f in options.downsample)
+    has_test = any(b.kind == "test" for b in blocks)
+    has_test_labels = any(b.source.labels is not None for b in blocks if b.kind == "test")
+    for sub in ("imagesTr", "labelsTr") + (("imagesTs",) if has_test else ()) + \
+            (("labelsTs",) if has_test_labels else ()):
+        (tmp / sub).mkdir()
+    max_class, n_train, label_files = 0, 0, []
+    folds: dict[int, list[str]] = {}  # block index within its volume -> the cases of that fold
+    per_volume: dict[int, int] = {}
+    for i, b in enumerate(blocks):
+        case_id, tr = f"{prefix}_{i:03d}", b.kind == "train"
+        n_train += tr
+        if tr:
+            k = per_volume[id(b.source)] = per_volume.get(id(b.source), -1) + 1
+            folds.setdefault(k, []).append(case_id)
+        image = np.asarray(b.source.image.array[b.region])
+        if factors != (1, 1, 1):
+            image = downsample_image(image, factors)
+        write_image(image.astype(np.uint8) if image.dtype == bool else image, b.spacing,
+                    tmp / ("imagesTr" if tr else "imagesTs") / f"{case_id}_0000.nii.gz")
+        lab = b.source.labels
+        if lab is not None:
+            classes, ignore = rules.apply(np.asarray(lab.array[b.region]), lab.source)
+            if factors != (1, 1, 1):
+                classes, ignore = downsample_labels(classes, ignore, factors)
+            max_class = max(max_class, int(classes.max(initial=0)))
+            if max_class > MAX_CLASSES:
+                raise ConvertError(f"{lab.source}: label values up to {max_class} look like instance "
+                                   "ids, not classes; pass --binary to merge them into one class or "
+                                   "--label-map to choose classes")
+            # labels are written once the class count is known: the ignore label must be the largest
+            label_files.append((tmp / ("labelsTr" if tr else "labelsTs") / f"{case_id}.nii.gz",
+                                classes.astype(np.uint8), ignore, b.spacing))
+        if progress:
+            print(f"\rconvert: block {i + 1}/{len(blocks)}", end="" if i + 1 < len(blocks) else "\n", flush=True)
+    labels = _label_names(max_class, options.class_names, bool(rules.ignore))
+    for path, classes, ignore, spc in label_files:
+        if rules.ignore:
+            classes[ignore] = labels["ignore"]
+        write_image(classes, spc, path)
+    return labels, n_train, folds
+
+
+def _label_names(max_class: int, class_names: Sequence[str] | None, ignore: bool) -> dict[str, int]:
+    """dataset.json's labels: classes 1..max_class named, and the ignore label after them."""
+    names = list(class_names) if class_names else []
+    if names and len(names) != max_class:
+        raise ConvertError(f"--class-names gives {len(names)} names but the labels have classes 1..{max_class}")
+    if max_class == 0:
+        raise ConvertError("the training labels hold no foreground at all; check --labels, --label-map and "
+                           "--background")
+    labels = {"background": 0, **{(names[c - 1] if names else f"class_{c}"): c for c in range(1, max_class + 1)}}
+    if ignore:
+        labels["ignore"] = max_class + 1
+    return labels
+
+
+def _description(sources: Sequence[_Source], options: ConvertOptions) -> str:
+    factors = tuple(int(f) for f in options.downsample)
+    return "reisoseg convert: " + "; ".join(
+        f"{s.kind} {s.image.source} ({'x'.join(map(str, s.image.shape))}, {'x'.join(f'{v:g}' for v in s.spacing)} "
+        "nm)" for s in sources) \
+        + (f"; each training volume split into {options.split}" if options.split > 1 else "") \
+        + (f"; downsampled by {'x'.join(map(str, factors))}" if factors != (1, 1, 1) else "") \
+        + (f"; the last {options.hold_out:g} of each along the split axis held out as test" if options.hold_out
+           else "")

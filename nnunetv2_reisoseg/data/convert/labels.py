@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnunetv2_reisoseg.data.convert.readers import ConvertError
+from nnunetv2_reisoseg.data.convert.errors import ConvertError
 
 CREMI_BACKGROUND = 0xFFFFFFFFFFFFFFFF  # CREMI's "no label" value in its uint64 label volumes
 MAX_CLASSES = 50  # more distinct values than this are instance ids, not classes

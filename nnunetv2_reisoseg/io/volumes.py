@@ -1,4 +1,5 @@
-"""Readers of EM volumes: HDF5, TIFF or a folder of slices, zarr / OME-Zarr, MRC.
+"""Readers of EM volumes: HDF5, TIFF or a folder of slices, zarr / OME-Zarr, MRC, for every command that
+reads volumes (convert, predict-volume, evaluate).
 
 Each returns a ``Volume``: an array-like read lazily where the format allows (h5py and zarr
 datasets, MRC memory maps), with its voxel size in nm from the file's own metadata (HDF5
@@ -22,8 +23,9 @@ _UNIT_TO_NM = {"nm": 1.0, "nanometer": 1.0, "nanometers": 1.0, "um": 1e3, "µm":
                "millimeter": 1e6, "angstrom": 0.1, "å": 0.1}
 
 
-class ConvertError(ValueError):
-    """Bad input for ``reisoseg convert``; the message names the problem and the fix."""
+class VolumeReadError(ValueError):
+    """A volume that cannot be read as given; the message names the problem and the fix. Each command that
+    reads volumes (convert, predict-volume, evaluate) turns it into its own error."""
 
 
 @dataclass
@@ -47,7 +49,7 @@ def split_spec(spec: str) -> tuple[Path, str | None]:
     head, sep, key = spec.rpartition(":")
     if sep and head and os.path.exists(head):
         return Path(head), key.strip("/") or None
-    raise ConvertError(f"{spec}: no such file or folder" + (f" ({head} not found either)" if sep and head else ""))
+    raise VolumeReadError(f"{spec}: no such file or folder" + (f" ({head} not found either)" if sep and head else ""))
 
 
 def _to_nm(value: float, unit: str | None) -> float:
@@ -55,7 +57,7 @@ def _to_nm(value: float, unit: str | None) -> float:
         return float(value)
     factor = _UNIT_TO_NM.get(str(unit).strip().lower())
     if factor is None:
-        raise ConvertError(f"unknown length unit {unit!r} in the file's metadata; pass --spacing Z Y X (nm)")
+        raise VolumeReadError(f"unknown length unit {unit!r} in the file's metadata; pass --spacing Z Y X (nm)")
     return float(value) * factor
 
 
@@ -97,7 +99,7 @@ def _squeeze3(array: Any, source: str) -> Any:
     if len(shape) > 3 and all(s == 1 for s in shape[:-3]):
         lead = (0,) * (len(shape) - 3)
         return LazyArray(shape[-3:], array.dtype, lambda sl: np.asarray(array[lead + sl]))
-    raise ConvertError(f"{source}: expected a 3D volume (Z, Y, X), got shape {shape}. Multi-channel or "
+    raise VolumeReadError(f"{source}: expected a 3D volume (Z, Y, X), got shape {shape}. Multi-channel or "
                        "time series data is not supported; select one 3D dataset with PATH:KEY.")
 
 
@@ -110,12 +112,12 @@ def _read_hdf5(path: Path, key: str | None) -> Volume:
     if key is None:
         if len(datasets) != 1:
             f.close()
-            raise ConvertError(f"{path} holds {len(datasets)} datasets; name one as {path}:KEY "
+            raise VolumeReadError(f"{path} holds {len(datasets)} datasets; name one as {path}:KEY "
                                f"(available: {', '.join(datasets) or 'none'})")
         key = datasets[0]
     if key not in f or not isinstance(f[key], h5py.Dataset):
         f.close()
-        raise ConvertError(f"{path} has no dataset {key!r}; available: {', '.join(datasets) or 'none'}")
+        raise VolumeReadError(f"{path} has no dataset {key!r}; available: {', '.join(datasets) or 'none'}")
     ds = f[key]
     spacing = None
     if "resolution" in ds.attrs:  # CREMI: (z, y, x) in nm
@@ -158,7 +160,7 @@ def _read_zarr(path: Path, key: str | None) -> Volume:
     try:
         node = zarr.open(str(path), mode="r")
     except Exception as e:  # zarr raises several types for "not a zarr store"
-        raise ConvertError(f"{path}: not a readable zarr store ({e})") from None
+        raise VolumeReadError(f"{path}: not a readable zarr store ({e})") from None
     multiscales = None
     if isinstance(node, zarr.Group):
         multiscales = _ome_multiscales(dict(node.attrs))
@@ -168,18 +170,18 @@ def _read_zarr(path: Path, key: str | None) -> Volume:
             else:
                 arrays = [name for name, _ in node.arrays()]
                 if len(arrays) != 1:
-                    raise ConvertError(f"{path} holds {len(arrays)} arrays at its top level; name one as "
+                    raise VolumeReadError(f"{path} holds {len(arrays)} arrays at its top level; name one as "
                                        f"{path}:KEY (available: {', '.join(arrays) or 'none'})")
                 key = arrays[0]
         try:
             arr = node[key]
         except KeyError:
-            raise ConvertError(f"{path} has no array {key!r}; top level: "
+            raise VolumeReadError(f"{path} has no array {key!r}; top level: "
                                f"{', '.join(sorted(node.keys())) or 'empty'}") from None
         if not isinstance(arr, zarr.Array):
             sub = _ome_multiscales(dict(arr.attrs))
             if not sub:
-                raise ConvertError(f"{path}:{key} is a group, not an array; name an array inside it")
+                raise VolumeReadError(f"{path}:{key} is a group, not an array; name an array inside it")
             multiscales, inner = sub, str(sub[0]["datasets"][0]["path"]).strip("/")
             arr, key = arr[inner], inner
     else:
@@ -196,7 +198,7 @@ def _read_mrc(path: Path) -> Volume:
     mrc = mrcfile.mmap(str(path), mode="r", permissive=True)
     if mrc.data is None:
         mrc.close()
-        raise ConvertError(f"{path}: not a readable MRC file")
+        raise VolumeReadError(f"{path}: not a readable MRC file")
     vs = mrc.voxel_size  # Angstrom, (x, y, z)
     spacing = _spacing3([vs.z / 10.0, vs.y / 10.0, vs.x / 10.0])
     data = mrc.data if mrc.data.ndim == 3 else _squeeze3(mrc.data, str(path))
@@ -218,7 +220,7 @@ def _tiff_spacing(tif: Any) -> tuple[float, float, float] | None:
     try:
         return _spacing3([_to_nm(float(ij["spacing"]), unit), _to_nm(res("YResolution"), unit),
                           _to_nm(res("XResolution"), unit)])
-    except (ConvertError, KeyError, ZeroDivisionError):
+    except (VolumeReadError, KeyError, ZeroDivisionError):
         return None
 
 
@@ -229,7 +231,7 @@ def _natural_key(p: Path) -> list:
 def _read_slices(folder: Path) -> Volume:
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in SLICE_SUFFIXES), key=_natural_key)
     if not files:
-        raise ConvertError(f"{folder}: no 2D slices ({', '.join(SLICE_SUFFIXES)}) in this folder")
+        raise VolumeReadError(f"{folder}: no 2D slices ({', '.join(SLICE_SUFFIXES)}) in this folder")
     import tifffile
     from PIL import Image
 
@@ -238,7 +240,7 @@ def _read_slices(folder: Path) -> Volume:
 
     first = read(files[0])
     if first.ndim != 2:
-        raise ConvertError(f"{files[0]}: expected a 2D greyscale slice, got shape {first.shape}")
+        raise VolumeReadError(f"{files[0]}: expected a 2D greyscale slice, got shape {first.shape}")
 
     def read_sections(sl: tuple[slice, ...]) -> np.ndarray:  # only the slice files the request covers
         picked = files[sl[0]]
@@ -246,7 +248,7 @@ def _read_slices(folder: Path) -> Volume:
         for i, p in enumerate(picked):
             s = read(p)
             if s.shape != first.shape:
-                raise ConvertError(f"{p}: slice shape {s.shape} differs from {files[0].name}'s {first.shape}")
+                raise VolumeReadError(f"{p}: slice shape {s.shape} differs from {files[0].name}'s {first.shape}")
             out[i] = s[sl[1:]]
         return out
 
@@ -264,7 +266,7 @@ def read_volume(spec: str) -> Volume:
                                                                                   "zarr.json"))):
         return _read_zarr(path, key)
     if key is not None:
-        raise ConvertError(f"{spec}: only HDF5 and zarr inputs take a :KEY")
+        raise VolumeReadError(f"{spec}: only HDF5 and zarr inputs take a :KEY")
     if suffix in (".mrc", ".rec", ".st", ".map"):
         return _read_mrc(path)
     if path.is_dir():
@@ -279,5 +281,5 @@ def read_volume(spec: str) -> Volume:
         if isinstance(data, zarr.Group):  # pyramidal TIFF: its full-resolution level
             data = data["0"]
         return Volume(_squeeze3(data, str(path)), spacing, str(path), tif.close)
-    raise ConvertError(f"{path}: unknown kind of file; reisoseg convert reads HDF5 (.h5/.hdf5), zarr "
+    raise VolumeReadError(f"{path}: unknown kind of file; reisoseg reads HDF5 (.h5/.hdf5), zarr "
                        "(.zarr), MRC (.mrc/.rec), TIFF (.tif/.tiff) and folders of TIFF/PNG slices")
