@@ -41,7 +41,7 @@ def stream_stats(array, slab: int, progress: Callable[[int, int], None] | None =
     n_all, mean_all, m2_all = 0, 0.0, 0.0
     lo = [None] * 3
     hi = [None] * 3
-    vmin, vmax = np.inf, -np.inf
+    vmin, vmax, n_nonzero = np.inf, -np.inf, 0  # over the nonzero voxels, which all lie in the box
     for z0 in range(0, shape[0], slab):
         block = np.asarray(array[z0:z0 + slab], dtype=np.float64)
         n = block.size
@@ -52,9 +52,10 @@ def stream_stats(array, slab: int, progress: Callable[[int, int], None] | None =
         mean_all += delta * n / total
         m2_all += m2 + delta * delta * n_all * n / total
         n_all = total
-        vmin, vmax = min(vmin, float(block.min())), max(vmax, float(block.max()))
         nz = block != 0
         if nz.any():
+            vmin, vmax = min(vmin, float(block[nz].min())), max(vmax, float(block[nz].max()))
+            n_nonzero += int(nz.sum())
             for a in range(3):
                 other = tuple(b for b in range(3) if b != a)
                 idx = np.flatnonzero(nz.any(axis=other))
@@ -73,6 +74,8 @@ def stream_stats(array, slab: int, progress: Callable[[int, int], None] | None =
     s = mean_all * n_all
     mean = s / n_box
     m2 = m2_all - s * s * (n_all - n_box) / (n_all * n_box)
+    if n_nonzero < n_box:  # zeros inside the box count too; those outside it do not (nnU-Net crops them)
+        vmin, vmax = min(vmin, 0.0), max(vmax, 0.0)
     return VolumeStats(bbox, n_box, float(mean), float(np.sqrt(max(m2, 0.0) / n_box)), vmin, vmax)
 
 

@@ -204,14 +204,18 @@ def test_predict_volume_output_with_its_probabilities(tmp_path, capsys):
     import zarr
 
     from nnunetv2_reisoseg.volume.output import prepare
+    from nnunetv2_reisoseg.volume.settings import RunSettings
 
     ref = _tube(z=(1, 5), y=(2, 6), x=(2, 6))
     _tube(z=(6, 10), y=(2, 6), x=(2, 6), out=ref)
     pred = ref.copy()
     pred[1:11, 14:22, 14:22] = 1  # the largest predicted object matches nothing
     out = tmp_path / "seg.zarr"
-    prepare(out, {"spacing_nm": list(SPACING), "input": "vol.h5:raw", "save_probabilities": True},
-            {"background": 0, "mito": 1}, ref.shape, ref.shape, 2, False, False)
+    settings = RunSettings(input="vol.h5:raw", shape=ref.shape, spacing_nm=tuple(SPACING), model="model", folds=(0,),
+                           checkpoint="checkpoint_final.pth", step_size=0.5, tta=False, device="cpu",
+                           block_shape=ref.shape, chunks=ref.shape, save_probabilities=True,
+                           transpose_forward=(0, 1, 2), trainer="nnUNetTrainer", configuration="3d_fullres")
+    prepare(out, settings, {"background": 0, "mito": 1}, 2, None)
     root = zarr.open_group(str(out), mode="r+")
     root["0"][...] = pred
     prob = np.where(pred == 1, 0.9, 0.1).astype(np.float16)

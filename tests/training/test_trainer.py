@@ -98,11 +98,7 @@ def test_every_knob_is_a_class_attribute_that_reaches_the_model(nnunet_dirs):
     net = Knobs.build_network_architecture(pm, pm.get_configuration("3d_fullres"), 1, 2, False)
     assert net.pi_module.levels == (2,) and net.pi_module.lateral_degradation_p == 0.7
     assert net.pi_module.reduce[0].out_channels == 128 // 2
-    t = _trainer(Knobs)
-    assert t._build_loss().ani_weight == 0.3
-    t.initialize()
-    assert t.reiso_network().pi_module.lateral_degradation_p == 0.7
-    default = _trainer()
-    default.initialize()
-    assert default.reiso_network().pi_module.lateral_degradation_p == nnUNetTrainerReIso.lateral_degradation_p == 0.2
-    assert default._build_loss().ani_weight == nnUNetTrainerReIso.reiso_ani_weight == 0.5  # the paper's
+    assert _trainer(Knobs)._build_loss().ani_weight == 0.3
+    default = nnUNetTrainerReIso.build_network_architecture(pm, pm.get_configuration("3d_fullres"), 1, 2, False)
+    assert default.pi_module.lateral_degradation_p == nnUNetTrainerReIso.lateral_degradation_p == 0.2
+    assert _trainer()._build_loss().ani_weight == nnUNetTrainerReIso.reiso_ani_weight == 0.5  # the paper's

@@ -74,7 +74,7 @@ def test_tile_grid_is_nnunets_sliding_window(shape, patch, step):
 
     bbox = tuple((0, s) for s in shape)
     grid = g.TileGrid(bbox, patch, step)
-    _, pad = pad_nd_image(np.zeros((1, *shape), np.float32), patch, "constant", {"value": 0}, True)
+    _, pad = pad_nd_image(np.zeros((1, *shape), np.float32), patch, "constant", None, True)
     assert grid.pad_below == tuple(sl.start for sl in pad[1:])
     assert grid.starts() == compute_steps_for_sliding_window(grid.padded_shape, patch, step)
     tiles = grid.tiles()

@@ -24,6 +24,15 @@ def test_streaming_statistics_match_numpy_and_nnunet(slab):
     assert ours.mean == pytest.approx(ref.mean, rel=1e-6) and ours.std == pytest.approx(ref.std, rel=1e-5)
 
 
+def test_zeros_inside_the_box_count_and_those_outside_do_not():
+    vol = _volume()
+    assert stream_stats(vol, 4).min == 1  # the zero margin is cropped, as nnU-Net does
+    vol[5, 20, 10] = 0
+    vol[3, 6, 2] = 255
+    ours, ref = stream_stats(vol, 4), nnunet_stats(vol)
+    assert (ours.min, ours.max) == (ref.min, ref.max) == (0, 255)
+
+
 def test_all_zero_volume_has_no_box():
     assert stream_stats(np.zeros((4, 5, 6), np.uint8), 2).bbox is None
 

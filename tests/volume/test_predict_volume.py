@@ -18,6 +18,7 @@ import zarr
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+from nnunetv2_reisoseg import our_trainers
 from nnunetv2_reisoseg.cli import main
 from nnunetv2_reisoseg.data.synth import generate_case
 from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
@@ -58,7 +59,8 @@ def nnunet_reference(model, volume, folds, tta, step_size=0.5):
 
     p = nnUNetPredictor(tile_step_size=step_size, use_mirroring=tta, device=torch.device("cpu"), verbose=False,
                         verbose_preprocessing=False, allow_tqdm=False)
-    p.initialize_from_trained_model_folder(str(model), use_folds=tuple(folds))
+    with our_trainers():  # a ReIsoSeg model's trainer is found through nnUNet_extTrainer
+        p.initialize_from_trained_model_folder(str(model), use_folds=tuple(folds))
     return p.predict_single_npy_array(volume[None].astype(np.float32), {"spacing": list(SPACING)})
 
 
