@@ -4,6 +4,7 @@ import itertools
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -15,6 +16,8 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from nnunetv2_reisoseg.method.loss import ReIsotropicLoss
 from nnunetv2_reisoseg.method.network import build_reiso_network
 from tests.fixtures import load_plans
+
+pytestmark = pytest.mark.e2e  # whole runs through nnU-Net: outside the fast lane (pytest -m "not e2e")
 
 
 def _net_and_shape():

@@ -28,6 +28,8 @@ from nnunetv2_reisoseg.volume.predict import predict_volume
 from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions
 from tests.fixtures import load_plans
 
+pytestmark = pytest.mark.e2e  # whole runs through nnU-Net: outside the fast lane (pytest -m "not e2e")
+
 DATASET_JSON = {"channel_names": {"0": "EM"}, "labels": {"background": 0, "mitochondria": 1}, "numTraining": 5,
                 "file_ending": ".nii.gz"}
 SPACING = (40.0, 10.0, 10.0)  # the tiny plan's
