@@ -10,11 +10,12 @@ bounds differ from the report's in the third decimal.
 """
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
-r = json.load(open(sys.argv[1] if len(sys.argv) > 1 else "docs/study_vnc/results.json"))
+r = json.loads(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/study_vnc/results.json").read_text())
 rows = {}  # (method, seed, fold) -> {case: metrics of class 1 on the test cases}
 for t in r["trainings"]:
     rows[(t["method"], t["seed"], t["fold"])] = {c["case"]: c["metrics"] for c in t["cases"]
