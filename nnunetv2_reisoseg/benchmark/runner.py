@@ -24,6 +24,7 @@ from nnunetv2_reisoseg import EXT_TRAINER, our_trainers, trainer_path
 from nnunetv2_reisoseg.benchmark.budget import EPOCHS_ENV, SEED_ENV, TIMING_FILE
 from nnunetv2_reisoseg.benchmark.metrics import evaluate_case
 from nnunetv2_reisoseg.benchmark.presets import CONFIGURATION, METHODS, PLANS, PRESETS, plans_name, trainer_name
+from nnunetv2_reisoseg.benchmark.records import CaseResult, TrainingRecord
 from nnunetv2_reisoseg.benchmark.report import machine, primary_measures, write_plots, write_report
 from nnunetv2_reisoseg.benchmark.stats import costs, flatten_cases, plateau, summarize
 
@@ -294,7 +295,7 @@ RECORD_VERSION = 2  # records of another version (other metrics) are computed ag
 
 
 def _record(run: Run, preset: str, dataset_dir: Path, device: str, out: Path, fg: Sequence[int],
-            ignore: int | None) -> dict:
+            ignore: int | None) -> TrainingRecord:
     """Predict the test cases, evaluate validation and test predictions, and collect a finished training's
     record: budget, wall time, machine, learning curves and every case's metrics."""
     ending = json.loads((dataset_dir / "dataset.json").read_text())["file_ending"]
@@ -305,7 +306,7 @@ def _record(run: Run, preset: str, dataset_dir: Path, device: str, out: Path, fg
     pairs += [("test", p, dataset_dir / "labelsTs" / p.name) for p in sorted(_predictions(out, run).glob("*" + ending))
               if (dataset_dir / "labelsTs" / p.name).is_file()]
     log(f"{run.tag}: evaluating {len(pairs)} predictions")
-    cases = []
+    cases: list[CaseResult] = []
     for split, pred, ref in pairs:
         truth = dataset_dir / "isotropic_truth" / pred.name
         per_class = evaluate_case(pred, ref, fg, ignore, truth if truth.is_file() else None)
@@ -415,7 +416,7 @@ def _open_dataset(dataset: str | None, preset: str) -> _Dataset:
 
 
 def train_all(ds: _Dataset, preset: str, pairs: Sequence[tuple[int, int]], methods: Sequence[str], device: str,
-              out_dir: Path) -> list[dict]:
+              out_dir: Path) -> list[TrainingRecord]:
     """Every training's record, (seed, fold) pair by pair and method by method; a training with a record of
     this version is not run again."""
     trainings, done, n_total = [], 0, len(pairs) * len(methods)

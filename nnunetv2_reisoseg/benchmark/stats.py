@@ -27,6 +27,7 @@ import numpy as np
 
 from nnunetv2_reisoseg.benchmark.metrics import HIGHER_IS_BETTER, METRIC_TITLES
 from nnunetv2_reisoseg.benchmark.presets import METHOD_TITLES
+from nnunetv2_reisoseg.benchmark.records import CaseRow, TrainingRecord
 
 MIN_PAIRS = 3  # fewer independent trainings per method say nothing about the variation between trainings
 CONFIDENCE = 0.95
@@ -133,12 +134,12 @@ def decide(p: dict, higher_is_better: bool | None, names: tuple[str, str]) -> st
     return f"{names[0] if a_better else names[1]} better"
 
 
-def flatten_cases(trainings: Sequence[dict]) -> list[dict]:
+def flatten_cases(trainings: Sequence[TrainingRecord]) -> list[CaseRow]:
     """One row per (training, case, class) with the training's method, seed and fold."""
     return [{**c, "method": t["method"], "seed": t["seed"], "fold": t["fold"]} for t in trainings for c in t["cases"]]
 
 
-def costs(trainings: Sequence[dict], methods: Sequence[str]) -> dict:
+def costs(trainings: Sequence[TrainingRecord], methods: Sequence[str]) -> dict:
     """Per method, over its trainings: median step time, wall time, peak memory, inference per test case."""
     out = {}
     for meth in methods:
@@ -154,7 +155,7 @@ def costs(trainings: Sequence[dict], methods: Sequence[str]) -> dict:
     return out
 
 
-def _case_values(rows: list[dict]) -> dict[tuple, dict[str, dict[str, float]]]:
+def _case_values(rows: Sequence[CaseRow]) -> dict[tuple, dict[str, dict[str, float]]]:
     """(split, class, method, seed, fold) -> metric -> case -> value."""
     out: dict[tuple, dict[str, dict[str, float]]] = {}
     for r in rows:
@@ -168,7 +169,7 @@ def _finite(v: float | None) -> bool:
     return v is not None and math.isfinite(v)
 
 
-def summarize(rows: list[dict], methods: Sequence[str], primary: Sequence[tuple[str, str]] = (),
+def summarize(rows: Sequence[CaseRow], methods: Sequence[str], primary: Sequence[tuple[str, str]] = (),
               n_resamples: int = N_RESAMPLES, primary_classes: Collection[str] = ()) -> dict:
     """Per split, class and metric: each method's mean over trainings (``trainings``), its spread over
     cases (``cases``, description only) and, under ``paired``, every comparison of ``comparisons`` over the
