@@ -64,6 +64,16 @@ def test_blocks_give_the_in_memory_result(tmp_path, connectivity):
     _same(blocks, memory)
 
 
+def test_two_dask_workers_give_the_in_memory_result(tmp_path):
+    """The labelling passes and the tables on a LocalCluster of two processes, alone (not via predict-volume)."""
+    pred, ref = _pair(seed=3)
+    p, r = _write(tmp_path / "pred.zarr", pred), _write(tmp_path / "ref.zarr", ref)
+    blocks = evaluate_blockwise(p, r, run=BlockwiseRun((5, 16, 13), workers=2, work_dir=str(tmp_path),
+                                                       progress=False))
+    _same(blocks, evaluate_files(p, r))
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["pred.zarr", "ref.zarr"]  # the scratch is gone
+
+
 def test_ignore_label_and_classes(tmp_path):
     pred, ref = _pair(seed=1)
     ref[:, 10:14] = 7  # an unannotated band
