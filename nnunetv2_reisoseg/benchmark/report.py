@@ -90,6 +90,30 @@ def _header(results: dict) -> list[str]:
     return lines
 
 
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.0%}"
+
+
+def _data(results: dict) -> list[str]:
+    """What the labels contain, looked at before training (``datacheck``); absent from older results."""
+    if not results.get("data"):
+        return []
+    rows = []
+    for split, per_class in results["data"].items():
+        for c, d in per_class.items():
+            empty = sum(1 for n in d["sections_without"] if n)
+            rows.append([results["classes"].get(c, c), split, str(d["cases"]), str(d["objects"]),
+                         "n/a" if d["median_span"] is None else f"{d['median_span']:g}", _pct(d["span_4_or_more"]),
+                         _pct(d["single_section"]), f"{sum(d['sections_without'])} in {empty} of {d['cases']} cases",
+                         f"{100 * float(np.mean(d['voxel_fraction'])):.2f}%"])
+    return ["## What the data contain", "", "Objects are 3D connected components (26-connectivity) of each class in "
+            "each case's labels; a span counts sections along the case's coarsest axis. Sections without the "
+            "class: sections holding no voxel of it (in a stack where the class is everywhere, a sign of "
+            "unlabelled sections).", "",
+            *_table(["class", "split", "cases", "objects", "median span (sections)", "spanning 4 or more",
+                     "in one section", "sections without the class", "voxels of the class"], rows), ""]
+
+
 def _info(results: dict) -> list[str]:
     """What the PI module does on this plan."""
     lines: list[str] = []
@@ -255,7 +279,7 @@ def _n_trainings(results: dict) -> dict[str, int]:
 def write_report(results: dict, out: Path) -> Path:
     """``report.md`` from ``results.json``'s content: one function per section."""
     lines: list[str] = []
-    for section in (_header, _info, _verdicts, _split_tables, _trainings, _spread, _cost, _caveats):
+    for section in (_header, _data, _info, _verdicts, _split_tables, _trainings, _spread, _cost, _caveats):
         lines += section(results)
     lines += ["", "## Plots", "", "![per-case metrics](plots/per_case.png)", "",
               "![learning curves](plots/learning_curves.png)", ""]

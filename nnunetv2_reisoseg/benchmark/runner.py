@@ -22,6 +22,7 @@ from pathlib import Path
 
 from nnunetv2_reisoseg import EXT_TRAINER, our_trainers, trainer_path
 from nnunetv2_reisoseg.benchmark.budget import EPOCHS_ENV, SEED_ENV, TIMING_FILE
+from nnunetv2_reisoseg.benchmark.datacheck import check_dataset
 from nnunetv2_reisoseg.benchmark.metrics import evaluate_case
 from nnunetv2_reisoseg.benchmark.presets import CONFIGURATION, METHODS, PLANS, PRESETS, plans_name, trainer_name
 from nnunetv2_reisoseg.benchmark.records import CaseResult, TrainingRecord
@@ -368,6 +369,12 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
         raise BenchmarkError(f"the {preset} preset's primary classes {missing} are not labels of {ds.name} "
                              f"({sorted(ds.labels)}); use a preset made for this dataset")
     primary_classes = [str(ds.labels[n]) for n in budget.primary_classes]
+    data = check_dataset(ds.folder, ds.labels)  # looked at before anything trains
+    for split, per_class in data.items():
+        for c, d in per_class.items():
+            if d["objects"]:
+                log(f"{split} {c}: {d['objects']} objects spanning a median of {d['median_span']:g} sections, "
+                    f"{d['span_4_or_more']:.0%} 4 or more, {d['single_section']:.0%} in one section")
     n_total = len(methods) * len(seeds) * len(folds)
     log(f"{ds.name}: {n_total} trainings ({', '.join(methods)} x seeds {list(seeds)} x folds {list(folds)}), "
         f"preset {preset}: {budget.epochs} epochs x {budget.iterations} iterations on {device}")
@@ -386,7 +393,7 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
         "nnunet_workers": {k: os.environ.get(k) or worker_env().get(k) for k in ("nnUNet_n_proc_DA",
                                                                                 "nnUNet_def_n_proc")},
         "primary_measures": [list(p) for p in budget.primary], "primary_classes": primary_classes,
-        "reisoseg_info": pi_plan,
+        "reisoseg_info": pi_plan, "data": data,
         "trainings": trainings,
     }
     return write_results(results, out_dir)
