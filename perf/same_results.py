@@ -30,10 +30,11 @@ VOLATILE = {"timing", "training_wall_s", "inference", "machine", "finished", "fo
 
 
 def reisoseg(args: list[str], source: Path, env: dict | None = None) -> None:
-    """``python -m nnunetv2_reisoseg ARGS`` importing the package from ``source``."""
+    """``python -m nnunetv2_reisoseg ARGS`` importing the package from ``source``: run there, since ``-m`` puts
+    the working directory before PYTHONPATH (and nnU-Net's training subprocesses inherit both)."""
     full = {**os.environ, **(env or {}), "PYTHONPATH": str(source)}
     p = subprocess.run([sys.executable, "-m", "nnunetv2_reisoseg", *args], env=full, capture_output=True,
-                       text=True)
+                       text=True, cwd=source)
     if p.returncode != 0:
         raise SystemExit(f"reisoseg {' '.join(args)} failed with {source}:\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
 
@@ -68,6 +69,9 @@ def run_version(tmp: Path, name: str, source: Path, model: Path, volume: Path) -
     env = {"nnUNet_raw": str(tmp / f"raw_{name}"), "nnUNet_preprocessed": str(tmp / f"pre_{name}"),
            "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1", "nnUNet_compile": "f"}
     reisoseg(["benchmark", "--preset", "tiny", "--device", "cpu", "-o", str(tmp / f"bench_{name}")], source, env)
+    probe = subprocess.run([sys.executable, "-c", "import nnunetv2_reisoseg; print(nnunetv2_reisoseg.__file__)"],
+                           env={**os.environ, "PYTHONPATH": str(source)}, cwd=source, capture_output=True, text=True)
+    assert probe.stdout.strip().startswith(str(source)), f"{name} imported {probe.stdout.strip()}, not {source}"
     return {"labels": zarr.open_array(str(out / "0"), mode="r")[:],
             "instances": zarr.open_array(str(out / "labels" / "instances" / "0"), mode="r")[:],
             "objects": (out / "labels" / "instances" / "objects.csv").read_text(),
