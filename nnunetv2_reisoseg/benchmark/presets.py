@@ -63,8 +63,8 @@ PRESETS: dict[str, Budget] = {
     # the real-data study (docs/study_vnc) on the ssTEM VNC stack converted at 47.5x9.2x9.2 nm (README): both
     # methods on a quarter-width plan re-derived for a 20x64x64 patch (the whole stack's depth, 0.6 um
     # laterally), since nnU-Net's own 20x112x448 patch does not fit a CPU study; mitochondria are primary.
-    # Steps of 0.25 s (stock) and 0.63 s (ReIsoSeg) there (perf/train_step.py); 500 iterations of a 20x96x96
-    # patch left stock nnU-Net predicting no foreground at all, so this preset trains 3x as long
+    # Median steps of 0.33 s (stock) and 0.71 s (ReIsoSeg) there, measured in the study's trainings; 500
+    # iterations of a 20x96x96 patch left stock nnU-Net predicting no foreground at all, so this trains 3x as long
     "vnc": Budget(60, 25, 5, False, {}, "1,500 iterations of a 20x64x64 patch on a quarter-width plan, sized "
                   "for 3 training pairs in under 2 hours on a 2-core CPU", width=0.25, patch=(20, 64, 64),
                   primary_classes=("mitochondria",)),

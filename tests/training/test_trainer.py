@@ -84,8 +84,8 @@ def test_checkpoint_from_another_trainer_is_a_clear_error(nnunet_dirs, tmp_path)
 
 
 def test_every_knob_is_a_class_attribute_that_reaches_the_model(nnunet_dirs):
-    """A subclass sets the knobs; the network gets them from the class alone (as inference builds it), the
-    loss from the trainer; nothing is patched on afterwards."""
+    """A subclass sets the knobs; the network gets them from the class alone (as inference and nnU-Net's
+    initialize build it), the loss from the trainer."""
     class Knobs(nnUNetTrainerReIso):
         pi_levels = (2,)
         pi_reduction = 2
