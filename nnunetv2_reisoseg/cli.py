@@ -189,12 +189,24 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_benchmark(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, run_benchmark
+def _seed_fold(text: str) -> tuple[int, int]:
+    try:
+        seed, fold = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SEED:FOLD (e.g. 1:0)") from None
+    return seed, fold
 
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, run_benchmark, training_pairs
+
+    if args.pairs is not None and (args.folds is not None or args.seeds is not None):
+        raise SystemExit("benchmark: --pairs names every (seed, fold) training itself; give it without --folds "
+                         "and --seeds")
+    pairs = args.pairs or training_pairs(args.seeds or [0], args.folds or [0])
     try:
         methods = [*args.methods, *(["stock_time"] if args.equal_time else [])]
-        report = run_benchmark(args.dataset, args.preset, args.folds, args.seeds, args.output, methods,
+        report = run_benchmark(args.dataset, args.preset, pairs, args.output, methods,
                                args.device, command="reisoseg " + " ".join(sys.argv[1:]))
     except BenchmarkError as e:
         raise SystemExit(f"benchmark: {e}") from None
@@ -446,8 +458,12 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                         "training), phantom (mitochondria at physical scale, ~10 min per stock training), vnc (the "
                         "converted ssTEM VNC stack, named as DATASET; generates nothing), short and full "
                         "(GPU; full = nnU-Net's 1000 x 250)")
-    s.add_argument("--folds", type=int, nargs="+", default=[0])
-    s.add_argument("--seeds", type=int, nargs="+", default=[0])
+    s.add_argument("--folds", type=int, nargs="+", default=None, help="folds to train (default 0)")
+    s.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="seeds to train (default 0); every method trains each seed on each fold")
+    s.add_argument("--pairs", type=_seed_fold, nargs="+", default=None, metavar="SEED:FOLD",
+                   help="the (seed, fold) trainings, instead of the grid --seeds x --folds: e.g. 0:0 0:1 0:2 0:3 1:0 "
+                        "for 5 pairs on a dataset with 4 folds")
     s.add_argument("--methods", nargs="+", default=["stock", "reiso"], choices=("stock", "reiso", "paper"),
                    help="stock nnU-Net, ReIsoSeg on nnU-Net's planned U-Net, and/or the paper's network")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

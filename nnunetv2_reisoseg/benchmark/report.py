@@ -69,7 +69,7 @@ def _header(results: dict) -> list[str]:
              f"{'x'.join(f'{v:g}' for v in results['spacing'])}, plans `{results.get('plans', 'nnUNetPlans')}` "
              f"(features per stage {results.get('features_per_stage')}; the same plans for every method) "
              f"({budget['note']})",
-             f"- Trainings: folds {results['folds']} x seeds {results['seeds']} per method ("
+             f"- Trainings: {_pairs_text(results)} per method ("
              + ", ".join(f"{METHOD_TITLES[m]}: {n_trainings[m]}" for m in methods) + "); the same plans, folds, "
              "seeds and budget for every method.",
              "- Primary measures, named in the preset before training: "
@@ -270,6 +270,15 @@ def _caveats(results: dict) -> list[str]:
                    "evidence of equality (see the width of the interval).")
     lines += [f"- {c}" for c in caveats]
     return lines
+
+
+def _pairs_text(results: dict) -> str:
+    """The (seed, fold) pairs, as a grid where they form one (results before ``pairs`` always did)."""
+    grid = [[s, f] for s in results["seeds"] for f in results["folds"]]
+    pairs = results.get("pairs", grid)
+    if sorted(pairs) == sorted(grid):
+        return f"folds {results['folds']} x seeds {results['seeds']}"
+    return f"(seed, fold) pairs {', '.join(f'({s}, {f})' for s, f in pairs)}"
 
 
 def _n_trainings(results: dict) -> dict[str, int]:

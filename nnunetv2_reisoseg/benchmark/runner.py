@@ -346,12 +346,22 @@ class _Dataset:
         return sorted(int(v) for k, v in self.labels.items() if isinstance(v, int) and v > 0 and k != "ignore")
 
 
-def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequence[int] = (0,),
-                  seeds: Sequence[int] = (0,), out: str | os.PathLike | None = None,
+def training_pairs(seeds: Sequence[int], folds: Sequence[int]) -> list[tuple[int, int]]:
+    """Every (seed, fold) of the grid seeds x folds, seed by seed."""
+    return [(s, f) for s in seeds for f in folds]
+
+
+def run_benchmark(dataset: str | None = None, preset: str = "smoke",
+                  pairs: Sequence[tuple[int, int]] = ((0, 0),), out: str | os.PathLike | None = None,
                   methods: Sequence[str] = ("stock", "reiso"), device: str = "auto", command: str = "") -> Path:
     """Run (or finish) a benchmark and write ``report.md``, ``results.json`` and ``plots/`` in ``out``.
+    ``pairs`` are the (seed, fold) trainings of every method (``training_pairs`` makes a grid of them);
     ``methods`` may end with ``stock_time`` (``--equal-time``): stock nnU-Net for ReIsoSeg's wall time."""
     import torch
+
+    pairs = [(int(s), int(f)) for s, f in pairs]
+    if not pairs or len(set(pairs)) != len(pairs):
+        raise BenchmarkError(f"training pairs {pairs}: give each (seed, fold) once, and at least one")
 
     methods = _check_methods(preset, methods)
     if device == "auto":
@@ -375,17 +385,18 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke", folds: Sequ
             if d["objects"]:
                 log(f"{split} {c}: {d['objects']} objects spanning a median of {d['median_span']:g} sections, "
                     f"{d['span_4_or_more']:.0%} 4 or more, {d['single_section']:.0%} in one section")
-    n_total = len(methods) * len(seeds) * len(folds)
-    log(f"{ds.name}: {n_total} trainings ({', '.join(methods)} x seeds {list(seeds)} x folds {list(folds)}), "
+    n_total = len(methods) * len(pairs)
+    log(f"{ds.name}: {n_total} trainings ({', '.join(methods)} x (seed, fold) {pairs}), "
         f"preset {preset}: {budget.epochs} epochs x {budget.iterations} iterations on {device}")
     log("primary measures, named before training: " + ", ".join(f"{m} on the {split} cases"
                                                                  for split, m in budget.primary)
         + (f" of {', '.join(budget.primary_classes)}" if primary_classes else " of every class"))
-    trainings = train_all(ds, preset, [(s, f) for s in seeds for f in folds], methods, device, out_dir)
+    trainings = train_all(ds, preset, pairs, methods, device, out_dir)
     cfg = plans["configurations"][CONFIGURATION]
     results = {
         "dataset": ds.name, "preset": preset, "budget": asdict(budget), "methods": list(methods),
-        "trainers": {m: trainer_name(m, preset) for m in methods}, "folds": list(folds), "seeds": list(seeds),
+        "trainers": {m: trainer_name(m, preset) for m in methods}, "pairs": [list(p) for p in pairs],
+        "folds": sorted({f for _, f in pairs}), "seeds": sorted({s for s, _ in pairs}),
         "device": device, "machine": machine(), "command": command or f"reisoseg benchmark --preset {preset}",
         "synthetic": ds.synthetic, "patch_size": cfg["patch_size"], "batch_size": cfg["batch_size"],
         "spacing": cfg["spacing"], "classes": {str(v): k for k, v in ds.labels.items() if isinstance(v, int)},
