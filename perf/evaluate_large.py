@@ -4,15 +4,18 @@ evaluating it.
 
 The labels are smooth blobs of two classes from sums of separable sinusoids of the global coordinates (so
 objects run across blocks); the prediction shifts them, thresholds them a little differently and adds
-specks. The evaluation runs in a child process whose peak RSS is its own; with ``--workers`` the dask
-workers' memory is not in that figure, so measure serially for the bound.
+specks. The evaluation runs in a child process; the script prints the peak RSS of its largest process
+(``getrusage``) and the peak of all its processes together (dask's workers included), sampled every 0.2 s.
+``--workers N`` also generates the pair in N processes.
 
     python perf/evaluate_large.py --shape 1000 4096 4096      # 2 x 16.8 GB of labels
+    python perf/evaluate_large.py --shape 800 4096 4096 --workers 2 --dir /work   # 2 x 13.4 GB, 2 workers
     python perf/evaluate_large.py --shape 40 512 512           # a quick check
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -21,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -52,31 +56,58 @@ def _labels(field, t1: float, t2: float):
     return out
 
 
-def generate(folder: Path, shape: list[int], block: list[int]) -> None:
+def _write_block(args: tuple) -> None:
+    """One block of both volumes (block == chunk, so processes never write the same chunk)."""
     import numpy as np
     import zarr
 
     from nnunetv2_reisoseg.volume import grid as g
 
-    stores = {}
+    folder, i, box = args
+    base = _field(0, box)
+    ref = zarr.open_array(f"{folder}/reference.zarr/0", mode="r+")
+    pred_store = zarr.open_array(f"{folder}/prediction.zarr/0", mode="r+")
+    ref[g.slices(box)] = _labels(base, 0.6, 0.7)
+    noisy = base + 0.25 * _field(1, box)
+    pred = _labels(noisy, 0.65, 0.75)
+    pred[np.random.default_rng(1000 + i).random(pred.shape, np.float32) < 1e-4] = 1  # false specks
+    pred_store[g.slices(box)] = pred
+
+
+def generate(folder: Path, shape: list[int], block: list[int], processes: int = 1) -> None:
+    import multiprocessing
+
+    import numpy as np
+    import zarr
+
+    from nnunetv2_reisoseg.volume import grid as g
+
     for name in ("reference", "prediction"):
         root = zarr.open_group(str(folder / f"{name}.zarr"), mode="w", zarr_format=2)
-        stores[name] = root.create_array("0", shape=tuple(shape), chunks=tuple(block), dtype=np.uint8)
+        root.create_array("0", shape=tuple(shape), chunks=tuple(block), dtype=np.uint8)
         root.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": a, "type": "space", "unit": "nanometer"}
                                                                  for a in "zyx"],
                                       "datasets": [{"path": "0", "coordinateTransformations":
                                                     [{"type": "scale", "scale": list(SPACING)}]}]}]
-    boxes = g.blocks(shape, block)
+    jobs = [(str(folder), i, box) for i, box in enumerate(g.blocks(shape, block))]
     t0 = time.perf_counter()
-    for i, box in enumerate(boxes):
-        base = _field(0, box)
-        stores["reference"][g.slices(box)] = _labels(base, 0.6, 0.7)
-        noisy = base + 0.25 * _field(1, box)
-        pred = _labels(noisy, 0.65, 0.75)
-        pred[np.random.default_rng(1000 + i).random(pred.shape, np.float32) < 1e-4] = 1  # false specks
-        stores["prediction"][g.slices(box)] = pred
-        print(f"\rgenerate: block {i + 1}/{len(boxes)} ({time.perf_counter() - t0:.0f} s)", end="", flush=True)
+    with multiprocessing.get_context("fork").Pool(max(1, processes)) as pool:
+        for k, _ in enumerate(pool.imap_unordered(_write_block, jobs), 1):
+            print(f"\rgenerate: block {k}/{len(jobs)} ({time.perf_counter() - t0:.0f} s)", end="", flush=True)
     print(flush=True)
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (dask's workers and their nannies)."""
+    import psutil
+
+    total = 0
+    with contextlib.suppress(psutil.Error):  # processes come and go between the listing and the reading
+        root = psutil.Process(pid)
+        for p in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+    return total
 
 
 def child(folder: str, block: list[int], workers: int) -> dict:
@@ -85,7 +116,10 @@ def child(folder: str, block: list[int], workers: int) -> dict:
     t0 = time.perf_counter()
     result = evaluate_blockwise(f"{folder}/prediction.zarr", f"{folder}/reference.zarr",
                                 run=BlockwiseRun(tuple(block), workers, work_dir=folder))
-    return {"seconds": time.perf_counter() - t0, "result": result}
+    seconds = time.perf_counter() - t0
+    # the largest of this process and the workers it reaped (the generating processes are not among them)
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return {"seconds": seconds, "result": result, "peak_rss_gib": peak * 1024 / 2**30}
 
 
 def main() -> None:
@@ -104,26 +138,34 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="reisoseg-perf-", dir=a.dir))
     try:
         t0 = time.perf_counter()
-        generate(folder, list(a.shape), list(a.block))
+        generate(folder, list(a.shape), list(a.block), max(1, a.workers))
         gen_s = time.perf_counter() - t0
         proc = subprocess.Popen([sys.executable, __file__, "--_child", json.dumps([str(folder), list(a.block),
                                                                                  a.workers])],
                                 stdout=subprocess.PIPE, text=True)
-        out = proc.communicate()[0]
+        peak_tree = 0  # sampled: with --workers the evaluation is several processes
+        reader = threading.Thread(target=lambda: outs.append(proc.stdout.read()), daemon=True)
+        outs: list[str] = []
+        reader.start()
+        while proc.poll() is None:
+            peak_tree = max(peak_tree, _tree_rss(proc.pid))
+            time.sleep(0.2)
+        reader.join()
+        out = outs[0] if outs else ""
         if proc.returncode:
             raise SystemExit(f"the evaluation failed (exit {proc.returncode})")
         r = json.loads(out.strip().splitlines()[-1])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     voxels = int(np.prod(a.shape))
-    # the largest child's peak: the evaluation's (generation runs in this process)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 2**30
+    peak = r["peak_rss_gib"]
     print(f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), "
           f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB memory")
     print(f"pair of {'x'.join(map(str, a.shape))} uint8 label volumes ({2 * voxels / 1e9:.1f} GB), blocks of "
           f"{'x'.join(map(str, a.block))}, {a.workers or 'no'} dask workers")
     print(f"generated in {gen_s:.0f} s; evaluated in {r['seconds']:.0f} s "
-          f"({voxels / r['seconds'] / 1e6:.1f} Mvoxel/s), peak RSS of the evaluation {peak:.2f} GiB")
+          f"({voxels / r['seconds'] / 1e6:.1f} Mvoxel/s); peak RSS of the largest process {peak:.2f} GiB, of the "
+          f"evaluation's processes together {peak_tree / 2**30:.2f} GiB (sampled every 0.2 s)")
     for c, row in r["result"].items():
         print(f"class {c}: dice {row['dice']:.4f}, {row['ref_objects']} reference / {row['pred_objects']} predicted "
               f"objects, ap75 {row['ap75']:.3f}, voi split {row['voi_split']:.3f} / merge {row['voi_merge']:.3f}, "

@@ -39,3 +39,19 @@ def test_paper_inference_script():
                         "--iters", "1"], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "anisotropic branch only" in p.stdout and "both branches" in p.stdout
+
+
+@pytest.mark.e2e
+def test_evaluate_large_script_with_workers(tmp_path):
+    """perf/evaluate_large.py at a tiny size: generated in 2 processes, evaluated on 2 dask workers, with both
+    memory figures; its scratch and the pair are gone afterwards."""
+    p = subprocess.run([sys.executable, ROOT / "perf" / "evaluate_large.py", "--shape", "12", "64", "64", "--block",
+                        "6", "32", "32", "--workers", "2", "--dir", str(tmp_path)], capture_output=True, text=True,
+                       cwd=ROOT)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    assert "2 dask workers" in p.stdout and "generate: block 8/8" in p.stdout
+    tree = float(p.stdout.split("processes together ")[1].split(" GiB")[0])
+    largest = float(p.stdout.split("largest process ")[1].split(" GiB")[0])
+    assert tree >= largest > 0
+    assert "class 1: dice" in p.stdout and "class 2: dice" in p.stdout
+    assert list(tmp_path.iterdir()) == []
