@@ -9,7 +9,7 @@ specks. The evaluation runs in a child process; the script prints the peak RSS o
 ``--workers N`` also generates the pair in N processes.
 
     python perf/evaluate_large.py --shape 1000 4096 4096      # 2 x 16.8 GB of labels
-    python perf/evaluate_large.py --shape 800 4096 4096 --workers 2 --dir /work   # 2 x 13.4 GB, 2 workers
+    python perf/evaluate_large.py --shape 1000 4096 4096 --workers 2 --dir /work   # the same on 2 workers
     python perf/evaluate_large.py --shape 40 512 512           # a quick check
 """
 from __future__ import annotations
