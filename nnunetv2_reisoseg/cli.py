@@ -447,7 +447,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
-    from nnunetv2_reisoseg.benchmark.presets import PRESETS
+    from nnunetv2_reisoseg.benchmark.presets import METHODS, PRESETS
 
     s = sub.add_parser("benchmark", help="train and evaluate stock nnU-Net and ReIsoSeg side by side")
     s.add_argument("dataset", nargs="?", default=None,
@@ -464,8 +464,10 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--pairs", type=_seed_fold, nargs="+", default=None, metavar="SEED:FOLD",
                    help="the (seed, fold) trainings, instead of the grid --seeds x --folds: e.g. 0:0 0:1 0:2 0:3 1:0 "
                         "for 5 pairs on a dataset with 4 folds")
-    s.add_argument("--methods", nargs="+", default=["stock", "reiso"], choices=("stock", "reiso", "paper"),
-                   help="stock nnU-Net, ReIsoSeg on nnU-Net's planned U-Net, and/or the paper's network")
+    s.add_argument("--methods", nargs="+", default=["stock", "reiso"], choices=tuple(METHODS),
+                   help="stock nnU-Net, ReIsoSeg on nnU-Net's planned U-Net (reiso), and/or the paper's network; "
+                        "the controls of docs/study_why: aux (ReIsoSeg with stock's loss kept on the deployed "
+                        "branch, nnUNetTrainerReIsoAux) and stock_half (stock nnU-Net with its loss x a = 0.5)")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     s.add_argument("--equal-time", action="store_true",
                    help="also train stock nnU-Net for as many epochs as fit in ReIsoSeg's training time")

@@ -73,8 +73,12 @@ PRESETS: dict[str, Budget] = {
 }
 
 # method -> trainer class name prefix; the preset's budget is appended (nnUNetTrainerReIsoBenchSmoke)
-METHODS = {"stock": "nnUNetTrainer", "reiso": "nnUNetTrainerReIso", "paper": "nnUNetTrainerReIsoSegNet"}
-METHOD_TITLES = {"stock": "stock nnU-Net", "reiso": "ReIsoSeg", "paper": "ReIsoSeg paper network",
+# aux and stock_half are the two controls of why ReIsoSeg trails (docs/study_why): the isotropic branch on top of
+# stock's loss, and stock nnU-Net with the gradient scale the paper's loss leaves the deployed branch
+METHODS = {"stock": "nnUNetTrainer", "reiso": "nnUNetTrainerReIso", "aux": "nnUNetTrainerReIsoAux",
+           "stock_half": "nnUNetTrainerHalfLoss", "paper": "nnUNetTrainerReIsoSegNet"}
+METHOD_TITLES = {"stock": "stock nnU-Net", "reiso": "ReIsoSeg", "aux": "ReIsoSeg aux (stock loss + isotropic)",
+                 "stock_half": "stock nnU-Net, loss x a", "paper": "ReIsoSeg paper network",
                  "stock_time": "stock nnU-Net at ReIsoSeg's wall time"}
 EQUAL_TIME_SUFFIX = "EqualTime"  # stock trainer whose epochs come from budget.EPOCHS_ENV
 CONFIGURATION = "3d_fullres"

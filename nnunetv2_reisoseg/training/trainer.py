@@ -1,4 +1,5 @@
-"""nnUNetTrainerReIso: nnU-Net's trainer with ReIsoSeg's isotropic branch and re-isotropic loss.
+"""nnUNetTrainerReIso: nnU-Net's trainer with ReIsoSeg's isotropic branch and re-isotropic loss, as the paper
+weighs it; nnUNetTrainerReIsoAux: the same with stock nnU-Net's loss kept on the deployed branch.
 
 Only hooks are overridden (network, loss, train step bookkeeping, logging, checkpoint checks); the
 training loop, data loading, augmentation, validation and inference are nnU-Net's own.
@@ -47,6 +48,9 @@ class nnUNetTrainerReIso(nnUNetTrainer):
     reiso_ani_weight: float = knobs.ANI_WEIGHT
     # probability of degrading one lateral axis like the section axis (training only)
     lateral_degradation_p: float = knobs.LATERAL_DEGRADATION_P
+    # scale of the whole re-isotropic loss (the paper's: 1); under SGD the deployed branch gets scale * a of
+    # stock nnU-Net's gradient (nnUNetTrainerReIsoAux sets it to 1 / a)
+    reiso_loss_scale: float = knobs.LOSS_SCALE
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -80,11 +84,12 @@ class nnUNetTrainerReIso(nnUNetTrainer):
         self.print_to_log_file(
             f"ReIsoSeg: PI levels {list(pi.levels)}, ratios {[round(r, 3) for r in pi.ratios]}, "
             f"section axis {pi.section_axis}, {sum(p.numel() for p in pi.parameters())} PI parameters, "
-            f"re-isotropic loss L = (1 - a) * L_iso + a * L_ani with a (anisotropic branch weight) = "
-            f"{self.reiso_ani_weight}, lateral degradation p {pi.lateral_degradation_p}")
+            f"re-isotropic loss L = s * ((1 - a) * L_iso + a * L_ani) with a (anisotropic branch weight) = "
+            f"{self.reiso_ani_weight} and s = {self.reiso_loss_scale:g}, lateral degradation p "
+            f"{pi.lateral_degradation_p}")
 
     def _build_loss(self):
-        return ReIsotropicLoss(super()._build_loss(), self.reiso_ani_weight)
+        return ReIsotropicLoss(super()._build_loss(), self.reiso_ani_weight, self.reiso_loss_scale)
 
     def train_step(self, batch: dict) -> dict:
         out = super().train_step(batch)
@@ -117,6 +122,21 @@ class nnUNetTrainerReIso(nnUNetTrainer):
         for key in LOSS_KEYS:  # keep one entry per epoch even for logs written without these terms
             logging.setdefault(key, [])
             logging[key] += [float('nan')] * (len(logging['train_losses']) - len(logging[key]))
+
+
+class nnUNetTrainerReIsoAux(nnUNetTrainerReIso):
+    """ReIsoSeg with the isotropic branch as an auxiliary loss: ``L = L_ani + ((1 - a) / a) * L_iso``, the paper's
+    loss times ``1 / a``. The deployed (anisotropic) branch keeps stock nnU-Net's loss, so its output heads get
+    exactly stock's gradient; the isotropic branch is added with the paper's ratio of the two."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        if not self.reiso_ani_weight > 0:
+            raise RuntimeError(f"{type(self).__name__} scales the loss by 1 / a and needs a > 0; got a = "
+                               f"{self.reiso_ani_weight}")
+        # derived here, not a class attribute, so that a subclass that changes a keeps the deployed branch's loss
+        self.reiso_loss_scale = 1.0 / self.reiso_ani_weight
+        super().__init__(plans, configuration, fold, dataset_json, device)
 
 
 def check_configuration(configuration_manager: ConfigurationManager, pi_levels=None) -> None:

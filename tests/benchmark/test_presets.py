@@ -51,3 +51,25 @@ def test_a_smaller_patch_gets_the_topology_nnunet_plans_for_it():
     assert json.loads(json.dumps(narrow)) == narrow  # written as the plans file nnU-Net reads
     with pytest.raises(BenchmarkError, match="nearest is"):
         narrower_plans(plans, 0.25, "p", (20, 90, 90))  # not divisible by the lateral pooling
+
+
+def test_both_controls_have_fixed_budget_trainers(nnunet_dirs):
+    """aux and stock_half train through the benchmark's trainers like stock and reiso, with the preset's budget."""
+    import torch
+
+    from nnunetv2_reisoseg.benchmark.budget import BenchmarkBudgetMixin
+    from nnunetv2_reisoseg.benchmark.presets import METHODS, trainer_name
+    from nnunetv2_reisoseg.benchmark.trainers import nnUNetTrainerBenchmark as bench
+    from nnunetv2_reisoseg.method.loss import ReIsotropicLoss, ScaledLoss
+    from tests.fixtures import load_plans
+    from tests.training.test_trainer import DATASET_JSON
+
+    for method, loss_type, scale in (("aux", ReIsotropicLoss, 2.0), ("stock_half", ScaledLoss, 0.5)):
+        assert method in METHODS
+        cls = getattr(bench, trainer_name(method, "tiny"))
+        assert issubclass(cls, BenchmarkBudgetMixin)
+        plans = {**load_plans("tiny_40x10x10"), "continue_training": False}  # nnU-Net pops the flag
+        t = cls(plans, "3d_fullres", 0, DATASET_JSON, torch.device("cpu"))
+        assert t.num_epochs == PRESETS["tiny"].epochs and t.num_iterations_per_epoch == PRESETS["tiny"].iterations
+        loss = t._build_loss()
+        assert isinstance(loss, loss_type) and loss.scale == scale

@@ -60,3 +60,25 @@ def test_both_branches_get_gradients_and_the_lowest_output_none():
 def test_a_outside_0_1_is_refused(a):
     with pytest.raises(ValueError, match=r"weight a must be in \[0, 1\]"):
         ReIsotropicLoss(_branch_loss(), a)
+
+
+def test_a_loss_scale_multiplies_the_training_loss_and_never_validation():
+    ani, iso, target = _outputs(3)
+    paper, scaled = ReIsotropicLoss(_branch_loss()), ReIsotropicLoss(_branch_loss(), scale=1 / ANI_WEIGHT)
+    out = ReIsoOutput(ani, iso)
+    assert scaled(out, target).item() == pytest.approx(paper(out, target).item() / ANI_WEIGHT, rel=1e-6)
+    assert scaled(ani, target).item() == pytest.approx(paper(ani, target).item(), rel=1e-6)  # validation: as is
+    with pytest.raises(ValueError, match="scale must be positive"):
+        ReIsotropicLoss(_branch_loss(), scale=0)
+
+
+def test_the_stock_control_scales_its_loss_where_it_drives_gradients_only():
+    from nnunetv2_reisoseg.method.loss import ScaledLoss
+
+    ani, _, target = _outputs(4)
+    inner = _branch_loss()
+    half = ScaledLoss(inner, 0.5)
+    full = inner(ani, target).item()
+    assert half(ani, target).item() == pytest.approx(0.5 * full, rel=1e-6)
+    with torch.no_grad():  # nnU-Net's validation
+        assert half(ani, target).item() == pytest.approx(full, rel=1e-6)

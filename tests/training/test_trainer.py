@@ -102,3 +102,59 @@ def test_every_knob_is_a_class_attribute_that_reaches_the_model(nnunet_dirs):
     default = nnUNetTrainerReIso.build_network_architecture(pm, pm.get_configuration("3d_fullres"), 1, 2, False)
     assert default.pi_module.lateral_degradation_p == nnUNetTrainerReIso.lateral_degradation_p == 0.2
     assert _trainer()._build_loss().ani_weight == nnUNetTrainerReIso.reiso_ani_weight == 0.5  # the paper's
+
+
+def _heads_gradient(cls, seed_batch=1):
+    """The gradient of the deployed output heads (``decoder.seg_layers``) after one loss on one batch, with the
+    weights stock nnU-Net draws for seed 0 (the plugin's base network takes the same draws first)."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    t = _trainer(cls)
+    torch.manual_seed(0)
+    net = cls.build_network_architecture(t.plans_manager, t.configuration_manager, 1, 2, True)
+    torch.manual_seed(0)
+    stock = nnUNetTrainer.build_network_architecture(t.plans_manager, t.configuration_manager, 1, 2, True)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in stock.state_dict().items())  # same weights everywhere
+    net.train()
+    loss = t._build_loss()
+    torch.manual_seed(seed_batch)
+    x = torch.randn(2, 1, *t.configuration_manager.patch_size)
+    label = (torch.rand(2, 1, *t.configuration_manager.patch_size) > 0.7).float()
+    scales = t._get_deep_supervision_scales()
+    target = [torch.nn.functional.interpolate(label, scale_factor=tuple(s), mode="nearest") if i else label
+              for i, s in enumerate(scales)]
+    loss(net(x), target).backward()
+    # the lowest head has loss weight 0 in nnU-Net's deep supervision, hence no gradient in any arm
+    return [None if p.grad is None else p.grad.clone() for p in net.decoder.seg_layers.parameters()]
+
+
+def test_aux_trainer_gives_the_deployed_heads_exactly_stocks_gradient(nnunet_dirs):
+    """nnUNetTrainerReIsoAux: L = L_ani + ((1 - a) / a) L_iso, so the deployed heads (read by the anisotropic branch
+    alone) get stock nnU-Net's gradient; the paper's loss gives them a times it (a = 0.5)."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIsoAux
+
+    stock, aux, paper = (_heads_gradient(c) for c in (nnUNetTrainer, nnUNetTrainerReIsoAux, nnUNetTrainerReIso))
+    assert [g is None for g in aux] == [g is None for g in paper] == [g is None for g in stock]
+    assert sum(g is not None and g.abs().sum() > 0 for g in stock) >= 2  # weights and biases of trained heads
+    for s, a, p in ((s, a, p) for s, a, p in zip(stock, aux, paper) if s is not None):
+        torch.testing.assert_close(a, s, rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(p, 0.5 * s, rtol=1e-5, atol=1e-8)
+    loss = _trainer(nnUNetTrainerReIsoAux)._build_loss()
+    assert loss.scale == 2.0 and loss.ani_weight == 0.5  # L = 2 * (0.5 L_iso + 0.5 L_ani) = L_ani + L_iso
+
+
+def test_aux_trainer_follows_a_and_refuses_a_zero(nnunet_dirs):
+    from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIsoAux
+
+    class AuxA(nnUNetTrainerReIsoAux):
+        reiso_ani_weight = 0.8
+
+    assert _trainer(AuxA)._build_loss().scale == pytest.approx(1 / 0.8)
+
+    class AuxZero(nnUNetTrainerReIsoAux):
+        reiso_ani_weight = 0.0
+
+    with pytest.raises(RuntimeError, match="needs a > 0"):
+        _trainer(AuxZero)

@@ -1,13 +1,15 @@
 """Fixed-budget trainers used by ``reisoseg benchmark``: ``nnUNetTrainerBench<Preset>`` (stock
-nnU-Net), ``nnUNetTrainerReIsoBench<Preset>`` (ReIsoSeg) and ``nnUNetTrainerReIsoSegNetBench<Preset>``
-(the paper's network), with the same budget per preset."""
+nnU-Net), ``nnUNetTrainerReIsoBench<Preset>`` (ReIsoSeg), ``nnUNetTrainerReIsoAuxBench<Preset>`` (ReIsoSeg with
+stock's loss on the deployed branch), ``nnUNetTrainerHalfLossBench<Preset>`` (stock with its loss x a) and
+``nnUNetTrainerReIsoSegNetBench<Preset>`` (the paper's network), with the same budget per preset."""
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_reisoseg.benchmark.budget import BenchmarkBudgetMixin
+from nnunetv2_reisoseg.benchmark.controls import nnUNetTrainerHalfLoss
 from nnunetv2_reisoseg.benchmark.presets import EQUAL_TIME_SUFFIX, PRESETS
 from nnunetv2_reisoseg.paper.trainer import nnUNetTrainerReIsoSegNet
-from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
+from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso, nnUNetTrainerReIsoAux
 
 __all__ = []
 
@@ -29,7 +31,8 @@ def _budget_trainer(base: type, prefix: str, preset: str, suffix: str = "") -> t
 
 
 for _preset in PRESETS:
-    for _base in (nnUNetTrainer, nnUNetTrainerReIso, nnUNetTrainerReIsoSegNet):
+    for _base in (nnUNetTrainer, nnUNetTrainerReIso, nnUNetTrainerReIsoAux, nnUNetTrainerHalfLoss,
+                  nnUNetTrainerReIsoSegNet):
         _cls = _budget_trainer(_base, _base.__name__, _preset)
         globals()[_cls.__name__] = _cls
         __all__.append(_cls.__name__)
