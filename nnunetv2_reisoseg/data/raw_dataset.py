@@ -1,15 +1,23 @@
 """nnU-Net raw datasets: where one goes, its images and its dataset.json (written through ``io.folders``)."""
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_reisoseg.io.folders import check_output, marker_owner
 
-def raw_dataset_target(raw_root: str | Path, dataset_id: int, name: str, overwrite: bool) -> tuple[Path, list[Path]]:
-    """The folder ``DatasetXXX_NAME`` under ``raw_root`` and the existing folders with the same id,
-    which only ``overwrite`` allows replacing (nnU-Net refuses two datasets with one id)."""
+# the commands whose datasets --overwrite may replace
+RAW_DATASET_COMMANDS = ("convert", "synth")
+
+
+def raw_dataset_target(raw_root: str | Path, dataset_id: int, name: str, overwrite: bool,
+                       protected: Sequence[str | os.PathLike] = ()) -> tuple[Path, list[Path]]:
+    """The folder ``DatasetXXX_NAME`` under ``raw_root`` and the existing folders with the same id, which only
+    ``overwrite`` allows replacing (nnU-Net refuses two datasets with one id), and only where reisoseg convert
+    or synth wrote them and they hold none of ``protected`` (``io.folders.check_output``)."""
     if not 1 <= dataset_id <= 999:
         raise ValueError(f"dataset id must be in 1..999, got {dataset_id}")
     if not name or any(c in name for c in "/\\ ") or name.startswith("."):
@@ -21,6 +29,8 @@ def raw_dataset_target(raw_root: str | Path, dataset_id: int, name: str, overwri
         raise FileExistsError(
             f"{clashes[0]} already exists (dataset id {dataset_id}). Pick another --dataset-id or pass "
             "--overwrite to replace it.")
+    for folder in [*clashes, *([] if target in clashes else [target])]:
+        check_output(folder, overwrite, marker_owner(*RAW_DATASET_COMMANDS), protected)
     return target, clashes
 
 

@@ -280,7 +280,7 @@ def generate_dataset(raw_root: str | os.PathLike, dataset_id: int, name: str, sp
     target, clashes = raw_dataset_target(raw_root, dataset_id, name, overwrite)
     rng = np.random.default_rng(seed)
     spacing = (xy_nm * anisotropy, xy_nm, xy_nm)
-    with staged_folder(target, replaces=clashes) as tmp:
+    with staged_folder(target, "synth", replaces=clashes) as tmp:
         for sub in ("imagesTr", "labelsTr", "isotropic_truth") + (("imagesTs", "labelsTs") if test_cases else ()):
             (tmp / sub).mkdir()
         total = cases + test_cases

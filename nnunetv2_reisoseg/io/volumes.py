@@ -23,6 +23,11 @@ _UNIT_TO_NM = {"nm": 1.0, "nanometer": 1.0, "nanometers": 1.0, "um": 1e3, "µm":
                "millimeter": 1e6, "angstrom": 0.1, "å": 0.1}
 
 
+# the root attributes of a reisoseg predict-volume output: its settings, and the mark of a finished run
+OUTPUT_ATTR = "reisoseg"
+COMPLETE_ATTR = "reisoseg_complete"
+
+
 class VolumeReadError(ValueError):
     """A volume that cannot be read as given; the message names the problem and the fix. Each command that
     reads volumes (convert, predict-volume, evaluate) turns it into its own error."""
@@ -50,6 +55,14 @@ def split_spec(spec: str) -> tuple[Path, str | None]:
     if sep and head and os.path.exists(head):
         return Path(head), key.strip("/") or None
     raise VolumeReadError(f"{spec}: no such file or folder" + (f" ({head} not found either)" if sep and head else ""))
+
+
+def input_path(spec: str) -> Path:
+    """The file or folder of ``PATH[:KEY]``, whether or not it exists (for the outputs' protected paths)."""
+    try:
+        return split_spec(spec)[0]
+    except VolumeReadError:
+        return Path(spec)
 
 
 def _to_nm(value: float, unit: str | None) -> float:

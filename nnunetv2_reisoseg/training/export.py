@@ -2,15 +2,14 @@
 needed to predict), and import a stock checkpoint as the starting point of a ReIsoSeg training."""
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from nnunetv2_reisoseg.io.folders import staged_folder
+from nnunetv2_reisoseg.io.checkpoints import load_checkpoint
+from nnunetv2_reisoseg.io.folders import check_output, marker_owner, staged_folder, write_file
 from nnunetv2_reisoseg.method.network import TRAINING_ONLY_PREFIX, has_isotropic_branch, strip_training_only
 
 STOCK_TRAINER = "nnUNetTrainer"
@@ -57,19 +56,18 @@ def export_stock(model_folder: str | Path, out_folder: str | Path, overwrite: bo
     checkpoints = sorted(src.glob("fold_*/checkpoint_*.pth"))
     if not checkpoints:
         raise FileNotFoundError(f"No fold_*/checkpoint_*.pth in {src}: train a fold first.")
-    if dst.exists() and any(dst.iterdir()) and not overwrite:
-        raise FileExistsError(f"{dst} exists and is not empty; choose another -o or pass --overwrite.")
     if dst.resolve() == src.resolve():
         raise ValueError("the output folder must differ from the model folder")
+    check_output(dst, overwrite, marker_owner("export-stock"), protected=[src])
 
     written = []
     expected = None
-    with staged_folder(dst) as tmp:
+    with staged_folder(dst, "export-stock") as tmp:
         for name in _MODEL_FILES:
             if (src / name).is_file():
                 shutil.copy2(src / name, tmp / name)
         for ckpt_path in checkpoints:
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+            ckpt = load_checkpoint(ckpt_path)
             weights = strip_training_only(ckpt["network_weights"])
             if expected is None:  # all folds share the plans
                 expected = _network_from_init_args(nnUNetTrainer, ckpt["init_args"]).state_dict()
@@ -118,11 +116,8 @@ def import_stock(checkpoint: str | Path, out_file: str | Path, trainer_class: ty
     if not src.is_file():
         raise FileNotFoundError(f"{src}: no such checkpoint (e.g. $nnUNet_results/DatasetXXX/"
                                 "nnUNetTrainer__nnUNetPlans__3d_fullres/fold_0/checkpoint_final.pth)")
-    if dst.exists() and not overwrite:
-        raise FileExistsError(f"{dst} exists; choose another -o or pass --overwrite.")
-    ckpt = torch.load(src, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or "network_weights" not in ckpt or "init_args" not in ckpt:
-        raise ValueError(f"{src} is not an nnU-Net checkpoint (no network_weights / init_args)")
+    check_output(dst, overwrite, _imported_checkpoint, protected=[src])
+    ckpt = load_checkpoint(src)
     weights = ckpt["network_weights"]
     if has_isotropic_branch(weights):
         raise ValueError(f"{src} already holds an isotropic branch ({ckpt.get('trainer_name')}): pass it to "
@@ -140,14 +135,17 @@ def import_stock(checkpoint: str | Path, out_file: str | Path, trainer_class: ty
     out = {"network_weights": target, "trainer_name": trainer_class.__name__, "init_args": ckpt["init_args"],
            "imported_from": {"checkpoint": str(src.resolve()), "trainer_name": ckpt.get("trainer_name"),
                              "current_epoch": ckpt.get("current_epoch")}, "isotropic_branch_seed": seed}
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-    os.close(fd)
-    try:
-        torch.save(out, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file(dst, lambda path: torch.save(out, path))
     n_new = sum(p.numel() for n, p in net.named_parameters() if n.startswith(TRAINING_ONLY_PREFIX))
     return {"output": dst, "trainer": trainer_class.__name__, "kept": len(weights), "new_parameters": n_new}
+
+
+def _imported_checkpoint(path: Path) -> str | None:
+    """None when ``path`` is a checkpoint import-stock wrote (replaceable with --overwrite), else why not."""
+    if not path.is_file():
+        return "it is not a file"
+    try:
+        ckpt = load_checkpoint(path, mmap=True)
+    except ValueError:
+        return "it is not a checkpoint"
+    return None if "imported_from" in ckpt else f"it is a checkpoint of {ckpt.get('trainer_name')}, not of import-stock"

@@ -19,6 +19,10 @@ _FIXED = ("CTNormalization", "NoNormalization", "RGBTo01Normalization")
 SUPPORTED = ("ZScoreNormalization", "RescaleTo01Normalization", *_FIXED)
 
 
+class NonFiniteError(ValueError):
+    """The volume holds NaN or infinite values, which no statistic or normalisation survives."""
+
+
 @dataclass
 class VolumeStats:
     """Bounding box of nonzero voxels and intensity statistics of the voxels inside it (input space)."""
@@ -36,7 +40,8 @@ class VolumeStats:
 
 def stream_stats(array, slab: int, progress: Callable[[int, int], None] | None = None) -> VolumeStats:
     """One pass over a (Z, Y, X) array-like, ``slab`` sections at a time: nonzero bounding box, and mean,
-    std, min and max over the box (Chan et al.'s pairwise merge of count, mean and M2, in float64)."""
+    std, min and max over the box (Chan et al.'s pairwise merge of count, mean and M2, in float64). Raises
+    ``NonFiniteError`` at the first slab with a NaN or infinite voxel."""
     shape = tuple(int(s) for s in array.shape)
     n_all, mean_all, m2_all = 0, 0.0, 0.0
     lo = [None] * 3
@@ -44,6 +49,11 @@ def stream_stats(array, slab: int, progress: Callable[[int, int], None] | None =
     vmin, vmax, n_nonzero = np.inf, -np.inf, 0  # over the nonzero voxels, which all lie in the box
     for z0 in range(0, shape[0], slab):
         block = np.asarray(array[z0:z0 + slab], dtype=np.float64)
+        finite = np.isfinite(block)
+        if not finite.all():
+            z = z0 + int(np.flatnonzero(~finite.reshape(len(block), -1).all(axis=1))[0])
+            raise NonFiniteError(f"{int(finite.size - finite.sum())} NaN or infinite voxel(s) in sections "
+                                 f"{z0}-{z0 + len(block) - 1} (the first in section {z})")
         n = block.size
         m = float(block.mean())
         m2 = float(np.square(block - m).sum())

@@ -8,20 +8,31 @@ Layout (zarr format 2, OME-NGFF 0.4)::
     OUT.zarr/0              the labels (uint8 or uint16), chunks aligned with the blocks
     OUT.zarr/probabilities  optional: per-class probabilities (float16, c/z/y/x), its own multiscales
     OUT.zarr/.reisoseg/     settings.json (refuses a --c run with other settings), done/<block> markers
+
+The root attribute ``reisoseg_complete`` is written last: a store without it is unfinished, and evaluate
+refuses it. A run that replaces an output (``--overwrite``) writes into the sibling ``.OUT.zarr.reisoseg-new``
+and swaps it into place when complete (``io.folders``' rule for every output); ``--c`` continues either.
 """
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_reisoseg.io.folders import check_output, files_under, swap_into_place
+from nnunetv2_reisoseg.io.volumes import COMPLETE_ATTR, OUTPUT_ATTR
 from nnunetv2_reisoseg.volume.settings import RunSettings
 
 CONTROL = ".reisoseg"
 SETTINGS = "settings.json"
+# what predict-volume writes into a store: zarr metadata, chunk keys, its run state and the objects table
+_OWN_FILE = re.compile(r"(\.zattrs|\.zgroup|\.zarray|zarr\.json|objects\.csv|\d+(\.\d+)*)")
 
 
 class OutputError(ValueError):
@@ -43,24 +54,64 @@ def multiscales(name: str, axes: Sequence[dict], scale: Sequence[float]) -> list
              "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": list(scale)}]}]}]
 
 
-def previous_run(out: Path, cont: bool, overwrite: bool) -> dict | None:
-    """The rules for an existing output, in one place: the settings of the run that ``--c`` continues, or None
-    when the run starts afresh (``out`` is absent, or ``--overwrite`` replaces it). Checked before any work."""
-    if not out.exists():
-        return None  # --c with nothing to continue starts
-    if cont:
-        if not (out / CONTROL / SETTINGS).is_file():
-            raise OutputError(f"{out} exists but is not a reisoseg predict-volume output; choose another -o")
-        return settings_of(out)
-    if not overwrite:
-        raise OutputError(f"{out} exists; pass --c to continue the run that wrote it, or --overwrite to replace it")
+def store_owner(path: Path) -> str | None:
+    """None when ``path`` is a predict-volume output holding nothing else, otherwise why it is not one."""
+    try:
+        attrs = json.loads((path / ".zattrs").read_text())
+    except (OSError, ValueError):
+        attrs = {}
+    if not path.is_dir() or OUTPUT_ATTR not in attrs or not (path / CONTROL / SETTINGS).is_file():
+        return "it is not a reisoseg predict-volume output"
+    foreign = [f for f in files_under(path) if not f.startswith(CONTROL + "/")
+               and not _OWN_FILE.fullmatch(f.rsplit("/", 1)[-1])]
+    if foreign:
+        return f"it holds {len(foreign)} file(s) predict-volume did not write ({', '.join(foreign[:3])})"
     return None
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a run writes: ``work`` is ``out``, or its staging sibling while a run replaces ``out``."""
+
+    out: Path
+    work: Path
+    previous: dict | None  # the settings of the run being continued
+    created: bool  # this run creates ``work``: an error before any block is written removes it again
+
+    @property
+    def replaces(self) -> bool:
+        return self.work != self.out
+
+
+def staging(out: Path) -> Path:
+    return out.parent / f".{out.name}.reisoseg-new"
+
+
+def previous_run(out: Path, cont: bool, overwrite: bool, protected: Sequence[Path] = ()) -> Destination:
+    """The rules for an existing output, in one place, checked before any work: ``--c`` continues the run that
+    wrote ``out`` (or the unfinished replacement of it); otherwise ``out`` must be absent, or replaceable by the
+    rule of every output (``io.folders.check_output``), and the new run writes beside it."""
+    new = staging(out)
+    if cont:
+        for path in (new, out):
+            if path.exists() and not path.is_symlink():
+                reason = store_owner(path)
+                if reason is not None:
+                    raise OutputError(f"{path} exists but {reason}; choose another -o")
+                if not os.access(path, os.W_OK | os.X_OK) or not os.access(path / CONTROL, os.W_OK | os.X_OK):
+                    raise OutputError(f"{path} is not writable, so the run cannot continue there")
+                return Destination(out, path, settings_of(path), False)
+    replaces = check_output(out, overwrite, store_owner, protected, also="pass --c to continue the run that wrote it, ")
+    if new.exists() or new.is_symlink():  # an unfinished replacement that this run starts again
+        check_output(new, True, store_owner, protected)
+        shutil.rmtree(new)
+    return Destination(out, new if replaces else out, None, True)
 
 
 def prepare(out: Path, settings: RunSettings, labels: dict[str, int], n_classes: int,
             previous: dict | None) -> set[int]:
-    """Create ``out``, replacing what ``previous_run`` allowed to replace, or check that ``previous`` (the run
-    being continued) had the same settings; returns the blocks already done."""
+    """Create the store ``out`` (a ``Destination``'s ``work``), or check that ``previous`` (the run being
+    continued) had the same settings; returns the blocks already done."""
     if previous is not None:
         diff = settings.differences(previous)
         if diff:
@@ -69,11 +120,12 @@ def prepare(out: Path, settings: RunSettings, labels: dict[str, int], n_classes:
             raise OutputError(f"{out} was started with other settings ({changes}); rerun with the same settings "
                               "to continue, or pass --overwrite to start again")
         return done_blocks(out)
-    if out.exists():
-        shutil.rmtree(out)
     import zarr
 
-    root = zarr.open_group(str(out), mode="w", zarr_format=2)
+    if out.exists():  # only an empty folder made for the output (previous_run refuses anything else)
+        out.rmdir()
+    out.mkdir(parents=True)
+    root = zarr.open_group(str(out), mode="a", zarr_format=2)
     dtype = np.uint8 if max(labels.values(), default=0) < 255 else np.uint16
     shape, chunks = tuple(settings.shape), tuple(settings.chunks)
     root.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0)
@@ -96,6 +148,21 @@ def prepare(out: Path, settings: RunSettings, labels: dict[str, int], n_classes:
     (out / CONTROL / "done").mkdir(parents=True)
     (out / CONTROL / SETTINGS).write_text(json.dumps(settings.to_json(), indent=1))
     return set()
+
+
+def finish(dest: Destination, summary: dict) -> None:
+    """Mark the store complete (the attribute evaluate looks for), then swap a replacement into place; the old
+    output is removed only now."""
+    import zarr
+
+    zarr.open_group(str(dest.work), mode="r+").attrs[COMPLETE_ATTR] = summary
+    if dest.replaces:
+        swap_into_place(dest.work, dest.out)
+
+
+def written_any(out: Path) -> bool:
+    """Whether a block of the run in ``out`` has written its chunks (after which an error keeps the store)."""
+    return bool(done_blocks(out, "summed") or done_blocks(out))
 
 
 def done_blocks(out: Path, stage: str = "done") -> set[int]:

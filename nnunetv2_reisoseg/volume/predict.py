@@ -17,22 +17,25 @@ adds the same tiles in another order.
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import nullcontext, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from nnunetv2_reisoseg import our_trainers
-from nnunetv2_reisoseg.io.volumes import VolumeReadError, read_volume
+from nnunetv2_reisoseg.io.checkpoints import load_checkpoint
+from nnunetv2_reisoseg.io.folders import OutputError
+from nnunetv2_reisoseg.io.volumes import VolumeReadError, input_path, read_volume
 from nnunetv2_reisoseg.volume import grid as g
 from nnunetv2_reisoseg.volume import instances as inst
 from nnunetv2_reisoseg.volume import output as store
-from nnunetv2_reisoseg.volume.intensity import Normalizer, VolumeStats, check_scheme, stream_stats
+from nnunetv2_reisoseg.volume.intensity import NonFiniteError, Normalizer, VolumeStats, check_scheme, stream_stats
 from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions, RunSettings
 from nnunetv2_reisoseg.volume.tasks import TaskRunner
 
@@ -49,8 +52,6 @@ def check_model(model: Path, folds: Sequence[int | str], checkpoint: str) -> dic
     """The model folder's plans, dataset.json and configuration; clear errors for what is missing."""
     import json
 
-    import torch
-
     missing = [f for f in ("plans.json", "dataset.json") if not (model / f).is_file()]
     if missing:
         raise VolumeError(f"{model} is not an nnU-Net model folder (no {', '.join(missing)}); pass the folder that "
@@ -61,7 +62,11 @@ def check_model(model: Path, folds: Sequence[int | str], checkpoint: str) -> dic
     if absent:
         raise VolumeError(f"{model} has no {checkpoint} for fold(s) {', '.join(absent)}; folds with one: "
                           f"{', '.join(available) or 'none'} (-f, or -chk for another checkpoint)")
-    ckpt = torch.load(model / f"fold_{folds[0]}" / checkpoint, map_location="cpu", weights_only=False, mmap=True)
+    try:
+        ckpt = load_checkpoint(model / f"fold_{folds[0]}" / checkpoint, mmap=True)
+    except ValueError as e:
+        raise VolumeError(str(e)) from None
+    _check_trainer(ckpt.get("trainer_name"), model)
     plans = json.loads((model / "plans.json").read_text())
     configuration = ckpt["init_args"]["configuration"]
     cfg = plans["configurations"][configuration]
@@ -81,6 +86,19 @@ def check_model(model: Path, folds: Sequence[int | str], checkpoint: str) -> dic
             raise VolumeError(str(e)) from None
     return {"plans": plans, "configuration": configuration, "cfg": cfg, "dataset_json": dataset_json,
             "trainer": ckpt.get("trainer_name")}
+
+
+def _check_trainer(name: str | None, model: Path) -> None:
+    """The checkpoint's trainer class must be found (nnU-Net rebuilds the network from it), before any output."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    try:
+        with our_trainers(), redirect_stdout(io.StringIO()):  # nnU-Net prints every folder it searches
+            recursive_find_trainer_class_by_name(str(name))
+    except (RuntimeError, AssertionError) as e:
+        raise VolumeError(f"{model}'s checkpoint was written by trainer {name}, which nnU-Net cannot find ({e}). "
+                          "Install the package that defines it and add its folder to nnUNet_extTrainer, or export "
+                          "the model for stock nnU-Net (reisoseg export-stock)") from None
 
 
 class BlockPredictor:
@@ -325,17 +343,30 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
     with ``instances``, also its objects across the whole volume (``write_instances``). ``norm_stats`` replaces
     the statistics pass (tests give nnU-Net's own)."""
     options, run = options or PredictOptions(), run or RunOptions()
-    out, model = Path(output).resolve(), Path(model).resolve()
+    out, model = Path(output).absolute(), Path(model).resolve()  # not resolved: a symlinked -o is refused
     check_options(options, instances)
     try:
-        previous = store.previous_run(out, run.cont, run.overwrite)
-    except store.OutputError as e:
+        dest = store.previous_run(out, run.cont, run.overwrite, [input_path(input_spec), model])
+    except (store.OutputError, OutputError) as e:
         raise VolumeError(str(e)) from None
     info = check_model(model, options.folds, options.checkpoint)
-    settings = plan_run(input_spec, model, options, info, previous, norm_stats, run.progress)
+    settings = plan_run(input_spec, model, options, info, dest.previous, norm_stats, run.progress)
     labels = {k: v for k, v in info["dataset_json"]["labels"].items() if isinstance(v, int)}
     try:
-        done = store.prepare(out, settings, labels, _n_outputs(info), previous)
+        summary = _write(dest, settings, info, labels, run, instances)
+    except BaseException:
+        if dest.created and dest.work.exists() and not store.written_any(dest.work):
+            shutil.rmtree(dest.work)  # nothing of this run worth continuing: leave no output behind
+        raise
+    return summary
+
+
+def _write(dest: store.Destination, settings: RunSettings, info: dict, labels: dict[str, int], run: RunOptions,
+           instances: InstanceOptions | None) -> Summary:
+    """Create (or reopen) the store, run both passes and the instances, mark it complete and swap it into place."""
+    out = dest.work
+    try:
+        done = store.prepare(out, settings, labels, _n_outputs(info), dest.previous)
     except store.OutputError as e:
         raise VolumeError(str(e)) from None
     with TaskRunner(run.workers, run.scheduler, run.progress, release=_release) as runner:
@@ -345,9 +376,11 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
             summary.objects = len(write_instances(out, settings, labels, instances, runner, run.cont))
             summary.instance_seconds = time.perf_counter() - t0
             if run.progress:
-                print(f"predict-volume: {summary.objects} objects in {out / 'labels' / 'instances'} "
+                print(f"predict-volume: {summary.objects} objects in {dest.out / 'labels' / 'instances'} "
                       f"({summary.instance_seconds:.1f} s, {summary.instance_seconds / max(summary.seconds, 1e-9):.2f}x"
                       " the prediction's time in this run)", flush=True)
+    store.finish(dest, {"blocks": summary.blocks, "objects": summary.objects})
+    summary.output = dest.out
     return summary
 
 
@@ -439,7 +472,11 @@ def _statistics(vol, progress: bool) -> VolumeStats:
             print(f"\rpredict-volume: statistics pass {done}/{n} sections", end="" if done < n else "\n",
                   flush=True)
 
-    stats = stream_stats(vol.array, slab, show)
+    try:
+        stats = stream_stats(vol.array, slab, show)
+    except NonFiniteError as e:
+        raise VolumeError(f"{vol.source}: {e}; nnU-Net's statistics and every label would be wrong. Replace them "
+                          "in the volume (e.g. with 0, numpy.nan_to_num) and run again") from None
     if progress:
         print(f"predict-volume: mean {stats.mean:.4g}, sd {stats.std:.4g} over the nonzero box "
               f"{stats.bbox} ({time.perf_counter() - t0:.1f} s)", flush=True)

@@ -244,8 +244,8 @@ def test_test_volume_without_labels_goes_to_imagests_only(raw, tmp_path):
                 tmp_path / "held_out.tif", "--spacing", 40, 4, 4, "--split", 2, "--dataset-id", 11,
                 "--name", "NoTs") == 0
     out = raw / "Dataset011_NoTs"
-    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "imagesTr", "imagesTs", "labelsTr",
-                                                     "splits_final.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".reisoseg-output.json", "dataset.json", "imagesTr", "imagesTs",
+                                                     "labelsTr", "splits_final.json"]
     assert [p.name for p in (out / "imagesTs").iterdir()] == ["nots_002_0000.nii.gz"]
     assert json.loads((out / "dataset.json").read_text())["numTraining"] == 2
 

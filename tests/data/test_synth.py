@@ -18,7 +18,7 @@ def test_layout_spacing_and_determinism(tmp_path):
     b = _gen(tmp_path / "b", test_cases=1)
     files = sorted((p.relative_to(a) for p in a.rglob("*") if p.is_file()), key=str)
     assert [str(f) for f in files] == [
-        "dataset.json", "imagesTr/tiny_000_0000.nii.gz", "imagesTr/tiny_001_0000.nii.gz",
+        ".reisoseg-output.json", "dataset.json", "imagesTr/tiny_000_0000.nii.gz", "imagesTr/tiny_001_0000.nii.gz",
         "imagesTs/tiny_002_0000.nii.gz", "isotropic_truth/tiny_000.nii.gz", "isotropic_truth/tiny_001.nii.gz",
         "isotropic_truth/tiny_002.nii.gz", "labelsTr/tiny_000.nii.gz", "labelsTr/tiny_001.nii.gz",
         "labelsTs/tiny_002.nii.gz", "preview.png"]

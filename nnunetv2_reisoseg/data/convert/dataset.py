@@ -21,7 +21,7 @@ from nnunetv2_reisoseg.data.convert.errors import ConvertError
 from nnunetv2_reisoseg.data.convert.labels import MAX_CLASSES, LabelRules
 from nnunetv2_reisoseg.data.raw_dataset import raw_dataset_target, write_dataset_json, write_image
 from nnunetv2_reisoseg.io.folders import staged_folder
-from nnunetv2_reisoseg.io.volumes import Volume, VolumeReadError, read_volume
+from nnunetv2_reisoseg.io.volumes import Volume, VolumeReadError, input_path, read_volume
 
 
 @dataclass
@@ -156,14 +156,16 @@ def convert(raw_root: str | os.PathLike, dataset_id: int, name: str, train: Sequ
     if any(p.labels is None for p in train):
         raise ConvertError("every --image needs its --labels (in the same order)")
     try:
-        target, clashes = raw_dataset_target(raw_root, dataset_id, name, overwrite)
+        target, clashes = raw_dataset_target(raw_root, dataset_id, name, overwrite,
+                                             [input_path(p) for pair in (*train, *test)
+                                              for p in (pair.image, pair.labels) if p])
     except ValueError as e:
         raise ConvertError(str(e)) from None
     sources: list[_Source] = []
     try:
         _open_sources(train, test, options.spacing_nm, sources)
         blocks = _cut_blocks(sources, options)
-        with staged_folder(target, replaces=clashes) as tmp:
+        with staged_folder(target, "convert", replaces=clashes) as tmp:
             labels, n_train, folds = _write_cases(tmp, name.lower(), blocks, options, progress)
             write_dataset_json(tmp, labels, n_train, name, _description(sources, options), blocks[0].spacing,
                                options.channel_name, ("that of the source volumes", "reisoseg convert"))
@@ -231,7 +233,7 @@ def _write_cases(tmp: Path, prefix: str, blocks: Sequence[_Block], options: Conv
     for sub in ("imagesTr", "labelsTr") + (("imagesTs",) if has_test else ()) + \
             (("labelsTs",) if has_test_labels else ()):
         (tmp / sub).mkdir()
-    max_class, n_train, label_files = 0, 0, []
+    max_class, n_train, label_files, seen = 0, 0, [], set()
     folds: dict[int, list[str]] = {}  # block index within its volume -> the cases of that fold
     per_volume: dict[int, int] = {}
     for i, b in enumerate(blocks):
@@ -241,6 +243,10 @@ def _write_cases(tmp: Path, prefix: str, blocks: Sequence[_Block], options: Conv
             k = per_volume[id(b.source)] = per_volume.get(id(b.source), -1) + 1
             folds.setdefault(k, []).append(case_id)
         image = np.asarray(b.source.image.array[b.region])
+        if image.dtype.kind == "f" and not np.isfinite(image).all():
+            raise ConvertError(f"{b.source.image.source}: {int(image.size - np.isfinite(image).sum())} NaN or "
+                               f"infinite voxel(s) in the block {_region_text(b.region)}; nnU-Net would learn from "
+                               "them. Replace them in the source volume (e.g. numpy.nan_to_num) and convert again")
         if factors != (1, 1, 1):
             image = downsample_image(image, factors)
         write_image(image.astype(np.uint8) if image.dtype == bool else image, b.spacing,
@@ -251,6 +257,7 @@ def _write_cases(tmp: Path, prefix: str, blocks: Sequence[_Block], options: Conv
             if factors != (1, 1, 1):
                 classes, ignore = downsample_labels(classes, ignore, factors)
             max_class = max(max_class, int(classes.max(initial=0)))
+            seen.update(int(v) for v in np.unique(classes))
             if max_class > MAX_CLASSES:
                 raise ConvertError(f"{lab.source}: label values up to {max_class} look like instance "
                                    "ids, not classes; pass --binary to merge them into one class or "
@@ -260,12 +267,31 @@ def _write_cases(tmp: Path, prefix: str, blocks: Sequence[_Block], options: Conv
                                 classes.astype(np.uint8), ignore, b.spacing))
         if progress:
             print(f"\rconvert: block {i + 1}/{len(blocks)}", end="" if i + 1 < len(blocks) else "\n", flush=True)
+    _check_classes(seen, max_class, rules)
     labels = _label_names(max_class, options.class_names, bool(rules.ignore))
     for path, classes, ignore, spc in label_files:
         if rules.ignore:
             classes[ignore] = labels["ignore"]
         write_image(classes, spc, path)
     return labels, n_train, folds
+
+
+def _region_text(region: Sequence[slice]) -> str:
+    return "[" + ", ".join(f"{s.start}:{s.stop}" for s in region) + "]"
+
+
+def _check_classes(seen: set[int], max_class: int, rules: LabelRules) -> None:
+    """Classes must be 1..K: a gap would become a class nnU-Net trains on without a single example."""
+    gaps = sorted(set(range(1, max_class + 1)) - seen)
+    if not gaps:
+        return
+    present = sorted(seen - {0})
+    if rules.label_map:
+        fix = "map them onto 1..K with --label-map"
+    else:
+        fix = "pass --label-map " + " ".join(f"{v}:{k}" for k, v in enumerate(present, 1)) + " (SRC:DST)"
+    raise ConvertError(f"the labels hold classes {present}, so classes {gaps[:8]} would be written without a single "
+                       f"voxel; {fix}")
 
 
 def _label_names(max_class: int, class_names: Sequence[str] | None, ignore: bool) -> dict[str, int]:
