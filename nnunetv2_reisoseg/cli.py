@@ -236,39 +236,65 @@ def cmd_predict_volume(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.evaluation import EvaluationError, evaluate_files
-    from nnunetv2_reisoseg.evaluation import blockwise as bw
+    from nnunetv2_reisoseg.evaluation import EvaluationError
+    from nnunetv2_reisoseg.evaluation.evaluate import ReadOptions
+    from nnunetv2_reisoseg.io.folders import OutputError, check_output, write_file
+    from nnunetv2_reisoseg.io.volumes import input_path
 
-    if args.output and Path(args.output).exists() and not args.overwrite:  # before hours of blockwise work
-        raise SystemExit(f"evaluate: {args.output} exists; pass --overwrite to replace it")
     if args.workers and args.scheduler:
         raise SystemExit("evaluate: --workers starts a local dask cluster, --scheduler joins one; give one")
+    if args.output:  # before hours of blockwise work
+        try:
+            check_output(args.output, args.overwrite, _evaluate_json,
+                         [input_path(s) for s in (args.prediction, args.reference)])
+        except OutputError as e:
+            raise SystemExit(f"evaluate: {e}") from None
+    reading = ReadOptions(tuple(args.background), args.allow_unfinished)
     try:
-        blockwise = args.blockwise or args.block_size is not None or args.workers or args.scheduler
-        if not blockwise and not args.prediction.lower().endswith(bw.ITK_SUFFIXES):
-            shape = bw.volume_info(args.prediction)[0]
-            if math.prod(shape) > bw.BLOCKWISE_ABOVE:
-                blockwise = True
-                print(f"evaluate: {'x'.join(map(str, shape))} voxels do not fit in memory comfortably; evaluating "
-                      "block by block (surface distances are null then)", file=sys.stderr)
-        if blockwise:
-            if args.probabilities:
-                raise EvaluationError("--probabilities ranks objects in memory only; drop it (AP then ranks by size) "
-                                      "or evaluate without --blockwise")
-            run = bw.BlockwiseRun(args.block_size and tuple(args.block_size), args.workers, args.scheduler,
-                                  args.work_dir)
-            result = bw.evaluate_blockwise(args.prediction, args.reference, args.spacing, args.classes,
-                                           args.connectivity, args.ignore_label, run)
-        else:
-            result = evaluate_files(args.prediction, args.reference, args.spacing, args.classes, args.probabilities,
-                                    args.connectivity, args.ignore_label)
+        result = _evaluate(args, reading)
     except EvaluationError as e:
         raise SystemExit(f"evaluate: {e}") from None
     text = json.dumps(result, indent=1)
+    print(text, flush=True)  # the result reaches the user even if -o cannot be written
     if args.output:
-        Path(args.output).write_text(text + "\n")
-    print(text)
+        try:
+            write_file(args.output, lambda path: path.write_text(text + "\n"))
+        except OSError as e:
+            raise SystemExit(f"evaluate: the result above could not be written to {args.output}: {e}") from None
     return 0
+
+
+def _evaluate(args: argparse.Namespace, reading) -> dict:
+    from nnunetv2_reisoseg.evaluation import EvaluationError, evaluate_files
+    from nnunetv2_reisoseg.evaluation import blockwise as bw
+
+    blockwise = args.blockwise or args.block_size is not None or args.workers or args.scheduler
+    if not blockwise and not args.prediction.lower().endswith(bw.ITK_SUFFIXES):
+        shape = bw.volume_info(args.prediction, allow_unfinished=True)[0]
+        if math.prod(shape) > bw.BLOCKWISE_ABOVE:
+            blockwise = True
+            print(f"evaluate: {'x'.join(map(str, shape))} voxels do not fit in memory comfortably; evaluating "
+                  "block by block (surface distances are null then)", file=sys.stderr)
+    if not blockwise:
+        return evaluate_files(args.prediction, args.reference, args.spacing, args.classes, args.probabilities,
+                              args.connectivity, args.ignore_label, reading)
+    if args.probabilities:
+        raise EvaluationError("--probabilities ranks objects in memory only; drop it (AP then ranks by size) "
+                              "or evaluate without --blockwise")
+    run = bw.BlockwiseRun(args.block_size and tuple(args.block_size), args.workers, args.scheduler, args.work_dir)
+    return bw.evaluate_blockwise(args.prediction, args.reference, args.spacing, args.classes, args.connectivity,
+                                 args.ignore_label, run, reading)
+
+
+def _evaluate_json(path: Path) -> str | None:
+    """None when ``path`` is a result evaluate wrote (one object of per-class measures), else why it is not."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "it is not an evaluate result (not JSON)"
+    if isinstance(data, dict) and data and all(isinstance(v, dict) and "dice" in v for v in data.values()):
+        return None
+    return "it is not an evaluate result"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -416,6 +442,8 @@ def _add_predict_volume(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from nnunetv2_reisoseg.io.labels import DEFAULT_BACKGROUND
+
     s = sub.add_parser("evaluate", help="voxel, surface and object (EM) measures of a segmentation against a "
                                         "reference, as JSON per class")
     s.add_argument("-p", "--prediction", required=True, metavar="PATH[:KEY]",
@@ -432,8 +460,14 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--connectivity", type=int, default=26, choices=(6, 18, 26), help="3D connectivity of objects")
     s.add_argument("--ignore-label", type=int, default=None, metavar="V",
                    help="reference value meaning 'not annotated': those voxels count nowhere")
-    s.add_argument("-o", "--output", default=None, metavar="metrics.json", help="also write the JSON here")
-    s.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
+    s.add_argument("--background", type=_int_value, nargs="+", default=list(DEFAULT_BACKGROUND), metavar="V",
+                   help="label values meaning 'no object' in either volume (default: 0 and CREMI's "
+                        "0xffffffffffffffff); other values must be non-negative integers")
+    s.add_argument("--allow-unfinished", action="store_true",
+                   help="score a predict-volume output whose run has not finished (refused by default)")
+    s.add_argument("-o", "--output", default=None, metavar="metrics.json",
+                   help="also write the JSON here (after printing it)")
+    s.add_argument("--overwrite", action="store_true", help="replace an -o file that evaluate wrote")
     s.add_argument("--blockwise", action="store_true",
                    help="evaluate block by block in bounded memory (automatic above 2^28 voxels); surface distances "
                         "are then null")

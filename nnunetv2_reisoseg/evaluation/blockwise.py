@@ -18,8 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunetv2_reisoseg.evaluation.evaluate import FIELDS, ITK_SUFFIXES, EvaluationError, resolve_spacing, voxel_measures
+from nnunetv2_reisoseg.evaluation.evaluate import (
+    FIELDS,
+    ITK_SUFFIXES,
+    EvaluationError,
+    ReadOptions,
+    check_finished,
+    checked_labels,
+    resolve_spacing,
+    voxel_measures,
+)
 from nnunetv2_reisoseg.evaluation.objects import ContingencyTable, object_measures
+from nnunetv2_reisoseg.io.labels import LabelValueError
 from nnunetv2_reisoseg.volume import grid as g
 from nnunetv2_reisoseg.volume import instances as inst
 from nnunetv2_reisoseg.volume.tasks import TaskRunner
@@ -42,9 +52,11 @@ def _open(spec: str):
         raise EvaluationError(str(e).replace("reisoseg convert reads", "reisoseg evaluate reads")) from None
 
 
-def volume_info(spec: str) -> tuple[tuple[int, ...], tuple[float, float, float] | None]:
-    """Shape and voxel size of a volume, without reading its voxels."""
+def volume_info(spec: str, allow_unfinished: bool = False) -> tuple[tuple[int, ...], tuple[float, float, float] | None]:
+    """Shape and voxel size of a volume, without reading its voxels; an unfinished predict-volume output is
+    refused unless ``allow_unfinished``."""
     vol = _open(spec)
+    check_finished(vol, allow_unfinished)
     try:
         return vol.shape, vol.spacing_nm
     finally:
@@ -61,7 +73,8 @@ def contingency_block(work: str, index: int) -> int:
     sl = g.slices(box)
     pv, rv = _open(s["prediction"]), _open(s["reference"])
     try:
-        pred, ref = np.asarray(pv.array[sl]), np.asarray(rv.array[sl])
+        pred = checked_labels(pv.array[sl], pv.source, s["background"])
+        ref = checked_labels(rv.array[sl], rv.source, s["background"])
     finally:
         pv.close()
         rv.close()
@@ -109,16 +122,26 @@ class BlockwiseRun:
 
 def evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None = None,
                        classes: Sequence[int] | None = None, connectivity: int = 26, ignore_label: int | None = None,
-                       run: BlockwiseRun | None = None) -> dict[str, dict]:
+                       run: BlockwiseRun | None = None, reading: ReadOptions | None = None) -> dict[str, dict]:
     """Every field of ``evaluate_labels`` except the surface distances (null), block by block. Scratch (object
     ids, 4 bytes per voxel and volume, compressed) goes to a temporary folder inside ``run.work_dir``."""
-    run = run or BlockwiseRun()
+    run, reading = run or BlockwiseRun(), reading or ReadOptions()
+    try:
+        return _evaluate_blockwise(pred, ref, spacing, classes, connectivity, ignore_label, run, reading)
+    except LabelValueError as e:  # found by a block of the labelling passes
+        raise EvaluationError(f"{e}: evaluate scores classes, which are non-negative integers. Pass --background V "
+                              "for values that mean 'no object'") from None
+
+
+def _evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None, classes: Sequence[int] | None,
+                        connectivity: int, ignore_label: int | None, run: BlockwiseRun,
+                        reading: ReadOptions) -> dict[str, dict]:
     block_shape, workers, scheduler, work_dir, progress = (run.block_shape, run.workers, run.scheduler, run.work_dir,
                                                            run.progress)
     if connectivity not in inst.CONNECTIVITIES:
         raise EvaluationError(f"--connectivity must be one of {inst.CONNECTIVITIES}, got {connectivity}")
-    p_shape, p_sp = volume_info(pred)
-    r_shape, r_sp = volume_info(ref)
+    p_shape, p_sp = volume_info(pred, reading.allow_unfinished)
+    r_shape, r_sp = volume_info(ref, reading.allow_unfinished)
     if p_shape != r_shape:
         raise EvaluationError(f"prediction {pred} has shape {p_shape} but reference {ref} has {r_shape}: evaluate "
                               "volumes of the same grid")
@@ -134,7 +157,8 @@ def evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None = No
             labelled = {}
             for name, spec, mask in (("reference", ref, None), ("prediction", pred, ref)):
                 s = inst.InstanceSettings(spec, p_shape, block, block, sp, connectivity, 0.0,
-                                          mask if ignore_label is not None else None, ignore_label)
+                                          mask if ignore_label is not None else None, ignore_label,
+                                          background=tuple(reading.background))
                 if progress:
                     print(f"evaluate: objects of the {name} ({len(s.blocks)} blocks of {'x'.join(map(str, block))})",
                           file=sys.stderr, flush=True)
@@ -150,7 +174,8 @@ def evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None = No
                     raise EvaluationError(f"class{'es' if len(missing) > 1 else ''} {missing} in neither volume "
                                           f"(labels present: {present}); pick --classes among those")
             settings = {"prediction": pred, "reference": ref, "shape": list(p_shape), "block_shape": list(block),
-                        "classes": [int(c) for c in classes], "ignore_label": ignore_label}
+                        "classes": [int(c) for c in classes], "ignore_label": ignore_label,
+                        "background": [int(b) for b in reading.background]}
             (work / "evaluation.json").write_text(json.dumps(settings))
             n_blocks = len(g.blocks(p_shape, block))
             runner.map(contingency_block, str(work), list(range(n_blocks)), "evaluate: tables")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from nnunetv2_reisoseg.evaluation.objects import ContingencyTable, object_measures
 from nnunetv2_reisoseg.evaluation.surface import surface_distances
+from nnunetv2_reisoseg.io.labels import DEFAULT_BACKGROUND, LabelValueError, integer_labels
 
 # the fields of every class's result, in this order
 FIELDS = ("dice", "iou", "precision", "recall", "hd95_nm", "assd_nm", "empty_prediction", "empty_reference",
@@ -115,9 +117,11 @@ def labels_present(pred: np.ndarray, ref: np.ndarray, ignore_label: int | None =
 
 
 # ----------------------------------------------------------------------------------------------- files
-def read_labels(spec: str) -> tuple[np.ndarray, tuple[float, float, float] | None]:
-    """A 3D volume and its voxel size (nm, or None) from NIfTI / MHA / NRRD (SimpleITK: the header's spacing
-    taken as nm, as nnU-Net EM datasets store it) or anything ``reisoseg convert`` reads."""
+def read_labels(spec: str, background: Sequence[int] = DEFAULT_BACKGROUND,
+                allow_unfinished: bool = False) -> tuple[np.ndarray, tuple[float, float, float] | None]:
+    """A 3D label volume (int64, every ``background`` value 0) and its voxel size (nm, or None) from NIfTI / MHA /
+    NRRD (SimpleITK: the header's spacing taken as nm, as nnU-Net EM datasets store it) or anything ``reisoseg
+    convert`` reads. Refuses labels that are not classes and unfinished predict-volume outputs."""
     from nnunetv2_reisoseg.io.volumes import VolumeReadError, read_volume
 
     if spec.lower().endswith(ITK_SUFFIXES):
@@ -125,18 +129,40 @@ def read_labels(spec: str) -> tuple[np.ndarray, tuple[float, float, float] | Non
             raise EvaluationError(f"{spec}: no such file")
         import SimpleITK as sitk
 
-        img = sitk.ReadImage(spec)
+        try:
+            img = sitk.ReadImage(spec)
+        except RuntimeError as e:
+            raise EvaluationError(f"{spec}: not a readable image ({str(e).strip().splitlines()[-1][:200]})") from None
         if img.GetDimension() != 3:
             raise EvaluationError(f"{spec} is {img.GetDimension()}D; evaluate takes 3D volumes")
-        return sitk.GetArrayFromImage(img), tuple(float(s) for s in img.GetSpacing()[::-1])
+        return checked_labels(sitk.GetArrayFromImage(img), spec, background), \
+            tuple(float(s) for s in img.GetSpacing()[::-1])
     try:
         vol = read_volume(spec)
+        check_finished(vol, allow_unfinished)
+        try:
+            return checked_labels(np.asarray(vol.array[...]), vol.source, background), vol.spacing_nm
+        finally:
+            vol.close()
     except VolumeReadError as e:
         raise EvaluationError(str(e).replace("reisoseg convert reads", "reisoseg evaluate reads")) from None
+
+
+def checked_labels(raw: np.ndarray, source: str, background: Sequence[int] = DEFAULT_BACKGROUND) -> np.ndarray:
+    """``io.labels.integer_labels`` with evaluate's fix in the error."""
     try:
-        return np.asarray(vol.array[...]), vol.spacing_nm
-    finally:
+        return integer_labels(raw, source, background)
+    except LabelValueError as e:
+        raise EvaluationError(f"{e}: evaluate scores classes, which are non-negative integers. Pass --background V "
+                              "for values that mean 'no object', or give the labels (not probabilities)") from None
+
+
+def check_finished(vol, allow_unfinished: bool) -> None:
+    """Refuse a predict-volume output that its run has not finished (its missing blocks read as background)."""
+    if vol.unfinished and not allow_unfinished:
         vol.close()
+        raise EvaluationError(f"{vol.unfinished}; finish it (predict-volume ... --c), or pass --allow-unfinished "
+                              "to score it anyway")
 
 
 def read_probabilities(spec: str) -> np.ndarray:
@@ -156,7 +182,16 @@ def read_probabilities(spec: str) -> np.ndarray:
             return z[k]
     if path.suffix == ".zarr" or path.suffix in (".h5", ".hdf5", ".hdf"):
         return _read_array(path, key)
-    return read_labels(spec)[0]
+    from nnunetv2_reisoseg.io.volumes import read_volume
+
+    try:
+        vol = read_volume(spec)
+    except VolumeReadError as e:
+        raise EvaluationError(str(e)) from None
+    try:
+        return np.asarray(vol.array[...])
+    finally:
+        vol.close()
 
 
 def _read_array(path: Path, key: str | None) -> np.ndarray:
@@ -194,12 +229,22 @@ def resolve_spacing(pred_spacing: Sequence[float] | None, ref_spacing: Sequence[
     return tuple(float(s) for s in found)  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """How label files are read: the values that mean 'no object', and whether an unfinished predict-volume
+    output may be scored."""
+
+    background: tuple[int, ...] = DEFAULT_BACKGROUND
+    allow_unfinished: bool = False
+
+
 def evaluate_files(pred: str, ref: str, spacing: Sequence[float] | None = None, classes: Sequence[int] | None = None,
-                   probabilities: str | None = None, connectivity: int = 26,
-                   ignore_label: int | None = None) -> dict[str, dict]:
+                   probabilities: str | None = None, connectivity: int = 26, ignore_label: int | None = None,
+                   reading: ReadOptions | None = None) -> dict[str, dict]:
     """``evaluate_labels`` of two volumes on disk (``read_labels``)."""
-    p, p_sp = read_labels(pred)
-    r, r_sp = read_labels(ref)
+    reading = reading or ReadOptions()
+    p, p_sp = read_labels(pred, reading.background, reading.allow_unfinished)
+    r, r_sp = read_labels(ref, reading.background, reading.allow_unfinished)
     if p.shape != r.shape:
         raise EvaluationError(f"prediction {pred} has shape {p.shape} but reference {ref} has {r.shape}: evaluate "
                               "volumes of the same grid")

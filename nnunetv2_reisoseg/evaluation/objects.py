@@ -194,10 +194,14 @@ def _marginal(ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def adapted_rand_error(table: ContingencyTable) -> float:
     """Adapted Rand error (Arganda-Carreras et al. 2015, alpha 0.5) over the voxels of reference objects,
     as scikit-image computes it (reference background ignored, predicted background one segment). With no
-    reference object it is 0 when nothing is predicted either, else 1."""
+    reference object it is 0 when nothing is predicted either, else 1. When no reference voxel lies in a
+    predicted object (an empty prediction among them) it is 1, the worst: scikit-image's value there is 0 for a
+    single reference object, which would read as perfect."""
     keep = table.ref_ids > 0
     if not keep.any():
         return 0.0 if not (table.pred_ids > 0).any() else 1.0
+    if not (table.pred_ids[keep] > 0).any():
+        return 1.0
     n = table.counts[keep].astype(float)
     a = np.bincount(np.unique(table.ref_ids[keep], return_inverse=True)[1], weights=n)
     b = np.bincount(np.unique(table.pred_ids[keep], return_inverse=True)[1], weights=n)

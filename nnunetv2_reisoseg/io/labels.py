@@ -22,12 +22,13 @@ def fits_dtype(value: int, dtype: np.dtype) -> bool:
 
 def integer_labels(raw: np.ndarray, source: str, background: Sequence[int] = DEFAULT_BACKGROUND,
                    exempt: np.ndarray | None = None) -> np.ndarray:
-    """``raw`` as int64 labels with every ``background`` value 0. Raises ``LabelValueError`` for float values
-    with fractions or not finite, and, outside ``exempt`` (a mask the caller maps itself), for negative values
-    and values above 2**63."""
+    """``raw`` as integer labels with every ``background`` value 0: integer arrays keep their dtype (a copy only
+    where a background value other than 0 occurs), floats become int64, booleans uint8. Raises
+    ``LabelValueError`` for float values with fractions or not finite, and, outside ``exempt`` (a mask the
+    caller maps itself), for negative values and values above 2**63."""
     raw = np.asarray(raw)
     if raw.dtype.kind == "b":
-        return raw.astype(np.int64)
+        return raw.astype(np.uint8)
     if raw.dtype.kind == "f":
         finite = np.isfinite(raw)
         fraction = finite & (raw != np.round(raw))
@@ -37,17 +38,19 @@ def integer_labels(raw: np.ndarray, source: str, background: Sequence[int] = DEF
         raw = raw.astype(np.int64)
     elif raw.dtype.kind not in "iu":
         raise LabelValueError(f"{source}: label dtype {raw.dtype} is not an integer type")
-    values = [b for b in background if fits_dtype(b, raw.dtype)]
-    is_background = np.isin(raw, np.asarray(values, dtype=raw.dtype)) if values != [0] else raw == 0
-    allowed = is_background if exempt is None else is_background | exempt
-    if raw.dtype.kind == "i" and np.any((raw < 0) & ~allowed):
-        raise LabelValueError(f"{source}: negative label values {np.unique(raw[(raw < 0) & ~allowed])[:5].tolist()}")
+    others = [b for b in background if b != 0 and fits_dtype(b, raw.dtype)]
+    is_background = np.isin(raw, np.asarray(others, dtype=raw.dtype)) if others else None
+    allowed = is_background if exempt is None else exempt if is_background is None else is_background | exempt
+    outside = (lambda m: m) if allowed is None else (lambda m: m & ~allowed)
+    if raw.dtype.kind == "i" and raw.size and raw.min() < 0:
+        negative = outside(raw < 0)
+        if negative.any():
+            raise LabelValueError(f"{source}: negative label values {np.unique(raw[negative])[:5].tolist()}")
     if raw.dtype == np.uint64 and raw.size and raw.max() > np.iinfo(np.int64).max:
-        big = (raw > np.iinfo(np.int64).max) & ~allowed
+        big = outside(raw > np.iinfo(np.int64).max)
         if big.any():
             raise LabelValueError(f"{source}: label values above 2**63 ({np.unique(raw[big])[:3].tolist()}) other "
                                   "than the background values")
-        raw = np.where(allowed, 0, raw)
-    out = raw.astype(np.int64)
-    out[is_background] = 0
-    return out
+    if is_background is not None and is_background.any():
+        raw = np.where(is_background, raw.dtype.type(0), raw)
+    return raw

@@ -41,6 +41,8 @@ class Volume:
     spacing_nm: tuple[float, float, float] | None
     source: str
     close: Callable[[], None] = field(default=lambda: None)
+    # why the volume is not to be trusted as a result: an unfinished predict-volume output (None: it is)
+    unfinished: str | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -105,6 +107,35 @@ class LazyArray:
         return out if dtype is None else out.astype(dtype)
 
 
+class CheckedArray:
+    """An array-like whose reads fail with a ``VolumeReadError`` naming the file and the region (a truncated file,
+    a corrupt chunk) instead of the reader library's traceback."""
+
+    def __init__(self, array: Any, source: str) -> None:
+        self._array, self._source = array, source
+        self.shape, self.dtype, self.ndim = tuple(array.shape), array.dtype, len(array.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            return np.asarray(self._array[key])
+        except VolumeReadError:
+            raise
+        except Exception as e:  # h5py, zarr, numcodecs and tifffile raise many types for damaged data
+            raise VolumeReadError(f"{self._source}: cannot read voxels {_key_text(key)} ({type(e).__name__}: "
+                                  f"{str(e)[:200]}); the file is damaged or incomplete: copy it again, or "
+                                  "repair it") from None
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)
+
+
+def _key_text(key: Any) -> str:
+    key = key if isinstance(key, tuple) else (key,)
+    return "[" + ", ".join(f"{k.start or 0}:{'' if k.stop is None else k.stop}" if isinstance(k, slice) else str(k)
+                           for k in key) + "]"
+
+
 def _squeeze3(array: Any, source: str) -> Any:
     shape = tuple(array.shape)
     if len(shape) == 3:
@@ -119,7 +150,10 @@ def _squeeze3(array: Any, source: str) -> Any:
 def _read_hdf5(path: Path, key: str | None) -> Volume:
     import h5py
 
-    f = h5py.File(path, "r")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:  # truncated, or not HDF5 at all
+        raise VolumeReadError(f"{path}: not a readable HDF5 file ({e}); it may be truncated: copy it again") from None
     datasets: list[str] = []
     f.visititems(lambda name, obj: datasets.append(name) if isinstance(obj, h5py.Dataset) else None)
     if key is None:
@@ -172,8 +206,17 @@ def _read_zarr(path: Path, key: str | None) -> Volume:
 
     try:
         node = zarr.open(str(path), mode="r")
-    except Exception as e:  # zarr raises several types for "not a zarr store"
-        raise VolumeReadError(f"{path}: not a readable zarr store ({e})") from None
+        return _zarr_volume(path, key, node)
+    except VolumeReadError:
+        raise
+    except Exception as e:  # zarr raises several types for "not a zarr store" and broken metadata
+        raise VolumeReadError(f"{path}" + (f":{key}" if key else "") + f": not a readable zarr store or array "
+                              f"({type(e).__name__}: {str(e)[:200]}); check its .zarray / zarr.json") from None
+
+
+def _zarr_volume(path: Path, key: str | None, node: Any) -> Volume:
+    import zarr
+
     multiscales = None
     if isinstance(node, zarr.Group):
         multiscales = _ome_multiscales(dict(node.attrs))
@@ -202,7 +245,40 @@ def _read_zarr(path: Path, key: str | None) -> Volume:
     spacing = _ome_scale(multiscales, key) if multiscales and key else None
     if spacing is None and "resolution" in arr.attrs:  # CREMI-style attribute on a plain zarr array
         spacing = _spacing3(np.ravel(arr.attrs["resolution"]))
-    return Volume(_squeeze3(arr, f"{path}:{key}"), spacing, f"{path}" + (f":{key}" if key else ""))
+    source = f"{path}" + (f":{key}" if key else "")
+    unfinished = _unfinished_output(path)
+    if unfinished is None:
+        _say_missing_chunks(arr, source)
+    return Volume(_squeeze3(arr, source), spacing, source, unfinished=unfinished)
+
+
+def _unfinished_output(path: Path) -> str | None:
+    """Why ``path`` (or the store it lies in) is an unfinished predict-volume output, or None."""
+    import json
+
+    for folder in (path, *list(path.absolute().parents)[:3]):
+        try:
+            attrs = json.loads((folder / ".zattrs").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(attrs, dict) and OUTPUT_ATTR in attrs:
+            return None if COMPLETE_ATTR in attrs else \
+                f"{folder} is an unfinished reisoseg predict-volume output (its run was stopped or is still running)"
+    return None
+
+
+def _say_missing_chunks(arr: Any, source: str) -> None:
+    """zarr reads a chunk that is not stored as the fill value; say so when any is missing, since in an image that
+    usually means an unfinished copy (a finished predict-volume output legitimately skips empty chunks)."""
+    import sys
+
+    try:
+        stored, total = int(arr.nchunks_initialized), int(arr.nchunks)
+    except Exception:  # stores that cannot list their chunks: nothing to say
+        return
+    if stored < total:
+        print(f"note: {source}: {total - stored} of {total} chunks are not stored; zarr reads them as the fill value "
+              f"{arr.fill_value!r}", file=sys.stderr)
 
 
 def _read_mrc(path: Path) -> Volume:
@@ -270,7 +346,14 @@ def _read_slices(folder: Path) -> Volume:
 
 
 def read_volume(spec: str) -> Volume:
-    """Open ``PATH[:KEY]`` by its kind: HDF5, zarr, MRC, (multi-page) TIFF or a folder of slices."""
+    """Open ``PATH[:KEY]`` by its kind: HDF5, zarr, MRC, (multi-page) TIFF or a folder of slices; its reads fail
+    with a ``VolumeReadError`` that names the file (``CheckedArray``)."""
+    vol = _open_volume(spec)
+    vol.array = CheckedArray(vol.array, vol.source)
+    return vol
+
+
+def _open_volume(spec: str) -> Volume:
     path, key = split_spec(spec)
     suffix = path.suffix.lower()
     if suffix in HDF5_SUFFIXES:

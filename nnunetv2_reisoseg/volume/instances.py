@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_reisoseg.io.labels import integer_labels
 from nnunetv2_reisoseg.volume import grid as g
 from nnunetv2_reisoseg.volume.tasks import TaskRunner
 
@@ -61,13 +62,14 @@ class InstanceSettings:
     mask: str | None = None
     ignore_label: int | None = None
     dest: str | None = None
+    background: tuple[int, ...] = (0,)  # label values that mean 'no object' (evaluate --background)
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
     def from_json(cls, d: dict) -> InstanceSettings:
-        tup = {k: tuple(d[k]) for k in ("shape", "block_shape", "chunks", "spacing_nm")}
+        tup = {k: tuple(d[k]) for k in ("shape", "block_shape", "chunks", "spacing_nm", "background") if k in d}
         return cls(**{**d, **tup})
 
     @property
@@ -134,7 +136,7 @@ def label_block(work: str, index: int) -> int:
     box = s.blocks[index]
     vol = _open(s.source)
     try:
-        sem = np.asarray(vol.array[g.slices(box)])
+        sem = integer_labels(vol.array[g.slices(box)], vol.source, s.background)
     finally:
         vol.close()
     if s.mask is not None:

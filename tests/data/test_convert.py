@@ -229,8 +229,9 @@ def test_readers_read_only_what_is_indexed(tmp_path):
         vol.close()
     reads = []
     vol = read_volume(str(tmp_path / "slices"))
-    original = vol.array._read
-    vol.array._read = lambda sl: reads.append(sl[0]) or original(sl)
+    lazy = vol.array._array  # read_volume's CheckedArray wraps the reader's lazy array
+    original = lazy._read
+    lazy._read = lambda sl: reads.append(sl[0]) or original(sl)
     vol.array[4:6]
     assert reads == [slice(4, 6)]  # two of 16 slice files
 

@@ -175,7 +175,7 @@ def test_cli_json_output_and_errors(tmp_path, capsys):
         with pytest.raises(SystemExit, match=match):
             main(["evaluate", *args])
 
-    fails(["-p", f"{tmp_path / 'pred.h5'}:seg", "-r", r, "-o", str(out)], "exists; pass --overwrite")
+    fails(["-p", f"{tmp_path / 'pred.h5'}:seg", "-r", r, "-o", str(out)], "exists; choose another output, or pass --overwrite")
     fails(["-p", f"{tmp_path / 'pred.h5'}:nokey", "-r", r], "nokey")
     fails(["-p", _nii(tmp_path / "small.nii.gz", ref[:5]), "-r", r], "shape")
     fails(["-p", _nii(tmp_path / "sp.nii.gz", pred, (50.0, 5.0, 5.0)), "-r", r], "voxel sizes differ")
@@ -203,6 +203,7 @@ def test_probabilities_of_predict_volume_and_nnunet(tmp_path):
 def test_predict_volume_output_with_its_probabilities(tmp_path, capsys):
     import zarr
 
+    from nnunetv2_reisoseg.io.volumes import COMPLETE_ATTR
     from nnunetv2_reisoseg.volume.output import prepare
     from nnunetv2_reisoseg.volume.settings import RunSettings
 
@@ -222,6 +223,12 @@ def test_predict_volume_output_with_its_probabilities(tmp_path, capsys):
     prob[1:11, 14:22, 14:22] = 0.55
     root["probabilities"]["0"][...] = np.stack([1 - prob, prob])
     r = _nii(tmp_path / "ref.nii.gz", ref)
+    # a store whose run has not finished is refused (its missing blocks would read as background) ...
+    with pytest.raises(SystemExit, match=r"unfinished reisoseg predict-volume output.*--allow-unfinished"):
+        main(["evaluate", "-p", str(out), "-r", r])
+    assert main(["evaluate", "-p", str(out), "-r", r, "--allow-unfinished"]) == 0
+    capsys.readouterr()
+    root.attrs[COMPLETE_ATTR] = {"blocks": 1}  # ... until the run marks it complete, as predict-volume's last step
     assert main(["evaluate", "-p", str(out), "-r", r]) == 0
     assert json.loads(capsys.readouterr().out)["1"]["ap75"] == pytest.approx(2 / 3)  # by size
     assert main(["evaluate", "-p", str(out), "-r", r, "--probabilities", f"{out}:probabilities"]) == 0

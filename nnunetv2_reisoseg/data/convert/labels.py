@@ -58,5 +58,6 @@ class LabelRules:
             out = mapped
         if self.binary:
             out = (out != 0).astype(np.int64)
-        out[ignore] = 0
+        if ignore.any():  # a new array: ``out`` may be the reader's (read-only) memory
+            out = np.where(ignore, 0, out)
         return out, ignore
