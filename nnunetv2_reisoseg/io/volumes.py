@@ -330,6 +330,11 @@ def _read_slices(folder: Path) -> Volume:
     first = read(files[0])
     if first.ndim != 2:
         raise VolumeReadError(f"{files[0]}: expected a 2D greyscale slice, got shape {first.shape}")
+    for p in files[1:]:  # from the files' headers: a slice of another size is found before any work
+        shape = _slice_shape(p)
+        if shape != first.shape:
+            raise VolumeReadError(f"{p}: slice shape {shape} differs from {files[0].name}'s {first.shape}; every "
+                                  "slice of a stack must have the same size (crop or pad it, or remove it)")
 
     def read_sections(sl: tuple[slice, ...]) -> np.ndarray:  # only the slice files the request covers
         picked = files[sl[0]]
@@ -343,6 +348,32 @@ def _read_slices(folder: Path) -> Volume:
 
     return Volume(LazyArray((len(files), *first.shape), first.dtype, read_sections), None,
                   f"{folder} ({len(files)} slices)")
+
+
+def _slice_shape(path: Path) -> tuple[int, ...]:
+    """The (rows, columns) of a slice file from its header, without decoding its pixels."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                return tuple(tif.pages[0].shape)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            bands = len(im.getbands())
+            return (im.height, im.width) if bands == 1 else (im.height, im.width, bands)
+    except Exception as e:  # PIL and tifffile raise their own types for damaged files
+        raise VolumeReadError(f"{path}: not a readable image ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _check_pages(tif: Any, path: Path) -> None:
+    """A multi-page TIFF is a stack only if every page has the first page's shape."""
+    first = tuple(tif.pages[0].shape)
+    for i, page in enumerate(tif.pages):
+        if tuple(page.shape) != first:
+            raise VolumeReadError(f"{path}: page {i} has shape {tuple(page.shape)} but page 0 has {first}; every "
+                                  "page of a stack must have the same size")
 
 
 def read_volume(spec: str) -> Volume:
@@ -371,7 +402,15 @@ def _open_volume(spec: str) -> Volume:
         import tifffile
         import zarr
 
-        tif = tifffile.TiffFile(path)
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as e:  # tifffile raises its own types for damaged files
+            raise VolumeReadError(f"{path}: not a readable TIFF file ({type(e).__name__}: {str(e)[:200]})") from None
+        try:
+            _check_pages(tif, path)
+        except VolumeReadError:
+            tif.close()
+            raise
         spacing = _tiff_spacing(tif)
         data = zarr.open(tif.aszarr(), mode="r")  # pages read as they are indexed
         if isinstance(data, zarr.Group):  # pyramidal TIFF: its full-resolution level

@@ -326,3 +326,105 @@ def test_sstem_vnc_folders_with_threshold_downsampling_and_held_out_region(raw, 
            "--dataset-id", 22, "--name", "Bad")
     _fails(raw, "test region of 4", "--image", stack / "raw", "--labels", stack / "mitochondria", "--threshold", 128,
            "--spacing", 47.5, 4.6, 4.6, "--hold-out", 0.07, "--dataset-id", 23, "--name", "Bad")
+
+
+def test_overwrite_replaces_only_our_datasets_and_only_when_the_new_one_is_complete(raw, tmp_path):
+    """Issue 28: --overwrite used to delete the old dataset before the new one was in place, and to remove
+    whatever had the dataset id (a folder of someone else's, a link, a file)."""
+    image, labels = _volume(5)
+    _cremi(tmp_path / "a.h5", image, labels)
+    ok = ["--image", f"{tmp_path}/a.h5:volumes/raw", "--labels", f"{tmp_path}/a.h5:volumes/labels/clefts"]
+    assert _run(*ok, "--dataset-id", 20, "--name", "Mine") == 0
+    mine = raw / "Dataset020_Mine"
+    before = {p.relative_to(mine): p.read_bytes() for p in mine.rglob("*") if p.is_file()}
+    with h5py.File(tmp_path / "bad.h5", "w") as f:
+        f["float"] = labels + 0.5
+    # the new dataset fails half way (second volume): the old one is still there, byte for byte
+    _fails(raw, "not integers", *ok, "--image", ok[1], "--labels", f"{tmp_path}/bad.h5:float", "--dataset-id", 20,
+           "--name", "Mine", "--overwrite")
+    assert {p.relative_to(mine): p.read_bytes() for p in mine.rglob("*") if p.is_file()} == before
+    # a folder with the id that reisoseg did not write, a link and a file with the id are never removed
+    theirs = raw / "Dataset021_Theirs"
+    theirs.mkdir()
+    (theirs / "dataset.json").write_text("{}")
+    _fails(raw, "not written by reisoseg", *ok, "--dataset-id", 21, "--name", "New", "--overwrite")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("keep")
+    (raw / "Dataset022_Link").symlink_to(elsewhere)
+    _fails(raw, "symbolic link", *ok, "--dataset-id", 22, "--name", "New", "--overwrite")
+    (raw / "Dataset023_File").write_text("a file")
+    _fails(raw, "not written by reisoseg", *ok, "--dataset-id", 23, "--name", "New", "--overwrite")
+    assert (elsewhere / "keep.txt").read_text() == "keep" and (raw / "Dataset023_File").read_text() == "a file"
+    # our own dataset with a file someone added is not replaced either
+    (mine / "my_notes.txt").write_text("notes")
+    _fails(raw, r"holds 1 file\(s\) reisoseg did not write \(my_notes.txt\)", *ok, "--dataset-id", 20, "--name",
+           "Mine", "--overwrite")
+
+
+def test_the_dataset_is_readable_by_colleagues(raw, tmp_path):
+    import os
+    import stat
+
+    image, labels = _volume(5)
+    _cremi(tmp_path / "a.h5", image, labels)
+    old = os.umask(0o022)
+    try:
+        assert _run("--image", f"{tmp_path}/a.h5:volumes/raw", "--labels", f"{tmp_path}/a.h5:volumes/labels/clefts",
+                    "--dataset-id", 24, "--name", "Shared") == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((raw / "Dataset024_Shared").stat().st_mode) == 0o755
+
+
+def test_non_finite_images_and_classes_with_gaps_are_refused(raw, tmp_path):
+    image, labels = _volume(5)
+    nan = image.astype(np.float32)
+    nan[3, 4, 5] = np.nan
+    nan[7, 1, 1] = np.inf
+    sparse = labels.copy()
+    sparse[labels == 2] = 7
+    sparse[0, :3, :3] = 3
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        for key, data in (("raw", image), ("nan", nan), ("lab", labels), ("sparse", sparse)):
+            f.create_dataset(key, data=data).attrs["resolution"] = (40.0, 4.0, 4.0)
+    dest = ["--dataset-id", 25, "--name", "Bad"]
+    _fails(raw, r"2 NaN or infinite voxel\(s\).*nan_to_num", "--image", f"{tmp_path}/v.h5:nan", "--labels",
+           f"{tmp_path}/v.h5:lab", *dest)
+    # labels 0, 1, 3, 7 would have made classes 1..7 with 2, 4, 5, 6 empty
+    _fails(raw, r"classes \[1, 3, 7\].*classes \[2, 4, 5, 6\].*--label-map 1:1 3:2 7:3", "--image",
+           f"{tmp_path}/v.h5:raw", "--labels", f"{tmp_path}/v.h5:sparse", *dest)
+    assert _run("--image", f"{tmp_path}/v.h5:raw", "--labels", f"{tmp_path}/v.h5:sparse", "--label-map", "1:1", "3:2",
+                "7:3", *dest) == 0
+    assert json.loads((raw / "Dataset025_Bad" / "dataset.json").read_text())["labels"] == {
+        "background": 0, "class_1": 1, "class_2": 2, "class_3": 3}
+
+
+def test_damaged_inputs_are_clear_errors(raw, tmp_path):
+    """Slices or pages of another size, a truncated HDF5, a corrupt zarr chunk, broken zarr metadata."""
+    image, labels = _volume(5)
+    lab = ["--labels", f"{tmp_path}/l.h5:lab", "--spacing", 40, 4, 4, "--dataset-id", 26, "--name", "Dmg"]
+    with h5py.File(tmp_path / "l.h5", "w") as f:
+        f["lab"] = labels.astype(np.uint8)
+    (tmp_path / "slices").mkdir()
+    for i, s in enumerate(image):
+        tifffile.imwrite(tmp_path / "slices" / f"s{i:02d}.tif", s if i != 9 else s[:30])
+    _fails(raw, r"s09.tif: slice shape \(30, 40\) differs from s00.tif's \(40, 40\)", "--image",
+           tmp_path / "slices", *lab)
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as w:
+        for i, s in enumerate(image):
+            w.write(s if i != 4 else s[:, :20])
+    _fails(raw, r"pages.tif: page 4 has shape \(40, 20\) but page 0 has \(40, 40\)", "--image",
+           tmp_path / "pages.tif", *lab)
+    with h5py.File(tmp_path / "whole.h5", "w") as f:
+        f["raw"] = image
+    data = (tmp_path / "whole.h5").read_bytes()
+    (tmp_path / "cut.h5").write_bytes(data[: len(data) // 2])
+    _fails(raw, r"cut.h5: not a readable HDF5 file.*truncated", "--image", f"{tmp_path}/cut.h5:raw", *lab)
+    z = zarr.open_group(str(tmp_path / "v.zarr"), mode="w", zarr_format=2)
+    z.create_array("raw", shape=image.shape, chunks=(8, 40, 40), dtype=image.dtype)[:] = image
+    (tmp_path / "v.zarr" / "raw" / "1.0.0").write_bytes(b"not a compressed chunk")
+    _fails(raw, r"v.zarr:raw: cannot read voxels .*damaged or incomplete", "--image", f"{tmp_path}/v.zarr:raw",
+           *lab)
+    (tmp_path / "v.zarr" / "raw" / ".zarray").write_text("{ broken")
+    _fails(raw, r"v.zarr:raw: not a readable zarr store or array", "--image", f"{tmp_path}/v.zarr:raw", *lab)

@@ -175,7 +175,8 @@ def test_cli_json_output_and_errors(tmp_path, capsys):
         with pytest.raises(SystemExit, match=match):
             main(["evaluate", *args])
 
-    fails(["-p", f"{tmp_path / 'pred.h5'}:seg", "-r", r, "-o", str(out)], "exists; choose another output, or pass --overwrite")
+    fails(["-p", f"{tmp_path / 'pred.h5'}:seg", "-r", r, "-o", str(out)],
+          "exists; choose another output, or pass --overwrite")
     fails(["-p", f"{tmp_path / 'pred.h5'}:nokey", "-r", r], "nokey")
     fails(["-p", _nii(tmp_path / "small.nii.gz", ref[:5]), "-r", r], "shape")
     fails(["-p", _nii(tmp_path / "sp.nii.gz", pred, (50.0, 5.0, 5.0)), "-r", r], "voxel sizes differ")

@@ -64,3 +64,57 @@ def test_import_stock_errors(tmp_path, capsys):
         import_stock(tmp_path / "stock.pth", tmp_path / "x.pth", nnUNetTrainerReIsoSegNet)
     assert not (tmp_path / "x.pth").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["init.pth", "stock.pth"]  # nothing half-written
+
+
+def _reiso_model(folder):
+    from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
+    from tests.volume.test_predict_volume import make_model
+
+    return make_model(folder, nnUNetTrainerReIso, folds=(0,))
+
+
+def test_export_stock_never_deletes_the_models_it_reads_or_a_foreign_folder(tmp_path):
+    """Issue 28: export-stock -o DATASET_RESULTS_FOLDER --overwrite deleted every trained model of the dataset."""
+    results = tmp_path / "Dataset001_X"
+    model = _reiso_model(results / "nnUNetTrainerReIso__nnUNetPlans__3d_fullres")
+    other = results / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    other.mkdir()
+    (other / "keep.pth").write_bytes(b"weeks of training")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(SystemExit, match=r"which holds .*nnUNetTrainerReIso__nnUNetPlans__3d_fullres"):
+        main(["export-stock", str(model), "-o", str(results), "--overwrite"])
+    with pytest.raises(SystemExit, match="not written by reisoseg"):
+        main(["export-stock", str(model), "-o", str(other), "--overwrite"])
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    # its own export is replaced, and only once the new one is complete
+    assert main(["export-stock", str(model), "-o", str(tmp_path / "stock")]) == 0
+    assert main(["export-stock", str(model), "-o", str(tmp_path / "stock"), "--overwrite"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset001_X", "stock"]
+    saved = torch.load(tmp_path / "stock" / "fold_0" / "checkpoint_final.pth", weights_only=False)
+    assert saved["trainer_name"] == "nnUNetTrainer"
+
+
+def test_garbage_checkpoints_are_clear_errors(tmp_path):
+    model = _reiso_model(tmp_path / "model")
+    (model / "fold_0" / "checkpoint_final.pth").write_bytes(b"<html>404 not found</html>")
+    with pytest.raises(SystemExit, match=r"checkpoint_final.pth is not a readable PyTorch checkpoint"):
+        main(["export-stock", str(model), "-o", str(tmp_path / "stock")])
+    assert not (tmp_path / "stock").exists()
+    with pytest.raises(SystemExit, match=r"not a readable PyTorch checkpoint"):
+        main(["import-stock", str(model / "fold_0" / "checkpoint_final.pth"), "-o", str(tmp_path / "init.pth")])
+    torch.save({"something": "else"}, tmp_path / "other.pth")
+    with pytest.raises(SystemExit, match="not an nnU-Net checkpoint"):
+        main(["import-stock", str(tmp_path / "other.pth"), "-o", str(tmp_path / "init.pth")])
+    assert not (tmp_path / "init.pth").exists()
+
+
+def test_import_stock_overwrites_only_its_own_checkpoints(tmp_path):
+    _stock_checkpoint(tmp_path / "stock.pth")
+    (tmp_path / "notes.pth").write_bytes(b"not ours")
+    with pytest.raises(SystemExit, match="not one: it is not a checkpoint"):
+        main(["import-stock", str(tmp_path / "stock.pth"), "-o", str(tmp_path / "notes.pth"), "--overwrite"])
+    with pytest.raises(SystemExit, match=r"which holds .*stock.pth"):  # the source itself
+        main(["import-stock", str(tmp_path / "stock.pth"), "-o", str(tmp_path / "stock.pth"), "--overwrite"])
+    assert main(["import-stock", str(tmp_path / "stock.pth"), "-o", str(tmp_path / "init.pth")]) == 0
+    assert main(["import-stock", str(tmp_path / "stock.pth"), "-o", str(tmp_path / "init.pth"), "--overwrite"]) == 0
+    assert (tmp_path / "notes.pth").read_bytes() == b"not ours"

@@ -163,20 +163,29 @@ def convert(raw_root: str | os.PathLike, dataset_id: int, name: str, train: Sequ
         raise ConvertError(str(e)) from None
     sources: list[_Source] = []
     try:
-        _open_sources(train, test, options.spacing_nm, sources)
-        blocks = _cut_blocks(sources, options)
-        with staged_folder(target, "convert", replaces=clashes) as tmp:
-            labels, n_train, folds = _write_cases(tmp, name.lower(), blocks, options, progress)
-            write_dataset_json(tmp, labels, n_train, name, _description(sources, options), blocks[0].spacing,
-                               options.channel_name, ("that of the source volumes", "reisoseg convert"))
-            if options.split > 1:
-                _write_block_folds(tmp, folds)
+        _convert(target, clashes, name, train, test, options, progress, sources)
+    except VolumeReadError as e:  # a damaged file found while reading it
+        raise ConvertError(str(e)) from None
     finally:
         for src in sources:
             src.image.close()
             if src.labels is not None:
                 src.labels.close()
     return target
+
+
+def _convert(target: Path, clashes: list[Path], name: str, train: Sequence[Pair], test: Sequence[Pair],
+             options: ConvertOptions, progress: bool, sources: list[_Source]) -> None:
+    """Open, check, cut and write (into a staging folder swapped in at the end); ``sources`` collects what is
+    opened, for the caller to close."""
+    _open_sources(train, test, options.spacing_nm, sources)
+    blocks = _cut_blocks(sources, options)
+    with staged_folder(target, "convert", replaces=clashes) as tmp:
+        labels, n_train, folds = _write_cases(tmp, name.lower(), blocks, options, progress)
+        write_dataset_json(tmp, labels, n_train, name, _description(sources, options), blocks[0].spacing,
+                           options.channel_name, ("that of the source volumes", "reisoseg convert"))
+        if options.split > 1:
+            _write_block_folds(tmp, folds)
 
 
 def _open_sources(train: Sequence[Pair], test: Sequence[Pair], spacing_nm: Sequence[float] | None,
