@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunetv2_reisoseg.io.folders import check_output, files_under, swap_into_place
+from nnunetv2_reisoseg.io.folders import OutputError, check_output, files_under, swap_into_place
 from nnunetv2_reisoseg.io.volumes import COMPLETE_ATTR, OUTPUT_ATTR
 from nnunetv2_reisoseg.volume.settings import RunSettings
 
@@ -33,10 +33,6 @@ CONTROL = ".reisoseg"
 SETTINGS = "settings.json"
 # what predict-volume writes into a store: zarr metadata, chunk keys, its run state and the objects table
 _OWN_FILE = re.compile(r"(\.zattrs|\.zgroup|\.zarray|zarr\.json|objects\.csv|\d+(\.\d+)*)")
-
-
-class OutputError(ValueError):
-    """The output folder cannot be (re)used as asked; the message says what to do."""
 
 
 def _label_colour(i: int) -> list[int]:

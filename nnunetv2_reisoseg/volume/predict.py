@@ -347,7 +347,7 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
     check_options(options, instances)
     try:
         dest = store.previous_run(out, run.cont, run.overwrite, [input_path(input_spec), model])
-    except (store.OutputError, OutputError) as e:
+    except OutputError as e:
         raise VolumeError(str(e)) from None
     info = check_model(model, options.folds, options.checkpoint)
     settings = plan_run(input_spec, model, options, info, dest.previous, norm_stats, run.progress)
@@ -367,7 +367,7 @@ def _write(dest: store.Destination, settings: RunSettings, info: dict, labels: d
     out = dest.work
     try:
         done = store.prepare(out, settings, labels, _n_outputs(info), dest.previous)
-    except store.OutputError as e:
+    except OutputError as e:
         raise VolumeError(str(e)) from None
     with TaskRunner(run.workers, run.scheduler, run.progress, release=_release) as runner:
         summary = predict_blocks(out, settings, info, done, runner, run.progress)

@@ -266,7 +266,27 @@ def test_bad_input_is_refused_and_writes_nothing(ws, tmp_path):
     plans["configurations"]["3d_fullres"]["use_mask_for_norm"] = [True]  # needs the whole image to fill holes
     (masked / "plans.json").write_text(json.dumps(plans))
     refused("normalises inside the nonzero mask", "-i", f"{root}/vol.h5:raw", "-m", str(masked))
-    (out).mkdir()
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit, match="exists; pass --c"):
         main(["predict-volume", "-o", str(out), "-device", "cpu", "-i", f"{root}/vol.h5:raw", "-m", str(model)])
-    assert not any(out.iterdir())
+    with pytest.raises(SystemExit, match="not a reisoseg predict-volume output"):
+        main(["predict-volume", "-o", str(out), "-device", "cpu", "-i", f"{root}/vol.h5:raw", "-m", str(model),
+              "--overwrite"])
+    assert os.listdir(out) == ["notes.txt"]
+
+
+def test_overwrite_swaps_in_a_complete_output(ws, tmp_path):
+    """--overwrite writes the new output beside the old one and replaces it only once complete; evaluate accepts
+    the result (it is marked complete) and there is no staging folder left."""
+    root, _, model = ws
+    out = tmp_path / "seg.zarr"
+    common = ["-i", f"{root}/vol.h5:raw", "-m", str(model), "-f", "0", "--disable_tta", "-device", "cpu",
+              "--block-size", "32", "128", "128"]
+    assert main(["predict-volume", "-o", str(out), *common]) == 0
+    first = _labels(out)
+    zarr.open_group(str(out), mode="r+").attrs["marker"] = "old"
+    assert main(["predict-volume", "-o", str(out), *common, "--overwrite"]) == 0
+    attrs = zarr.open_group(str(out), mode="r").attrs
+    assert "marker" not in attrs and "reisoseg_complete" in attrs
+    assert np.array_equal(_labels(out), first) and sorted(os.listdir(tmp_path)) == ["seg.zarr"]
