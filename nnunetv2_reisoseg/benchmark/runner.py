@@ -368,6 +368,7 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke",
         device = "cuda" if torch.cuda.is_available() else "cpu"
     ds = _open_dataset(dataset, preset)
     out_dir = Path(out) if out is not None else Path("reisoseg_benchmark") / f"{ds.name}_{preset}"
+    check_output_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plans = ensure_plans(ds.id, ds.name, out_dir, preset)
     info = subprocess.run([sys.executable, "-m", "nnunetv2_reisoseg", "info", str(ds.id), "-p",
@@ -408,6 +409,26 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke",
         "trainings": trainings,
     }
     return write_results(results, out_dir)
+
+
+BENCHMARK_ENTRIES = {RECORDS, "results", "predictions", "logs", "plots", "report.md", "results.json", "README.md"}
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """-o must be absent, empty or a benchmark's own folder (which a new run continues), never a link, and
+    writable: the benchmark writes records, report and plots there and would mix them into anything else."""
+    from nnunetv2_reisoseg.io.folders import OutputError, check_output
+
+    if out_dir.is_dir() and not out_dir.is_symlink():
+        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in BENCHMARK_ENTRIES)
+        if foreign and not (out_dir / RECORDS).is_dir():
+            raise BenchmarkError(f"-o {out_dir} holds other files ({', '.join(foreign[:3])}) and is not a benchmark's "
+                                 "output; choose a new or empty folder")
+        out_dir = out_dir / RECORDS  # the folder a new run writes into
+    try:
+        check_output(out_dir, True, lambda p: None)
+    except OutputError as e:
+        raise BenchmarkError(str(e)) from None
 
 
 def _check_methods(preset: str, methods: Sequence[str]) -> list[str]:

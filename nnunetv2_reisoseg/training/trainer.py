@@ -16,6 +16,7 @@ from torch import distributed as dist
 from torch import nn
 from torch._dynamo import OptimizedModule
 
+from nnunetv2_reisoseg.io.checkpoints import load_checkpoint
 from nnunetv2_reisoseg.method import knobs
 from nnunetv2_reisoseg.method.loss import ReIsotropicLoss
 from nnunetv2_reisoseg.method.network import (
@@ -151,7 +152,10 @@ def check_checkpoint(filename: str, trainer_name: str) -> None:
     """Refuse checkpoints without PI weights before nnU-Net's strict load fails with a key dump."""
     if not os.path.isfile(filename):
         return
-    ckpt = torch.load(filename, map_location='cpu', weights_only=False, mmap=True)
+    try:
+        ckpt = load_checkpoint(filename, mmap=True)
+    except ValueError as e:
+        raise RuntimeError(f"{trainer_name} cannot continue from it: {e}") from None
     if not has_isotropic_branch(ckpt.get('network_weights', {})):
         raise RuntimeError(
             f"{filename} was written by {ckpt.get('trainer_name', 'another trainer')} and holds no PI module "

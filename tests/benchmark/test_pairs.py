@@ -52,3 +52,22 @@ def test_report_names_a_grid_as_a_grid_and_other_pairs_one_by_one():
     assert _pairs_text({"seeds": [0], "folds": [0, 1]}) == "folds [0, 1] x seeds [0]"  # results before pairs
     five = {"seeds": [0, 1], "folds": [0, 1, 2, 3], "pairs": [[0, 0], [0, 1], [0, 2], [0, 3], [1, 0]]}
     assert _pairs_text(five) == "(seed, fold) pairs (0, 0), (0, 1), (0, 2), (0, 3), (1, 0)"
+
+
+def test_o_must_be_new_empty_or_a_benchmarks_own_folder(tmp_path):
+    """The benchmark writes records, report.md and plots into -o: never into someone's folder or through a link."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "report.md").write_text("my report")
+    (theirs / "paper.tex").write_text("x")
+    with pytest.raises(runner.BenchmarkError, match=r"holds other files \(paper.tex\)"):
+        runner.check_output_dir(theirs)
+    (tmp_path / "link").symlink_to(theirs)
+    with pytest.raises(runner.BenchmarkError, match="symbolic link"):
+        runner.check_output_dir(tmp_path / "link")
+    assert sorted(p.name for p in theirs.iterdir()) == ["paper.tex", "report.md"]
+    runner.check_output_dir(tmp_path / "new")  # absent: fine
+    ours = tmp_path / "study"
+    (ours / runner.RECORDS).mkdir(parents=True)
+    (ours / "README.md").write_text("the study")
+    runner.check_output_dir(ours)  # a benchmark's own folder is continued

@@ -7,7 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2_reisoseg.cli import main
-from nnunetv2_reisoseg.evaluation import FIELDS, EvaluationError, evaluate_labels
+from nnunetv2_reisoseg.evaluation import FIELDS, EvaluationError, evaluate_files, evaluate_labels
+from nnunetv2_reisoseg.evaluation.evaluate import ReadOptions
 from nnunetv2_reisoseg.evaluation.objects import ContingencyTable, object_measures
 from nnunetv2_reisoseg.evaluation.surface import diagonal
 
@@ -234,3 +235,71 @@ def test_predict_volume_output_with_its_probabilities(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["1"]["ap75"] == pytest.approx(2 / 3)  # by size
     assert main(["evaluate", "-p", str(out), "-r", r, "--probabilities", f"{out}:probabilities"]) == 0
     assert json.loads(capsys.readouterr().out)["1"]["ap75"] == 1.0  # by mean probability
+
+
+def test_labels_that_are_not_classes_are_refused_never_scored(tmp_path):
+    """Issue 28: float labels (0.5, 2.7) became classes "0" and "2" with Dice 1.0; negative values and CREMI's
+    background 2**64 - 1 were scored as classes."""
+    ref = _tube()
+    with h5py.File(tmp_path / "l.h5", "w") as f:
+        f["ref"] = ref
+        for key, data in (("float", ref * 0.5 + (ref == 0) * 2.7), ("neg", ref.astype(np.int16) - 1),
+                          ("cremi", np.where(ref == 1, 1, 2**64 - 1).astype(np.uint64)),
+                          ("fifty", np.where(ref == 1, 1, 50).astype(np.uint8))):
+            f[key] = data
+        for key in f:
+            f[key].attrs["resolution"] = SPACING
+    p = f"{tmp_path}/l.h5"
+    with pytest.raises(SystemExit, match=r"labels are not integers \(values such as \[0.5, 2.7\]\).*--background"):
+        main(["evaluate", "-p", f"{p}:float", "-r", f"{p}:ref"])
+    with pytest.raises(SystemExit, match=r"negative label values \[-1\]"):
+        main(["evaluate", "-p", f"{p}:neg", "-r", f"{p}:ref"])
+    # CREMI's background is background by default, as in convert; other values with --background
+    assert set(evaluate_files(f"{p}:cremi", f"{p}:ref")) == {"1"}
+    assert evaluate_files(f"{p}:cremi", f"{p}:ref")["1"]["dice"] == 1.0
+    assert set(evaluate_files(f"{p}:fifty", f"{p}:ref")) == {"1", "50"}
+    assert set(evaluate_files(f"{p}:fifty", f"{p}:ref", reading=ReadOptions((0, 50)))) == {"1"}
+    with pytest.raises(SystemExit, match=r"negative label values \[-1\]"):  # blockwise reads blocks alike
+        main(["evaluate", "-p", f"{p}:neg", "-r", f"{p}:ref", "--blockwise"])
+
+
+def test_an_empty_prediction_has_the_worst_adapted_rand_error():
+    ref = _tube()
+    m = evaluate_labels(np.zeros_like(ref), ref, SPACING, classes=[1])["1"]
+    assert m["arand"] == 1.0 and m["dice"] == 0.0  # scikit-image's value here, 0.0, would read as perfect
+    elsewhere = _tube(y=(14, 20), x=(14, 20))  # objects, but none where the reference has one
+    assert evaluate_labels(elsewhere, ref, SPACING)["1"]["arand"] == 1.0
+
+
+def test_the_result_is_printed_before_o_and_o_is_checked_before_work(tmp_path, capsys, monkeypatch):
+    import os
+
+    r = _nii(tmp_path / "ref.nii.gz", _tube())
+    p = _nii(tmp_path / "pred.nii.gz", _tube(z=(2, 11)))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda q, mode: False if str(q) == str(ro) else real(q, mode))
+    with pytest.raises(SystemExit, match="is not writable"):
+        main(["evaluate", "-p", p, "-r", r, "-o", str(ro / "m.json")])
+    assert capsys.readouterr().out == ""  # refused before any work
+    # the folder of -o is made; a write that fails after the work still shows the result
+    assert main(["evaluate", "-p", p, "-r", r, "-o", str(tmp_path / "new" / "m.json")]) == 0
+    assert json.loads((tmp_path / "new" / "m.json").read_text()) == json.loads(capsys.readouterr().out)
+    # -o replaces only a result evaluate wrote
+    (tmp_path / "notes.json").write_text('{"mine": 1}')
+    with pytest.raises(SystemExit, match="not an evaluate result"):
+        main(["evaluate", "-p", p, "-r", r, "-o", str(tmp_path / "notes.json"), "--overwrite"])
+    with pytest.raises(SystemExit, match="which holds"):
+        main(["evaluate", "-p", p, "-r", r, "-o", r, "--overwrite"])
+    assert main(["evaluate", "-p", p, "-r", r, "-o", str(tmp_path / "new" / "m.json"), "--overwrite"]) == 0
+    capsys.readouterr()
+    import nnunetv2_reisoseg.io.folders as folders
+
+    def full(target, write):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(folders, "write_file", full)
+    with pytest.raises(SystemExit, match=r"the result above could not be written.*No space left"):
+        main(["evaluate", "-p", p, "-r", r, "-o", str(tmp_path / "m2.json")])
+    assert json.loads(capsys.readouterr().out)["1"]["dice"] > 0.9
