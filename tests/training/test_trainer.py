@@ -75,12 +75,16 @@ def test_checkpoint_from_another_trainer_is_a_clear_error(nnunet_dirs, tmp_path)
     from nnunetv2_reisoseg.training.trainer import check_checkpoint
 
     path = tmp_path / "checkpoint_final.pth"
-    torch.save({"network_weights": {"encoder.w": torch.zeros(1)}, "trainer_name": "nnUNetTrainer"}, path)
+    torch.save({"network_weights": {"encoder.w": torch.zeros(1)}, "trainer_name": "nnUNetTrainer", "init_args": {}},
+               path)
     with pytest.raises(RuntimeError, match=r"written by nnUNetTrainer.*no PI module"):
         check_checkpoint(str(path), "nnUNetTrainerReIso")
-    torch.save({"network_weights": {"isotropic.pi_module.w": torch.zeros(1)}, "trainer_name": "nnUNetTrainerReIso"},
-               path)
+    torch.save({"network_weights": {"isotropic.pi_module.w": torch.zeros(1)}, "trainer_name": "nnUNetTrainerReIso",
+                "init_args": {}}, path)
     check_checkpoint(str(path), "nnUNetTrainerReIso")
+    path.write_bytes(b"truncated download")
+    with pytest.raises(RuntimeError, match="cannot continue from it: .* is not a readable PyTorch checkpoint"):
+        check_checkpoint(str(path), "nnUNetTrainerReIso")
 
 
 def test_every_knob_is_a_class_attribute_that_reaches_the_model(nnunet_dirs):
