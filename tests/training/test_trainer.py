@@ -83,7 +83,7 @@ def test_checkpoint_from_another_trainer_is_a_clear_error(nnunet_dirs, tmp_path)
                 "init_args": {}}, path)
     check_checkpoint(str(path), "nnUNetTrainerReIso")
     path.write_bytes(b"truncated download")
-    with pytest.raises(RuntimeError, match="cannot continue from it: .* is not a readable PyTorch checkpoint"):
+    with pytest.raises(RuntimeError, match=r"cannot continue from it: .* is not a readable PyTorch checkpoint"):
         check_checkpoint(str(path), "nnUNetTrainerReIso")
 
 
