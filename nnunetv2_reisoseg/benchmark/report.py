@@ -83,8 +83,8 @@ def _header(results: dict) -> list[str]:
              f"({N_RESAMPLES:,} seeded resamples of the training pairs, then of the cases within each, the same "
              "cases for both methods), which also covers new cases. \"better\" needs both intervals to exclude 0 "
              "(with few pairs the bootstrap alone is too narrow) and the Holm-adjusted p of that test (the larger "
-             f"of the two p-values) below {ALPHA:.2g}; Holm is applied among the primary measures, and separately "
-             "among the secondary ones, of each comparison.",
+             f"of the two p-values) below {ALPHA:.2g}; Holm is applied among the primary measures of every "
+             "comparison in this report together, and separately among the secondary ones.",
              ""]
 
     return lines
@@ -187,12 +187,14 @@ def _trainings(results: dict) -> list[str]:
                      f"{t['epochs']} x {t['iterations_per_epoch']}", f"{t['training_wall_s'] / 60:.1f}", pl_txt,
                      fmt_stats(describe(val)), fmt_stats(describe(test))])
     tol = next((t["plateau"]["tolerance"] for t in results["trainings"] if t.get("plateau")), 0.01)
-    lines += ["## Trainings", "", "Plateau: nnU-Net's smoothed pseudo Dice (`ema_fg_dice`, on validation patches) "
-              f"averaged over the last 20% of epochs, against the 20% before: levelled off when within {tol:g}, "
-              "else still rising or falling. The poly learning-rate schedule flattens every curve at its end, so "
-              "a level curve is necessary, not sufficient, for a training that has converged.", ""]
+    lines += ["## Trainings", "", "Plateau: nnU-Net's raw per-epoch pseudo Dice (`mean_fg_dice`, on validation "
+              f"patches) averaged over the last 20% of epochs, against the 20% before: levelled off when within "
+              f"{tol:g}, else still rising or falling. Not nnU-Net's moving average (`ema_fg_dice`, 0.9 old + 0.1 "
+              "new), which carries the first epochs long after and makes a slow start look like a steep late rise. "
+              "The poly learning-rate schedule flattens every curve at its end, so a level curve is necessary, not "
+              "sufficient, for a training that has converged.", ""]
     title = METRIC_TITLES[first]
-    lines += [*_table(["method", "seed", "fold", "epochs x iterations", "wall (min)", "smoothed pseudo Dice",
+    lines += [*_table(["method", "seed", "fold", "epochs x iterations", "wall (min)", "raw pseudo Dice",
                        f"validation {title} (cases)", f"test {title} (cases)"], rows), ""]
 
     return lines
@@ -370,9 +372,11 @@ def _plot_curves(results: dict, path: Path, plt) -> None:
             minutes = np.asarray(t["curves"]["epoch_end_s"]) / 60
             axes[2].plot(minutes, t["curves"]["mean_fg_dice"][:len(minutes)], color=color, lw=1, alpha=0.8,
                          label=label if i == 0 else None)
-    axes[0].set_title("pseudo Dice on validation patches: mean ± sd over trainings", fontsize=9)
-    axes[1].set_title("training loss (ReIsoSeg: (1 - a) L_iso + a L_ani): mean ± sd", fontsize=9)
-    axes[2].set_title("pseudo Dice against training wall time, one line per training", fontsize=9)
+    axes[0].set_title("raw per-epoch pseudo Dice (validation patches, not nnU-Net's moving average): mean ± sd",
+                      fontsize=9)
+    axes[1].set_title("training loss as optimised (ReIsoSeg: (1 - a) L_iso + a L_ani; aux: x 1/a; loss x a): "
+                      "mean ± sd", fontsize=8)
+    axes[2].set_title("raw pseudo Dice against training wall time, one line per training", fontsize=9)
     for ax, xlabel in zip(axes, ("iterations", "iterations", "minutes of training")):
         ax.set_xlabel(xlabel)
         ax.legend(fontsize=7)

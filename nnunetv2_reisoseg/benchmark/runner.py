@@ -27,7 +27,7 @@ from nnunetv2_reisoseg.benchmark.metrics import evaluate_case
 from nnunetv2_reisoseg.benchmark.presets import CONFIGURATION, METHODS, PLANS, PRESETS, plans_name, trainer_name
 from nnunetv2_reisoseg.benchmark.records import CaseResult, TrainingRecord
 from nnunetv2_reisoseg.benchmark.report import machine, primary_measures, write_plots, write_report
-from nnunetv2_reisoseg.benchmark.stats import costs, flatten_cases, plateau, summarize
+from nnunetv2_reisoseg.benchmark.stats import PLATEAU_CURVE, costs, flatten_cases, plateau, summarize
 
 
 class BenchmarkError(RuntimeError):
@@ -319,7 +319,7 @@ def _record(run: Run, preset: str, dataset_dir: Path, device: str, out: Path, fg
             "trainer": trainer_name(run.method, preset), "plans": plans_name(preset), "folder": str(run.folder),
             "machine": machine(), "finished": time.strftime("%Y-%m-%d %H:%M"), "epochs": timing["epochs"],
             "iterations_per_epoch": timing["iterations_per_epoch"], "training_wall_s": timing["training_wall_s"],
-            "timing": timing, "inference": inference, "plateau": plateau(curves.get("ema_fg_dice", [])),
+            "timing": timing, "inference": inference, "plateau": plateau(curves.get(PLATEAU_CURVE, [])),
             "curves": curves, "cases": cases}
 
 
@@ -495,6 +495,8 @@ def _equal_time_env(run: Run, preset: str, walls: dict[str, float]) -> dict[str,
 def write_results(results: dict, out_dir: Path) -> Path:
     """The statistics over the trainings, then ``results.json``, the plots and ``report.md``."""
     trainings, methods = results["trainings"], results["methods"]
+    for t in trainings:  # judged again on the raw curve: records written before this rule judged the moving average
+        t["plateau"] = plateau(t["curves"].get(PLATEAU_CURVE, []))
     splits = {c["split"] for t in trainings for c in t["cases"]}
     results["summary"] = summarize(flatten_cases(trainings), methods,
                                    primary_measures(results["primary_measures"], splits),

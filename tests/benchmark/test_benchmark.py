@@ -63,7 +63,7 @@ def test_report_and_files(bench):
     assert res["primary_measures"] == [["test", "dice"], ["test", "ap75"]]
     for row in flatten_cases(res["trainings"]):  # every case: every field of reisoseg evaluate, and vs the truth
         assert set(FIELDS) | {"iso_" + f for f in FIELDS} == set(row["metrics"])
-    assert {t["plateau"]["curve"] for t in res["trainings"]} == {"ema_fg_dice"}
+    assert {t["plateau"]["curve"] for t in res["trainings"]} == {"mean_fg_dice"}
     # one seed and one fold: one training pair, so every comparison is "cannot tell"
     verdicts = [p["verdict"] for split in res["summary"].values() for per_metric in split.values()
                 for entry in per_metric.values() for p in entry["paired"].values()]

@@ -125,7 +125,7 @@ def test_primaries_and_secondaries_are_separate_holm_families():
                                   "ap75": 0.3 + shift * (fold - 1) + 0.01 * i}} for i in range(3)]
     s = summarize(rows, ["stock", "reiso"], [("test", "dice")], n_resamples=2000)["test"]["1"]
     assert s["dice"]["primary"] and not s["iou"]["primary"]
-    assert s["dice"]["paired"]["reiso - stock"]["holm_family"].startswith("primary measures of reiso")
+    assert s["dice"]["paired"]["reiso - stock"]["holm_family"] == "primary measures of reiso - stock (1)"
     assert s["iou"]["paired"]["reiso - stock"]["holm_family"].endswith("(2)")  # iou and ap75
     p = s["iou"]["paired"]["reiso - stock"]
     assert p["p_both"] == max(p["p_value"], p["bootstrap"]["p_value"]) and p["p_holm"] >= p["p_both"]
@@ -140,13 +140,44 @@ def test_pairs_are_matched_by_seed_and_fold():
     assert p["n_pairs"] == 3 and p["mean_difference"] == pytest.approx(np.mean([0.1, 0.05, 0.08]))
 
 
-def test_plateau_on_the_smoothed_curve_says_still_rising():
+def test_plateau_on_the_raw_curve_says_still_rising():
     level = plateau([0.1, 0.3, 0.5, 0.6, 0.65, 0.7, 0.80, 0.81, 0.80, 0.81])  # 0.805 vs 0.805
     assert level["reached"] and level["state"] == "levelled off" and level["tolerance"] == 0.01
     rising = plateau(list(np.linspace(0.1, 0.8, 20)))
     assert rising["reached"] is False and rising["state"] == "still rising" and rising["last"] > rising["before"]
     assert plateau(list(np.linspace(0.8, 0.1, 20)))["state"] == "falling"
-    assert plateau([0.5])["reached"] is None and plateau([0.5])["curve"] == "ema_fg_dice"
+    assert plateau([0.5])["reached"] is None and plateau([0.5])["curve"] == "mean_fg_dice"
+
+
+def test_the_moving_average_misleads_where_the_raw_curve_does_not():
+    """Issue 27: a method that starts late (raw 0.09 at epoch 0 against 0.68) and is flat afterwards still
+    "rises" on nnU-Net's moving average for many epochs; on the raw values it has levelled off."""
+    raw = [0.087] + [0.93 + 0.002 * (i % 2) for i in range(24)]
+    ema = [raw[0]]
+    for v in raw[1:]:
+        ema.append(0.9 * ema[-1] + 0.1 * v)
+    assert plateau(ema)["state"] == "still rising"
+    assert plateau(raw)["state"] == "levelled off"
+
+
+def test_the_controls_are_compared_where_they_answer_and_holm_spans_every_comparison():
+    from nnunetv2_reisoseg.benchmark.stats import comparisons
+
+    methods = ["stock", "reiso", "aux", "stock_half"]
+    assert comparisons(methods) == [("reiso", "stock"), ("aux", "stock"), ("stock_half", "stock"),
+                                    ("aux", "reiso"), ("reiso", "stock_half")]
+    assert comparisons(["stock", "reiso"]) == [("reiso", "stock")]
+    rng = np.random.default_rng(5)
+    rows = []
+    for fold in range(3):
+        for m, shift in (("stock", 0.0), ("reiso", -0.05), ("aux", 0.0), ("stock_half", -0.04)):
+            rows += _rows(m, 0, fold, 0.7 + shift + rng.normal(0, 0.01, 3))
+    s = summarize(rows, methods, [("test", "dice")], n_resamples=2000)["test"]["1"]["dice"]["paired"]
+    assert set(s) == {f"{a} - {b}" for a, b in comparisons(methods)}
+    assert all(p["holm_family"].startswith("primary measures of reiso - stock, aux - stock") and
+               p["holm_family"].endswith("(5)") for p in s.values())
+    ps = [p["p_both"] for p in s.values()]
+    assert min(p["p_holm"] for p in s.values()) == pytest.approx(min(1.0, 5 * min(ps)))
 
 
 def test_primary_classes_limit_which_classes_are_primary():
