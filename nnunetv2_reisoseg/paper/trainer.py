@@ -2,7 +2,9 @@
 
 Everything but the network is ``nnUNetTrainerReIso``'s: the PI module, the re-isotropic loss, the
 logging of both terms, nnU-Net's data pipeline. The deep-supervision outputs are the paper's (full
-resolution after and before the output conv, level 1) with weights 1, 0.5, 0.25 per branch.
+resolution after and before the output conv, level 1) with weights 1, 0.5, 0.25 per branch, weighted as the
+reference does: the six weights of both branches normalised together (sum 3.5), then ``a``, so that each branch
+gets a quarter of a normalised loss (``nnUNetTrainerReIso`` normalises per branch: twice that).
 """
 from __future__ import annotations
 
@@ -62,5 +64,6 @@ class nnUNetTrainerReIsoSegNet(nnUNetTrainerReIso):
     def _build_loss(self):
         loss = super()._build_loss()
         if self.enable_deep_supervision:  # every output is used, so no zero weight (DDP sees every parameter)
-            loss.branch_loss.weight_factors = tuple(w / sum(PAPER_DS_WEIGHTS) for w in PAPER_DS_WEIGHTS)
+            # the reference's normalisation: over the outputs of both branches (sum 3.5), before a weighs them
+            loss.branch_loss.weight_factors = tuple(w / (2 * sum(PAPER_DS_WEIGHTS)) for w in PAPER_DS_WEIGHTS)
         return loss

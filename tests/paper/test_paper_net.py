@@ -98,9 +98,26 @@ def test_trainer_plans_loss_and_discovery(nnunet_dirs, monkeypatch):
     assert plans["configurations"]["3d_fullres"]["patch_size"] == [20, 120, 136]  # the caller's plans untouched
     assert t._get_deep_supervision_scales() == [[1, 1, 1], [1, 1, 1], [1, 0.5, 0.5]]
     loss = t._build_loss()
-    assert np.allclose(loss.branch_loss.weight_factors, np.array([1, 0.5, 0.25]) / 1.75)
+    assert np.allclose(loss.branch_loss.weight_factors, np.array([1, 0.5, 0.25]) / 3.5)
+    _matches_the_reference_weighting(loss)
     net = t.build_network_architecture(t.plans_manager, t.configuration_manager, 1, 2, True)
     assert isinstance(net, ReIsoSegPaperNet) and net.topology.flat_pools == 3
     with pytest.raises(RuntimeError, match="3D configuration"):
         nnUNetTrainerReIsoSegNet({**load_plans("tiny_40x10x10"), "continue_training": False}, "2d", 0, DATASET_JSON,
                                  torch.device("cpu"))
+
+
+def _matches_the_reference_weighting(loss):
+    """The reference's loss (fenglingbai/ReIsoSeg, ReIsoLossHistory): weights [1, .5, .25] of each branch divided
+    by their sum over both branches (3.5), then (1 - a) for the isotropic and a for the anisotropic sum."""
+    torch.manual_seed(0)
+    shapes = [(2, 2, 4, 16, 16), (2, 2, 4, 16, 16), (2, 2, 4, 8, 8)]
+    ani = [torch.randn(s) for s in shapes]
+    iso = [torch.randn(s) for s in shapes]
+    target = [torch.randint(0, 2, (s[0], 1, *s[2:])).float() for s in shapes]
+    inner = loss.branch_loss.loss  # nnU-Net's Dice + CE on one output
+    w = [1.0 / 3.5, 0.5 / 3.5, 0.25 / 3.5]
+    a = loss.ani_weight
+    reference = (1 - a) * sum(wi * inner(o, t) for wi, o, t in zip(w, iso, target)) + \
+        a * sum(wi * inner(o, t) for wi, o, t in zip(w, ani, target))
+    assert loss(ReIsoOutput(ani, iso), target).item() == pytest.approx(reference.item(), rel=1e-6)
