@@ -147,6 +147,25 @@ def _verdicts(results: dict) -> list[str]:
     return lines
 
 
+def _figure(results: dict) -> list[str]:
+    """One test block across the sections (``figure.write_xz_figure``), with what it shows."""
+    fig = results.get("figure")
+    if not fig:
+        return []
+    name = results["classes"].get(str(fig["class"]), fig["class"])
+    counts = ", ".join(f"{METHOD_TITLES[m]} {n}" for m, n in fig["breaks"].items())
+    lines = ["## One test block across the sections", "",
+             f"Test case `{fig['case']}`, the XZ plane y = {fig['y']} of the training pair (seed, fold) "
+             f"{tuple(fig['pair'])}: the plane where the predictions break {name} at a section most often (a break: "
+             "the truth runs through sections z - 1, z and z + 1, the prediction holds z - 1 and z + 1 but not z). "
+             f"Breaks in this plane: {counts or 'no prediction on this machine'}. One plane of one case, to look at: "
+             "the tables decide.", ""]
+    if fig["missing"]:
+        lines += [f"Not drawn: {', '.join(METHOD_TITLES[m] for m in fig['missing'])}, whose models and predictions "
+                  "were not kept on the machine that made this report (their records were reused).", ""]
+    return [*lines, "![XZ cut](plots/xz_cut.png)", ""]
+
+
 def _split_tables(results: dict) -> list[str]:
     """Every metric of every class, per split."""
     methods, classes, summary = results["methods"], results["classes"], results["summary"]
@@ -290,7 +309,7 @@ def _n_trainings(results: dict) -> dict[str, int]:
 def write_report(results: dict, out: Path) -> Path:
     """``report.md`` from ``results.json``'s content: one function per section."""
     lines: list[str] = []
-    for section in (_header, _data, _info, _verdicts, _split_tables, _trainings, _spread, _cost, _caveats):
+    for section in (_header, _data, _info, _verdicts, _figure, _split_tables, _trainings, _spread, _cost, _caveats):
         lines += section(results)
     lines += ["", "## Plots", "", "![per-case metrics](plots/per_case.png)", "",
               "![learning curves](plots/learning_curves.png)", ""]

@@ -23,6 +23,7 @@ from pathlib import Path
 from nnunetv2_reisoseg import EXT_TRAINER, our_trainers, trainer_path
 from nnunetv2_reisoseg.benchmark.budget import EPOCHS_ENV, SEED_ENV, TIMING_FILE
 from nnunetv2_reisoseg.benchmark.datacheck import check_dataset
+from nnunetv2_reisoseg.benchmark.figure import write_xz_figure
 from nnunetv2_reisoseg.benchmark.metrics import evaluate_case
 from nnunetv2_reisoseg.benchmark.presets import CONFIGURATION, METHODS, PLANS, PRESETS, plans_name, trainer_name
 from nnunetv2_reisoseg.benchmark.records import CaseResult, TrainingRecord
@@ -408,7 +409,7 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke",
         "reisoseg_info": pi_plan, "data": data,
         "trainings": trainings,
     }
-    return write_results(results, out_dir)
+    return write_results(results, out_dir, ds.folder)
 
 
 BENCHMARK_ENTRIES = {RECORDS, "results", "predictions", "logs", "plots", "report.md", "results.json", "README.md"}
@@ -492,8 +493,9 @@ def _equal_time_env(run: Run, preset: str, walls: dict[str, float]) -> dict[str,
     return {EPOCHS_ENV: str(epochs)}
 
 
-def write_results(results: dict, out_dir: Path) -> Path:
-    """The statistics over the trainings, then ``results.json``, the plots and ``report.md``."""
+def write_results(results: dict, out_dir: Path, dataset_dir: Path | None = None) -> Path:
+    """The statistics over the trainings, then ``results.json``, the plots (with ``dataset_dir``, the XZ cut of a
+    test case) and ``report.md``."""
     trainings, methods = results["trainings"], results["methods"]
     for t in trainings:  # judged again on the raw curve: records written before this rule judged the moving average
         t["plateau"] = plateau(t["curves"].get(PLATEAU_CURVE, []))
@@ -502,8 +504,9 @@ def write_results(results: dict, out_dir: Path) -> Path:
                                    primary_measures(results["primary_measures"], splits),
                                    primary_classes=results["primary_classes"])
     results["costs"] = costs(trainings, methods)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float))
     write_plots(results, out_dir)
+    results["figure"] = write_xz_figure(results, out_dir, dataset_dir)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float))
     report = write_report(results, out_dir)
     log(f"wrote {report}, {out_dir / 'results.json'} and {out_dir / 'plots'}")
     return report
