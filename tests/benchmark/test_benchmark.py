@@ -28,7 +28,7 @@ def bench(tmp_path_factory):
         os.environ.pop(k, None)
     out = root / "out"
     assert main(["benchmark", "--preset", "tiny", "-o", str(out), "--device", "cpu", "--equal-time",
-                 "--methods", "stock", "reiso", "paper"]) == 0
+                 "--methods", "stock", "reiso", "aux", "stock_half", "paper"]) == 0
     yield root, out, json.loads((out / "results.json").read_text())
     for k, v in old.items():
         os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
@@ -73,10 +73,18 @@ def test_report_and_files(bench):
     assert (out / "plots" / "per_case.png").stat().st_size > 10_000
     assert (out / "plots" / "learning_curves.png").stat().st_size > 10_000
     assert res["trainers"] == {"stock": "nnUNetTrainerBenchTiny", "reiso": "nnUNetTrainerReIsoBenchTiny",
+                               "aux": "nnUNetTrainerReIsoAuxBenchTiny", "stock_half": "nnUNetTrainerHalfLossBenchTiny",
                                "paper": "nnUNetTrainerReIsoSegNetBenchTiny",
                                "stock_time": "nnUNetTrainerBenchTinyEqualTime"}
     assert {(t["method"], c["split"]) for t in res["trainings"] for c in t["cases"]} == {
-        (m, s) for m in ("stock", "reiso", "paper", "stock_time") for s in ("validation", "test")}
+        (m, s) for m in ("stock", "reiso", "aux", "stock_half", "paper", "stock_time") for s in ("validation", "test")}
+    # both controls run and are compared where they answer; every report shows a test block across the sections
+    for text in ("ReIsoSeg aux (stock loss + isotropic) - ReIsoSeg", "ReIsoSeg - stock nnU-Net, loss x a",
+                 "## One test block across the sections", "plots/xz_cut.png"):
+        assert text in report
+    assert res["figure"]["missing"] == [] and (out / "plots" / "xz_cut.png").stat().st_size > 10_000
+    aux = next(t for t in res["trainings"] if t["method"] == "aux")
+    assert len(aux["curves"]["train_loss_ani"]) == len(aux["curves"]["mean_fg_dice"]) == 1
     assert "ReIsoSeg paper network - stock nnU-Net (paired over trainings)" in report
     assert "ReIsoSeg - stock nnU-Net at ReIsoSeg's wall time (paired over trainings)" in report
     runs = {r["method"]: r for r in res["trainings"]}
