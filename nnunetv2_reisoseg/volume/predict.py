@@ -354,9 +354,12 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
     labels = {k: v for k, v in info["dataset_json"]["labels"].items() if isinstance(v, int)}
     try:
         summary = _write(dest, settings, info, labels, run, instances)
-    except BaseException:
+    except BaseException as e:
         if dest.created and dest.work.exists() and not store.written_any(dest.work):
             shutil.rmtree(dest.work)  # nothing of this run worth continuing: leave no output behind
+        if isinstance(e, VolumeReadError):  # a damaged part of the input, found by the block that reads it
+            raise VolumeError(f"{e} (the blocks written so far stay; --c continues once the input is repaired)") \
+                from None
         raise
     return summary
 
@@ -423,6 +426,8 @@ def plan_run(input_spec: str, model: Path, options: PredictOptions, info: dict, 
             statistics = (norm_stats if norm_stats is not None else _statistics(vol, progress)).to_dict()
         if statistics["bbox"] is None:
             raise VolumeError(f"{vol.source} is all zeros: nothing to segment")
+    except VolumeReadError as e:
+        raise VolumeError(str(e)) from None
     finally:
         vol.close()
     return RunSettings(input=input_spec, shape=tuple(shape), spacing_nm=tuple(sp), model=str(model),

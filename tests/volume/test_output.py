@@ -139,3 +139,18 @@ def test_a_crash_before_the_first_block_leaves_no_output(tmp_path, volume, monke
         _predict(["-i", f"{path}:raw", "-m", str(model), "-f", "0", "--overwrite"], tmp_path)
     assert {f: (old / f).read_bytes() for f in _files(old) if (old / f).is_file()} == before
     assert not (tmp_path / ".seg.zarr.reisoseg-new").exists()
+
+
+def test_a_damaged_input_is_a_clear_error_and_writes_nothing(tmp_path, volume):
+    import zarr
+
+    _, vol = volume
+    z = zarr.open_group(str(tmp_path / "vol.zarr"), mode="w", zarr_format=2)
+    arr = z.create_array("raw", shape=vol.shape, chunks=(8, 40, 40), dtype=vol.dtype)
+    arr[:] = vol
+    arr.attrs["resolution"] = list(SPACING)
+    (tmp_path / "vol.zarr" / "raw" / "1.0.0").write_bytes(b"half a chunk")
+    model = make_model(tmp_path / "model", folds=(0,))
+    with pytest.raises(SystemExit, match=r"vol.zarr:raw: cannot read voxels \[8:16.*damaged or incomplete"):
+        _predict(["-i", f"{tmp_path}/vol.zarr:raw", "-m", str(model), "-f", "0"], tmp_path)
+    assert not (tmp_path / "seg.zarr").exists()
