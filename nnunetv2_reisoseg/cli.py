@@ -27,40 +27,13 @@ def _load_plans(dataset: str, plans: str) -> dict:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    from nnunetv2_reisoseg.method.describe import describe_pi_plan
 
-    from nnunetv2_reisoseg.method.network import pi_plan_from_configuration
-    from nnunetv2_reisoseg.method.pi_module import PIModule
-
-    plans = _load_plans(args.dataset, args.plans)
-    pm = PlansManager(plans)
-    if args.configuration not in plans["configurations"]:
-        raise SystemExit(f"configuration {args.configuration} not in plans; available: {list(plans['configurations'])}")
-    cm = pm.get_configuration(args.configuration)
-    if len(cm.patch_size) != 3:
-        raise SystemExit(f"{args.configuration} is 2D: ReIsoSeg needs a 3D configuration such as 3d_fullres.")
     try:
-        plan = pi_plan_from_configuration(cm, args.pi_levels, args.reduction)
+        print(describe_pi_plan(_load_plans(args.dataset, args.plans), args.configuration, args.pi_levels,
+                               args.reduction))
     except ValueError as e:
-        raise SystemExit(f"ReIsoSeg cannot train {args.configuration}: {e}") from None
-    pi = PIModule(plan.channels, plan.ratios, plan.levels, plan.section_axis, args.reduction)
-    n_pi = sum(p.numel() for p in pi.parameters())
-    channels = cm.network_arch_init_kwargs["features_per_stage"]
-    print(f"{pm.dataset_name} / {pm.plans_name} / {args.configuration} ({cm.network_arch_class_name})")
-    print(f"network-space spacing {tuple(cm.spacing)}, patch {tuple(cm.patch_size)}, section axis "
-          f"{plan.section_axis} (transpose_forward {pm.transpose_forward})")
-    print(f"{'stage':>5}  {'features':>8}  {'patch shape':>16}  {'spacing':>24}  {'ratio':>6}  PI module")
-    for s, (shape, sp, r) in enumerate(zip(plan.stage_shapes, plan.stage_spacings, plan.stage_ratios)):
-        if s in plan.levels:
-            i = plan.levels.index(s)
-            use = (f"yes: {shape[plan.section_axis]} -> {plan.iso_sizes[i]} sections, channels {plan.channels[i]} "
-                   f"-> {plan.inner_channels[i]}")
-        else:
-            use = "no (full resolution)" if s == 0 else "no (bottleneck)" if s == len(plan.stage_ratios) - 1 else "no"
-        sp_txt = "x".join(f"{v:g}" for v in sp)
-        print(f"{s:>5}  {channels[s]:>8}  {'x'.join(map(str, shape)):>16}  {sp_txt:>24}  {r:>6.3g}  {use}")
-    print(f"PI levels {list(plan.levels)}; isotropic branch parameters: {n_pi:,} in the PI module plus the "
-          "isotropic output heads (training only; inference runs the stock network)")
+        raise SystemExit(str(e)) from None
     return 0
 
 
@@ -127,8 +100,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
                              "section thickness a whole number of lateral pixels (e.g. 40 10 10 or 45 5 5)")
         anisotropy, xy_nm = round(vz / vy), vy
     try:
-        spec = SynthSpec(args.cases, tuple(args.shape), anisotropy, xy_nm, args.seed, args.test_cases, args.membranes,
-                         args.missing_sections)
+        spec = SynthSpec(cases=args.cases, shape=tuple(args.shape), anisotropy=anisotropy, xy_nm=xy_nm, seed=args.seed,
+                         test_cases=args.test_cases, membranes_class=args.membranes,
+                         missing_sections=args.missing_sections)
         path = generate_dataset(raw, args.dataset_id, args.name, spec, args.overwrite)
     except (FileExistsError, ValueError) as e:
         raise SystemExit(f"synth: {e}") from None
@@ -173,9 +147,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
         rules.background = tuple(args.background)
     test = [Pair(i, args.test_labels[k] if args.test_labels else None) for k, i in enumerate(args.test_image)]
     try:
-        options = ConvertOptions(args.spacing and tuple(args.spacing), args.split, args.split_axis, rules,
-                                 args.channel_name, args.class_names and tuple(args.class_names),
-                                 tuple(args.downsample) if args.downsample else (1, 1, 1), args.hold_out)
+        options = ConvertOptions(spacing_nm=args.spacing and tuple(args.spacing), split=args.split,
+                                 split_axis=args.split_axis, rules=rules, channel_name=args.channel_name,
+                                 class_names=args.class_names and tuple(args.class_names),
+                                 downsample=tuple(args.downsample) if args.downsample else (1, 1, 1),
+                                 hold_out=args.hold_out)
         path = convert(raw, args.dataset_id, args.name, [Pair(i, lab) for i, lab in zip(args.image, args.labels)],
                        test, options, args.overwrite)
     except (ConvertError, FileExistsError) as e:
@@ -225,11 +201,13 @@ def cmd_predict_volume(args: argparse.Namespace) -> int:
                          "--instances")
     instances = InstanceOptions(args.connectivity or 26, args.min_size or 0.0) if args.instances else None
     try:
-        options = PredictOptions(tuple(args.folds), args.checkpoint, args.step_size, not args.disable_tta, args.device,
-                                 args.block_size and tuple(args.block_size), args.spacing and tuple(args.spacing),
-                                 args.save_probabilities)
-        predict_volume(args.input, args.output, args.model, options,
-                       RunOptions(args.workers, args.scheduler, args.c, args.overwrite), instances)
+        options = PredictOptions(folds=tuple(args.folds), checkpoint=args.checkpoint, step_size=args.step_size,
+                                 tta=not args.disable_tta, device=args.device,
+                                 block_size=args.block_size and tuple(args.block_size),
+                                 spacing=args.spacing and tuple(args.spacing),
+                                 save_probabilities=args.save_probabilities)
+        run = RunOptions(workers=args.workers, scheduler=args.scheduler, cont=args.c, overwrite=args.overwrite)
+        predict_volume(args.input, args.output, args.model, options, run, instances)
     except VolumeError as e:
         raise SystemExit(f"predict-volume: {e}") from None
     return 0
@@ -276,14 +254,15 @@ def _evaluate(args: argparse.Namespace, reading) -> dict:
             print(f"evaluate: {'x'.join(map(str, shape))} voxels do not fit in memory comfortably; evaluating "
                   "block by block (surface distances are null then)", file=sys.stderr)
     if not blockwise:
-        return evaluate_files(args.prediction, args.reference, args.spacing, args.classes, args.probabilities,
-                              args.connectivity, args.ignore_label, reading)
+        return evaluate_files(args.prediction, args.reference, args.spacing, args.classes, args.connectivity,
+                              args.ignore_label, reading, probabilities=args.probabilities)
     if args.probabilities:
         raise EvaluationError("--probabilities ranks objects in memory only; drop it (AP then ranks by size) "
                               "or evaluate without --blockwise")
-    run = bw.BlockwiseRun(args.block_size and tuple(args.block_size), args.workers, args.scheduler, args.work_dir)
+    run = bw.BlockwiseRun(block_shape=args.block_size and tuple(args.block_size), workers=args.workers,
+                          scheduler=args.scheduler, work_dir=args.work_dir)
     return bw.evaluate_blockwise(args.prediction, args.reference, args.spacing, args.classes, args.connectivity,
-                                 args.ignore_label, run, reading)
+                                 args.ignore_label, reading, run=run)
 
 
 def _evaluate_json(path: Path) -> str | None:
@@ -489,9 +468,9 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--preset", default="smoke", choices=tuple(PRESETS),
                    help="training budget and the synthetic dataset it generates: smoke (a pipeline check, ~10 min "
                         "on a 2-core CPU), plateau (stock nnU-Net levels off on a 2-core CPU, ~12 min per stock "
-                        "training), phantom (mitochondria at physical scale, ~10 min per stock training), vnc (the "
-                        "converted ssTEM VNC stack, named as DATASET; generates nothing), short and full "
-                        "(GPU; full = nnU-Net's 1000 x 250)")
+                        "training), phantom (mitochondria at physical scale, ~10 min per stock training), realcpu "
+                        "(your own real dataset on a CPU, named as DATASET; generates nothing; vnc is the same budget "
+                        "under the VNC study's name), short and full (GPU; full = nnU-Net's 1000 x 250)")
     s.add_argument("--folds", type=int, nargs="+", default=None, help="folds to train (default 0)")
     s.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="seeds to train (default 0); every method trains each seed on each fold")

@@ -115,7 +115,7 @@ def child(folder: str, block: list[int], workers: int) -> dict:
 
     t0 = time.perf_counter()
     result = evaluate_blockwise(f"{folder}/prediction.zarr", f"{folder}/reference.zarr",
-                                run=BlockwiseRun(tuple(block), workers, work_dir=folder))
+                                run=BlockwiseRun(block_shape=tuple(block), workers=workers, work_dir=folder))
     seconds = time.perf_counter() - t0
     # the largest of this process and the workers it reaped (the generating processes are not among them)
     peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))

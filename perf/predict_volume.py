@@ -106,7 +106,7 @@ def child(kind: str, model: str, volume: str, device: str, block: list[int] | No
         PredictOptions = None  # noqa: N806 (a class, or its absence)
     t0 = time.perf_counter()
     if PredictOptions is not None:
-        s = predict_volume(f"{volume}:raw", out, model, PredictOptions((0,), tta=False, device=device,
+        s = predict_volume(f"{volume}:raw", out, model, PredictOptions(folds=(0,), tta=False, device=device,
                                                                        block_size=block),
                            RunOptions(progress=False), **extra)
     else:

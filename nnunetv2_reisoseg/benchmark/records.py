@@ -39,3 +39,37 @@ class TrainingRecord(TypedDict):
     plateau: dict
     curves: dict[str, list[float]]
     cases: list[CaseResult]
+
+
+class BenchmarkResults(TypedDict, total=False):
+    """``results.json``: what ran (dataset, preset, budget, methods and their trainers, pairs, machine, plan) and
+    every training's record; ``write_results`` adds ``summary``, ``costs`` and ``figure``. ``report.py`` reads
+    nothing else."""
+
+    dataset: str
+    preset: str
+    budget: dict
+    methods: list[str]
+    trainers: dict[str, str]
+    pairs: list[list[int]]
+    folds: list[int]
+    seeds: list[int]
+    device: str
+    machine: str
+    command: str
+    synthetic: bool
+    patch_size: list[int]
+    batch_size: int
+    spacing: list[float]
+    classes: dict[str, str]
+    plans: str
+    features_per_stage: list[int] | None
+    nnunet_workers: dict[str, str | None]
+    primary_measures: list[list[str]]
+    primary_classes: list[str]
+    reisoseg_info: str
+    data: dict
+    trainings: list[TrainingRecord]
+    summary: dict
+    costs: dict
+    figure: dict | None

@@ -26,9 +26,10 @@ from nnunetv2_reisoseg.benchmark.datacheck import check_dataset
 from nnunetv2_reisoseg.benchmark.figure import write_xz_figure
 from nnunetv2_reisoseg.benchmark.metrics import evaluate_case
 from nnunetv2_reisoseg.benchmark.presets import CONFIGURATION, METHODS, PLANS, PRESETS, plans_name, trainer_name
-from nnunetv2_reisoseg.benchmark.records import CaseResult, TrainingRecord
+from nnunetv2_reisoseg.benchmark.records import BenchmarkResults, CaseResult, TrainingRecord
 from nnunetv2_reisoseg.benchmark.report import machine, primary_measures, write_plots, write_report
 from nnunetv2_reisoseg.benchmark.stats import PLATEAU_CURVE, costs, flatten_cases, plateau, summarize
+from nnunetv2_reisoseg.method.describe import describe_pi_plan
 
 
 class BenchmarkError(RuntimeError):
@@ -78,32 +79,28 @@ def ensure_dataset(dataset: str | None, preset: str) -> tuple[int, str]:
     """The dataset's id and folder name; generates the preset's synthetic dataset when none is named."""
     raw, _ = _env_paths()
     if dataset is None:
-        from nnunetv2_reisoseg.data.synth import SynthSpec, generate_dataset
+        from nnunetv2_reisoseg.data.synth import generate_dataset
 
-        spec = dict(PRESETS[preset].synth)
-        if not spec:
+        synth = PRESETS[preset].synth
+        if synth is None:
             raise BenchmarkError(f"the {preset} preset generates no data: name the dataset it was made for "
                                  "(README, 'The studies'), e.g. reisoseg benchmark Dataset970_VNC --preset vnc")
-        expected = (f"reisoseg synth: anisotropy {spec['anisotropy']}, {spec['xy_nm']} nm lateral, objects at "
-                    f"physical scale, seed 0; "
-                    f"{spec['cases']}+{spec['test_cases']} cases of {'x'.join(map(str, spec['shape']))}")
-        existing = sorted(raw.glob(f"Dataset{spec['dataset_id']:03d}_*"))
+        existing = sorted(raw.glob(f"Dataset{synth.dataset_id:03d}_*"))
         if existing:
             ds = existing[0] / "dataset.json"
             desc = json.loads(ds.read_text()).get("description") if ds.is_file() else None
-            if existing[0].name != f"Dataset{spec['dataset_id']:03d}_{spec['name']}" or desc != expected:
+            if existing[0].name != synth.folder or desc != synth.description:
                 raise BenchmarkError(
-                    f"{existing[0]} exists but is not the {preset} preset's generated dataset ({expected}). "
+                    f"{existing[0]} exists but is not the {preset} preset's generated dataset ({synth.description}). "
                     f"Remove it, or benchmark it by name: reisoseg benchmark {existing[0].name}")
             log(f"reusing {existing[0]}")
         else:
-            log(f"generating the embedded synthetic EM dataset ({expected})")
-            path = generate_dataset(raw, spec["dataset_id"], spec["name"], SynthSpec(
-                spec["cases"], tuple(spec["shape"]), spec["anisotropy"], spec["xy_nm"], 0, spec["test_cases"]))
+            log(f"generating the embedded synthetic EM dataset ({synth.description})")
+            path = generate_dataset(raw, synth.dataset_id, synth.name, synth.spec())
             ds = json.loads((path / "dataset.json").read_text())
-            ds["description"] = expected
+            ds["description"] = synth.description
             (path / "dataset.json").write_text(json.dumps(ds, indent=2))
-        return spec["dataset_id"], f"Dataset{spec['dataset_id']:03d}_{spec['name']}"
+        return synth.dataset_id, synth.folder
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
     try:
@@ -372,9 +369,10 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke",
     check_output_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plans = ensure_plans(ds.id, ds.name, out_dir, preset)
-    info = subprocess.run([sys.executable, "-m", "nnunetv2_reisoseg", "info", str(ds.id), "-p",
-                           plans_name(preset)], capture_output=True, text=True, check=False)
-    pi_plan = info.stdout if info.returncode == 0 else f"reisoseg info failed: {info.stderr.strip()[-500:]}"
+    try:
+        pi_plan = describe_pi_plan(plans, CONFIGURATION)
+    except ValueError as e:
+        pi_plan = str(e)
     budget = PRESETS[preset]
     missing = [n for n in budget.primary_classes if n not in ds.labels]
     if missing:
@@ -395,7 +393,7 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke",
         + (f" of {', '.join(budget.primary_classes)}" if primary_classes else " of every class"))
     trainings = train_all(ds, preset, pairs, methods, device, out_dir)
     cfg = plans["configurations"][CONFIGURATION]
-    results = {
+    results: BenchmarkResults = {
         "dataset": ds.name, "preset": preset, "budget": asdict(budget), "methods": list(methods),
         "trainers": {m: trainer_name(m, preset) for m in methods}, "pairs": [list(p) for p in pairs],
         "folds": sorted({f for _, f in pairs}), "seeds": sorted({s for s, _ in pairs}),
@@ -493,7 +491,7 @@ def _equal_time_env(run: Run, preset: str, walls: dict[str, float]) -> dict[str,
     return {EPOCHS_ENV: str(epochs)}
 
 
-def write_results(results: dict, out_dir: Path, dataset_dir: Path | None = None) -> Path:
+def write_results(results: BenchmarkResults, out_dir: Path, dataset_dir: Path | None = None) -> Path:
     """The statistics over the trainings, then ``results.json``, the plots (with ``dataset_dir``, the XZ cut of a
     test case) and ``report.md``."""
     trainings, methods = results["trainings"], results["methods"]

@@ -251,7 +251,7 @@ def save_preview(image: np.ndarray, labels: np.ndarray, anisotropy: float, path:
         plt.close(fig)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SynthSpec:
     """What ``generate_dataset`` generates: how many cases of which grid, and the options of the data."""
 

@@ -108,7 +108,7 @@ def _class_result(work: Path, n_blocks: int, c: int) -> dict:
     return {k: row[k] for k in FIELDS}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BlockwiseRun:
     """How a blockwise evaluation runs: its blocks, where (serial, ``workers`` local processes or a dask
     ``scheduler``) and where its scratch goes (a temporary folder inside ``work_dir``)."""
@@ -122,7 +122,7 @@ class BlockwiseRun:
 
 def evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None = None,
                        classes: Sequence[int] | None = None, connectivity: int = 26, ignore_label: int | None = None,
-                       run: BlockwiseRun | None = None, reading: ReadOptions | None = None) -> dict[str, dict]:
+                       reading: ReadOptions | None = None, *, run: BlockwiseRun | None = None) -> dict[str, dict]:
     """Every field of ``evaluate_labels`` except the surface distances (null), block by block. Scratch (object
     ids, 4 bytes per voxel and volume, compressed) goes to a temporary folder inside ``run.work_dir``."""
     run, reading = run or BlockwiseRun(), reading or ReadOptions()
@@ -156,9 +156,9 @@ def _evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None, cl
         with TaskRunner(workers, scheduler, progress, stream=sys.stderr) as runner:
             labelled = {}
             for name, spec, mask in (("reference", ref, None), ("prediction", pred, ref)):
-                s = inst.InstanceSettings(spec, p_shape, block, block, sp, connectivity, 0.0,
-                                          mask if ignore_label is not None else None, ignore_label,
-                                          background=tuple(reading.background))
+                s = inst.InstanceSettings(source=spec, shape=p_shape, block_shape=block, chunks=block, spacing_nm=sp,
+                                          connectivity=connectivity, mask=mask if ignore_label is not None else None,
+                                          ignore_label=ignore_label, background=tuple(reading.background))
                 if progress:
                     print(f"evaluate: objects of the {name} ({len(s.blocks)} blocks of {'x'.join(map(str, block))})",
                           file=sys.stderr, flush=True)

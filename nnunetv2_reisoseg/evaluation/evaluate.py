@@ -239,9 +239,10 @@ class ReadOptions:
 
 
 def evaluate_files(pred: str, ref: str, spacing: Sequence[float] | None = None, classes: Sequence[int] | None = None,
-                   probabilities: str | None = None, connectivity: int = 26, ignore_label: int | None = None,
-                   reading: ReadOptions | None = None) -> dict[str, dict]:
-    """``evaluate_labels`` of two volumes on disk (``read_labels``)."""
+                   connectivity: int = 26, ignore_label: int | None = None, reading: ReadOptions | None = None, *,
+                   probabilities: str | None = None) -> dict[str, dict]:
+    """``evaluate_labels`` of two volumes on disk (``read_labels``); the arguments of ``evaluate_blockwise`` in
+    its order, and ``probabilities`` (in memory only) to rank predicted objects."""
     reading = reading or ReadOptions()
     p, p_sp = read_labels(pred, reading.background, reading.allow_unfinished)
     r, r_sp = read_labels(ref, reading.background, reading.allow_unfinished)

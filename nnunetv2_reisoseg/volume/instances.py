@@ -46,7 +46,7 @@ class InstanceError(ValueError):
     """Instances cannot be made as asked; the message names the problem and the fix."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class InstanceSettings:
     """One blockwise labelling. ``source`` is a label volume ``reisoseg convert`` reads (PATH[:KEY]); voxels
     where the volume ``mask`` holds ``ignore_label`` count as background. ``dest`` (a zarr array path) gets

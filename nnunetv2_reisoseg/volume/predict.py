@@ -1,5 +1,5 @@
 """``reisoseg predict-volume``: segment a volume larger than memory with any nnU-Net 3D model, block by block,
-with nnU-Net's own answer.
+with nnU-Net's own answer. This module is the driver; the workers' code is ``blocks.py``.
 
 A run is a few named parts, as in daisy: the total region (the volume), the blocks that partition it (each
 writes whole output chunks of its own), the region a block reads (the nnU-Net tiles that touch it), a
@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext, redirect_stdout
+from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,12 +35,12 @@ from nnunetv2_reisoseg.io.volumes import VolumeReadError, input_path, read_volum
 from nnunetv2_reisoseg.volume import grid as g
 from nnunetv2_reisoseg.volume import instances as inst
 from nnunetv2_reisoseg.volume import output as store
-from nnunetv2_reisoseg.volume.intensity import NonFiniteError, Normalizer, VolumeStats, check_scheme, stream_stats
+from nnunetv2_reisoseg.volume.blocks import finish_block, release_predictors, run_block
+from nnunetv2_reisoseg.volume.intensity import NonFiniteError, VolumeStats, check_scheme, stream_stats
 from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions, RunSettings
 from nnunetv2_reisoseg.volume.tasks import TaskRunner
 
 SLAB_VOXELS = 2**24  # voxels per slab of the statistics pass (128 MB in float64)
-BORDER_VOXELS = 2**25  # voxels per region of pass 2 (per class and fold: 128 MB of float32 sums)
 
 
 class VolumeError(ValueError):
@@ -48,7 +48,34 @@ class VolumeError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------ model
-def check_model(model: Path, folds: Sequence[int | str], checkpoint: str) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class ModelInfo:
+    """What ``check_model`` finds in a model folder: its plans, configuration, dataset.json and trainer."""
+
+    plans: dict
+    configuration: str
+    dataset_json: dict
+    trainer: str | None
+
+    @property
+    def cfg(self) -> dict:
+        """The configuration's entry of the plans (patch size, spacing, ...)."""
+        return self.plans["configurations"][self.configuration]
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """dataset.json's label classes (regions' lists left out)."""
+        return {k: v for k, v in self.dataset_json["labels"].items() if isinstance(v, int)}
+
+    @property
+    def n_outputs(self) -> int:
+        """The network's output channels (nnU-Net's segmentation heads)."""
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        return PlansManager(self.plans).get_label_manager(self.dataset_json).num_segmentation_heads
+
+
+def check_model(model: Path, folds: Sequence[int | str], checkpoint: str) -> ModelInfo:
     """The model folder's plans, dataset.json and configuration; clear errors for what is missing."""
     import json
 
@@ -69,7 +96,6 @@ def check_model(model: Path, folds: Sequence[int | str], checkpoint: str) -> dic
     _check_trainer(ckpt.get("trainer_name"), model)
     plans = json.loads((model / "plans.json").read_text())
     configuration = ckpt["init_args"]["configuration"]
-    cfg = plans["configurations"][configuration]
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     cm = PlansManager(plans).get_configuration(configuration)
@@ -84,8 +110,8 @@ def check_model(model: Path, folds: Sequence[int | str], checkpoint: str) -> dic
             check_scheme(scheme, masked)
         except ValueError as e:
             raise VolumeError(str(e)) from None
-    return {"plans": plans, "configuration": configuration, "cfg": cfg, "dataset_json": dataset_json,
-            "trainer": ckpt.get("trainer_name")}
+    return ModelInfo(plans=plans, configuration=configuration, dataset_json=dataset_json,
+                     trainer=ckpt.get("trainer_name"))
 
 
 def _check_trainer(name: str | None, model: Path) -> None:
@@ -99,214 +125,6 @@ def _check_trainer(name: str | None, model: Path) -> None:
         raise VolumeError(f"{model}'s checkpoint was written by trainer {name}, which nnU-Net cannot find ({e}). "
                           "Install the package that defines it and add its folder to nnUNet_extTrainer, or export "
                           "the model for stock nnU-Net (reisoseg export-stock)") from None
-
-
-class BlockPredictor:
-    """One process's nnU-Net predictor for a run (network, every fold's weights), input and output stores."""
-
-    def __init__(self, settings: RunSettings, out: Path) -> None:
-        import torch
-        import zarr
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-        from nnunetv2.inference.sliding_window_prediction import compute_gaussian
-
-        self.settings = settings
-        self.device = torch.device(settings.device)
-        p = nnUNetPredictor(tile_step_size=settings.step_size, use_gaussian=True, use_mirroring=settings.tta,
-                            perform_everything_on_device=self.device.type == "cuda", device=self.device, verbose=False,
-                            verbose_preprocessing=False, allow_tqdm=False)
-        with our_trainers():  # nnU-Net finds nnUNetTrainerReIso and the paper network through nnUNet_extTrainer
-            p.initialize_from_trained_model_folder(settings.model, use_folds=tuple(settings.folds),
-                                                   checkpoint_name=settings.checkpoint)
-        self.predictor = p
-        self.network = p.network.to(self.device).eval()
-        self._loaded = 0  # the fold whose weights the network holds (nnU-Net loads the first)
-        cm, pm = p.configuration_manager, p.plans_manager
-        self.tf = tuple(pm.transpose_forward)
-        stats = settings.volume_stats
-        self.normalize = Normalizer(cm.normalization_schemes[0], cm.use_mask_for_norm[0],
-                                    pm.foreground_intensity_properties_per_channel["0"], stats)
-        self.grid = g.TileGrid(g.to_network(stats.bbox, self.tf), tuple(cm.patch_size), settings.step_size)
-        self.layout = g.Layout(self.grid, tuple(settings.shape), tuple(settings.block_shape), self.tf)
-        self.gaussian = compute_gaussian(tuple(cm.patch_size), sigma_scale=1. / 8, value_scaling_factor=10,
-                                         device=self.device)
-        self.volume = read_volume(settings.input)
-        root = zarr.open_group(str(out), mode="r+")
-        self.labels = root["0"]
-        self.probabilities = root["probabilities"]["0"] if settings.save_probabilities else None
-        self.out = out
-
-    def _autocast(self):
-        import torch
-
-        # as nnU-Net's predict_sliding_window_return_logits: autocast on CUDA only
-        return torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else nullcontext()
-
-    def input_region(self, region: g.Box) -> np.ndarray:
-        """Normalised data of a padded-space region, zero where nnU-Net pads (network axes, channel first)."""
-        valid = tuple((pb, pb + n) for pb, n in zip(self.grid.pad_below, self.grid.cropped_shape))
-        inner = g.intersect(region, valid)
-        data = np.zeros((1, *g.size(region)), np.float32)
-        if inner is not None:
-            box_in = g.to_input(self.grid.network_from_padded(inner), self.tf)
-            raw = np.asarray(self.volume.array[g.slices(box_in)]).transpose(self.tf)
-            rel = g.shift(inner, [-lo for lo, _ in region])
-            data[(0, *g.slices(rel))] = self.normalize(raw)
-        return data
-
-    def sums(self, plan: g.BlockPlan):
-        """The block's own tiles over their union (network axes), fold by fold: nnU-Net's Gaussian-weighted
-        fp16 sums in its tile order. Hands each fold's sums over the border pieces to their blocks as soon
-        as the fold is done (memory: one fold's sums), and returns the fold-averaged logits of the interior,
-        nnU-Net's to the bit."""
-        import torch
-
-        p = self.predictor
-        x = torch.from_numpy(self.input_region(plan.read))
-        read_lo = [-v for v, _ in plan.read]
-        size = g.size(plan.read)
-        heads = p.label_manager.num_segmentation_heads
-        inner = None if plan.interior is None else g.slices(g.shift(plan.interior, read_lo))
-        total = None
-        with torch.inference_mode(), self._autocast():
-            for f, params in enumerate(p.list_of_parameters):
-                if self._loaded != f:  # as nnU-Net: a compiled network takes the weights through its original module
-                    getattr(self.network, "_orig_mod", self.network).load_state_dict(params)
-                    self._loaded = f
-                acc = torch.zeros((heads, *size), dtype=torch.half, device=self.device)
-                weight = torch.zeros(size, dtype=torch.half, device=self.device)
-                for tile in plan.tiles:
-                    sl = g.slices(g.shift(tile, read_lo))
-                    work = torch.clone(x[(slice(None), *sl)][None], memory_format=torch.contiguous_format)
-                    pred = p._internal_maybe_mirror_and_predict(work.to(self.device))[0].to(self.device)
-                    pred *= self.gaussian
-                    acc[(slice(None), *sl)] += pred
-                    weight[sl] += self.gaussian
-                for k, (j, box) in enumerate(plan.pieces):
-                    sl = g.slices(g.shift(box, read_lo))
-                    store.save_piece(self.out, j, plan.index, k, f, box, acc[(slice(None), *sl)].cpu().numpy(),
-                                     weight[sl].cpu().numpy())
-                if inner is not None:
-                    logits = torch.div(acc[(slice(None), *inner)], weight[inner]).to("cpu")
-                    total = logits if total is None else total.add_(logits)
-                del acc
-            if total is not None and len(p.list_of_parameters) > 1:
-                total /= len(p.list_of_parameters)
-        return total
-
-    def _blank(self, plan: g.BlockPlan) -> tuple[np.ndarray, np.ndarray | None]:
-        """Labels and probabilities of a block before any logits: background."""
-        shape = g.size(plan.box)
-        probs = None
-        if self.probabilities is not None:
-            probs = np.zeros((self.probabilities.shape[0], *shape), np.float16)
-            if not self.predictor.label_manager.has_regions:
-                probs[0] = 1  # outside nnU-Net's crop: background, as its revert_cropping_on_probabilities
-        return np.zeros(shape, dtype=self.labels.dtype), probs
-
-    def _place(self, logits, region: g.Box, plan: g.BlockPlan, labels: np.ndarray, probs: np.ndarray | None) -> None:
-        """Labels (and probabilities) from the logits of a padded-space region, into the block's arrays."""
-        lm = self.predictor.label_manager
-        inside = g.to_input(self.grid.network_from_padded(region), self.tf)
-        rel = g.slices(g.shift(inside, [-lo for lo, _ in plan.box]))
-        tb = [self.tf.index(a) for a in range(3)]  # transpose_backward
-        labels[rel] = np.asarray(lm.convert_logits_to_segmentation(logits.numpy())).transpose(tb)
-        if probs is not None:
-            pr = lm.apply_inference_nonlin(logits).numpy()
-            probs[(slice(None), *rel)] = pr.transpose([0, *(a + 1 for a in tb)])
-
-    def _write(self, plan: g.BlockPlan, labels: np.ndarray, probs: np.ndarray | None) -> None:
-        self.labels[g.slices(plan.box)] = labels
-        if probs is not None:
-            self.probabilities[(slice(None), *g.slices(plan.box))] = probs
-
-    def run(self, plan: g.BlockPlan) -> dict:
-        """Pass 1: predict the block's own tiles, write the labels of its interior, and hand the sums over
-        every border to the block it belongs to (``store.save_piece``)."""
-        t0 = time.perf_counter()
-        labels, probs = self._blank(plan)
-        if plan.read is not None:
-            total = self.sums(plan)
-            if total is not None:
-                self._place(total, plan.interior, plan, labels, probs)
-        self._write(plan, labels, probs)
-        info = {"seconds": time.perf_counter() - t0, "tiles": len(plan.tiles)}
-        store.mark_summed(self.out, plan.index, info)
-        return info
-
-    def _border_logits(self, index: int, region: g.Box):
-        """Fold-averaged logits of a border region of block ``index`` from every block's pieces, with nnU-Net's
-        float16 steps from each fold's logits on."""
-        import torch
-
-        heads = self.predictor.label_manager.num_segmentation_heads
-        lo = [-v for v, _ in region]
-        n_folds = len(self.predictor.list_of_parameters)
-        total = None
-        for f in range(n_folds):
-            acc = torch.zeros((heads, *g.size(region)), dtype=torch.float32)
-            weight = torch.zeros(g.size(region), dtype=torch.float32)
-            for box, a, w in store.pieces_for(self.out, index, f, region):
-                inter = g.intersect(box, region)
-                src = g.slices(g.shift(inter, [-v for v, _ in box]))
-                dst = g.slices(g.shift(inter, lo))
-                # np.array copies the memory-mapped piece: torch wants writable memory
-                acc[(slice(None), *dst)] += torch.from_numpy(np.array(a[(slice(None), *src)])).float()
-                weight[dst] += torch.from_numpy(np.array(w[src])).float()
-            logits = torch.div(acc.half(), weight.half())
-            total = logits if total is None else total.add_(logits)
-        if n_folds > 1:
-            total /= n_folds
-        return total
-
-    def finish(self, plan: g.BlockPlan) -> dict:
-        """Pass 2: add up every block's sums over this block's border and write its labels there."""
-        t0 = time.perf_counter()
-        if plan.border:
-            labels = np.asarray(self.labels[g.slices(plan.box)])
-            probs = (np.asarray(self.probabilities[(slice(None), *g.slices(plan.box))])
-                     if self.probabilities is not None else None)
-            # region by region (bounded in size), fold by fold: memory stays near one fold's sums of one slab
-            for region in (r for b in plan.border for r in g.split_box(b, BORDER_VOXELS)):
-                self._place(self._border_logits(plan.index, region), region, plan, labels, probs)
-            self._write(plan, labels, probs)
-        info = {"seconds": time.perf_counter() - t0}
-        store.mark_done(self.out, plan.index, info)
-        return info
-
-
-_PREDICTORS: dict[tuple[str, str], BlockPredictor] = {}
-
-
-def _predictor(out: Path) -> BlockPredictor:
-    """This process's predictor for the run in ``out`` (made once, then reused for every block)."""
-    import json
-
-    settings = RunSettings.from_json(store.settings_of(out))
-    key = (str(out), json.dumps(settings.to_json(), sort_keys=True))
-    if key not in _PREDICTORS:
-        _release()
-        _PREDICTORS[key] = BlockPredictor(settings, out)
-    return _PREDICTORS[key]
-
-
-def _release() -> None:
-    """Drop this process's predictor and close its input (after a serial run)."""
-    for bp in _PREDICTORS.values():
-        bp.volume.close()
-    _PREDICTORS.clear()
-
-
-def run_block(out: str, index: int) -> dict:
-    """Pass 1 on one block of the run whose output is ``out``: all a worker receives are these two values."""
-    bp = _predictor(Path(out))
-    return {"index": index, **bp.run(bp.layout.plan(index))}
-
-
-def finish_block(out: str, index: int) -> dict:
-    """Pass 2 on one block (after pass 1 on every block)."""
-    bp = _predictor(Path(out))
-    return {"index": index, **bp.finish(bp.layout.plan(index))}
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -351,9 +169,8 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
         raise VolumeError(str(e)) from None
     info = check_model(model, options.folds, options.checkpoint)
     settings = plan_run(input_spec, model, options, info, dest.previous, norm_stats, run.progress)
-    labels = {k: v for k, v in info["dataset_json"]["labels"].items() if isinstance(v, int)}
     try:
-        summary = _write(dest, settings, info, labels, run, instances)
+        summary = _write(dest, settings, info, run, instances)
     except BaseException as e:
         if dest.created and dest.work.exists() and not store.written_any(dest.work):
             shutil.rmtree(dest.work)  # nothing of this run worth continuing: leave no output behind
@@ -364,19 +181,19 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
     return summary
 
 
-def _write(dest: store.Destination, settings: RunSettings, info: dict, labels: dict[str, int], run: RunOptions,
+def _write(dest: store.Destination, settings: RunSettings, info: ModelInfo, run: RunOptions,
            instances: InstanceOptions | None) -> Summary:
     """Create (or reopen) the store, run both passes and the instances, mark it complete and swap it into place."""
     out = dest.work
     try:
-        done = store.prepare(out, settings, labels, _n_outputs(info), dest.previous)
+        done = store.prepare(out, settings, info.labels, info.n_outputs, dest.previous)
     except OutputError as e:
         raise VolumeError(str(e)) from None
-    with TaskRunner(run.workers, run.scheduler, run.progress, release=_release) as runner:
+    with TaskRunner(run.workers, run.scheduler, run.progress, release=release_predictors) as runner:
         summary = predict_blocks(out, settings, info, done, runner, run.progress)
         if instances is not None:
             t0 = time.perf_counter()
-            summary.objects = len(write_instances(out, settings, labels, instances, runner, run.cont))
+            summary.objects = len(write_instances(out, settings, info.labels, instances, runner, run.cont))
             summary.instance_seconds = time.perf_counter() - t0
             if run.progress:
                 print(f"predict-volume: {summary.objects} objects in {dest.out / 'labels' / 'instances'} "
@@ -401,7 +218,7 @@ def check_options(options: PredictOptions, instances: InstanceOptions | None) ->
         raise VolumeError("-device cuda but CUDA is not available here; pass -device cpu")
 
 
-def plan_run(input_spec: str, model: Path, options: PredictOptions, info: dict, previous: dict | None,
+def plan_run(input_spec: str, model: Path, options: PredictOptions, info: ModelInfo, previous: dict | None,
              norm_stats: VolumeStats | None, progress: bool) -> RunSettings:
     """The run's settings: the input checked against the model, the blocks and chunks, and the intensity
     statistics (those of the run being continued, given ones, or a streaming pass over the input)."""
@@ -414,12 +231,12 @@ def plan_run(input_spec: str, model: Path, options: PredictOptions, info: dict, 
         sp = tuple(float(s) for s in options.spacing) if options.spacing is not None else vol.spacing_nm
         if sp is None:
             raise VolumeError(f"{vol.source}: no voxel size in the file; pass --spacing Z Y X in nm")
-        n_channels = len(info["dataset_json"]["channel_names"])
+        n_channels = len(info.dataset_json["channel_names"])
         if n_channels != 1:
             raise VolumeError(f"the model takes {n_channels} input channels; predict-volume reads one-channel volumes")
-        tf = info["plans"].get("transpose_forward", [0, 1, 2])
-        _check_voxel_size(vol.source, shape, sp, tf, info["cfg"]["spacing"])
-        chunks, block = _blocks(shape, tf, info["cfg"]["patch_size"], options.block_size)
+        tf = info.plans.get("transpose_forward", [0, 1, 2])
+        _check_voxel_size(vol.source, shape, sp, tf, info.cfg["spacing"])
+        chunks, block = _blocks(shape, tf, info.cfg["patch_size"], options.block_size)
         if previous is not None and norm_stats is None:
             statistics = previous.get("statistics")  # computed by the run being continued
         else:
@@ -435,7 +252,7 @@ def plan_run(input_spec: str, model: Path, options: PredictOptions, info: dict, 
                        checkpoint=options.checkpoint, step_size=options.step_size, tta=options.tta,
                        device=options.device, block_shape=tuple(block), chunks=tuple(chunks),
                        save_probabilities=options.save_probabilities, transpose_forward=tuple(tf),
-                       trainer=info["trainer"], configuration=info["configuration"], statistics=statistics)
+                       trainer=info.trainer, configuration=info.configuration, statistics=statistics)
 
 
 def _check_voxel_size(source: str, shape: Sequence[int], sp: Sequence[float], tf: Sequence[int],
@@ -488,18 +305,18 @@ def _statistics(vol, progress: bool) -> VolumeStats:
     return stats
 
 
-def predict_blocks(out: Path, settings: RunSettings, info: dict, done: set[int], runner: TaskRunner,
+def predict_blocks(out: Path, settings: RunSettings, info: ModelInfo, done: set[int], runner: TaskRunner,
                    progress: bool) -> Summary:
     """Both passes over the blocks not yet done, on ``runner``; the scratch pieces are removed afterwards."""
     shape, block = tuple(settings.shape), tuple(settings.block_shape)
     all_blocks = g.blocks(shape, block)
     todo = [i for i in range(len(all_blocks)) if i not in done]
     grid = g.TileGrid(g.to_network(settings.volume_stats.bbox, settings.transpose_forward),
-                      tuple(info["cfg"]["patch_size"]), settings.step_size)
+                      tuple(info.cfg["patch_size"]), settings.step_size)
     if progress:
         print(f"predict-volume: {len(all_blocks)} blocks of {'x'.join(map(str, block))} (chunks "
               f"{'x'.join(map(str, settings.chunks))}), {len(done)} already done; {len(grid.tiles())} nnU-Net tiles "
-              f"of {'x'.join(map(str, info['cfg']['patch_size']))}, folds {list(settings.folds)}, TTA "
+              f"of {'x'.join(map(str, info.cfg['patch_size']))}, folds {list(settings.folds)}, TTA "
               f"{'on' if settings.tta else 'off'}, {settings.device}" + runner.describe(), flush=True)
     t0 = time.perf_counter()
     summed = store.done_blocks(out, "summed") | done
@@ -528,9 +345,9 @@ def write_instances(out: Path, settings: RunSettings, labels: dict[str, int], op
 
     shape, chunks = tuple(settings.shape), tuple(settings.chunks)
     dest = out / "labels" / "instances"
-    s = inst.InstanceSettings(str(out), shape, tuple(settings.block_shape), chunks,
-                              tuple(settings.spacing_nm), options.connectivity, options.min_size_nm3,
-                              dest=str(dest / "0"))
+    s = inst.InstanceSettings(source=str(out), shape=shape, block_shape=tuple(settings.block_shape), chunks=chunks,
+                              spacing_nm=tuple(settings.spacing_nm), connectivity=options.connectivity,
+                              min_size_nm3=options.min_size_nm3, dest=str(dest / "0"))
     work = out / store.CONTROL / "instances"
     if not cont and dest.exists():
         shutil.rmtree(dest)
@@ -550,9 +367,3 @@ def write_instances(out: Path, settings: RunSettings, labels: dict[str, int], op
         raise VolumeError(str(e)) from None
     objects.write_csv(dest / "objects.csv", {v: k for k, v in labels.items()})
     return objects
-
-
-def _n_outputs(info: dict) -> int:
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    return PlansManager(info["plans"]).get_label_manager(info["dataset_json"]).num_segmentation_heads

@@ -12,7 +12,7 @@ TILES = "owned"  # each tile predicted once by the block holding its centre (run
 _RESUME = {"resume": True}  # a field that must match for --c to continue a run (the rest is provenance)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PredictOptions:
     """How to predict: nnUNetv2_predict's options, and the blocks."""
 
@@ -26,7 +26,7 @@ class PredictOptions:
     save_probabilities: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunOptions:
     """Where and how a run executes: serial, on a local dask cluster (``workers``) or on a ``scheduler``; whether
     it continues (``cont``) or replaces (``overwrite``) an existing output."""

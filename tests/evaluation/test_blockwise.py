@@ -58,7 +58,8 @@ def test_blocks_give_the_in_memory_result(tmp_path, connectivity):
     pred, ref = _pair()
     p, r = _write(tmp_path / "pred.zarr", pred), _write(tmp_path / "ref.zarr", ref)
     memory = evaluate_files(p, r, connectivity=connectivity)
-    blocks = evaluate_blockwise(p, r, connectivity=connectivity, run=BlockwiseRun((5, 16, 13), progress=False))
+    blocks = evaluate_blockwise(p, r, connectivity=connectivity,
+                                run=BlockwiseRun(block_shape=(5, 16, 13), progress=False))
     assert memory["1"]["split_objects"] > 0 and memory["1"]["false_objects"] > 0  # the pair has errors to find
     assert memory["1"]["ref_objects"] > 3
     _same(blocks, memory)
@@ -68,7 +69,7 @@ def test_two_dask_workers_give_the_in_memory_result(tmp_path):
     """The labelling passes and the tables on a LocalCluster of two processes, alone (not via predict-volume)."""
     pred, ref = _pair(seed=3)
     p, r = _write(tmp_path / "pred.zarr", pred), _write(tmp_path / "ref.zarr", ref)
-    blocks = evaluate_blockwise(p, r, run=BlockwiseRun((5, 16, 13), workers=2, work_dir=str(tmp_path),
+    blocks = evaluate_blockwise(p, r, run=BlockwiseRun(block_shape=(5, 16, 13), workers=2, work_dir=str(tmp_path),
                                                        progress=False))
     _same(blocks, evaluate_files(p, r))
     assert sorted(q.name for q in tmp_path.iterdir()) == ["pred.zarr", "ref.zarr"]  # the scratch is gone
@@ -79,10 +80,11 @@ def test_ignore_label_and_classes(tmp_path):
     ref[:, 10:14] = 7  # an unannotated band
     p, r = _write(tmp_path / "pred.zarr", pred), _write(tmp_path / "ref.zarr", ref)
     memory = evaluate_files(p, r, classes=[1], ignore_label=7)
-    blocks = evaluate_blockwise(p, r, classes=[1], ignore_label=7, run=BlockwiseRun((6, 12, 15), progress=False))
+    blocks = evaluate_blockwise(p, r, classes=[1], ignore_label=7,
+                                run=BlockwiseRun(block_shape=(6, 12, 15), progress=False))
     _same(blocks, memory)
     with pytest.raises(EvaluationError, match=r"class(es)? \[3\] in neither volume"):
-        evaluate_blockwise(p, r, classes=[3], run=BlockwiseRun((6, 12, 15), progress=False))
+        evaluate_blockwise(p, r, classes=[3], run=BlockwiseRun(block_shape=(6, 12, 15), progress=False))
 
 
 def test_cli_blockwise_and_its_refusals(tmp_path, capsys):

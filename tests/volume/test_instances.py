@@ -39,8 +39,9 @@ def _run(tmp_path, data, block, connectivity=26, min_size=0.0, mask=None, ignore
     if dest:
         dest_path = str(tmp_path / "instances.zarr")
         zarr.create_array(store=dest_path, shape=data.shape, chunks=block, dtype=np.uint32, zarr_format=2)
-    s = inst.InstanceSettings(source, data.shape, block, block, SPACING, connectivity, min_size, mask, ignore,
-                              dest_path)
+    s = inst.InstanceSettings(source=source, shape=data.shape, block_shape=block, chunks=block, spacing_nm=SPACING,
+                              connectivity=connectivity, min_size_nm3=min_size, mask=mask, ignore_label=ignore,
+                              dest=dest_path)
     with TaskRunner(progress=False) as runner:
         objects = inst.label_volume(tmp_path / "work", s, runner)
     ids = np.asarray(zarr.open_array(dest_path, mode="r")[...]) if dest else None
@@ -99,7 +100,8 @@ def test_ignore_mask_and_objects_csv(tmp_path):
 def test_continue_refuses_other_settings(tmp_path):
     data = _labels(seed=3)
     _run(tmp_path, data, (4, 8, 7), dest=False)
-    s = inst.InstanceSettings(str(tmp_path / "labels.zarr"), data.shape, (4, 8, 7), (4, 8, 7), SPACING, 6)
+    s = inst.InstanceSettings(source=str(tmp_path / "labels.zarr"), shape=data.shape, block_shape=(4, 8, 7),
+                              chunks=(4, 8, 7), spacing_nm=SPACING, connectivity=6)
     with TaskRunner(progress=False) as runner, pytest.raises(inst.InstanceError, match="connectivity: 26 -> 6"):
         inst.label_volume(tmp_path / "work", s, runner, cont=True)
 
@@ -115,7 +117,8 @@ def test_passes_resume_after_a_kill(tmp_path):
     source = _store(b, data, block)
     dest = str(b / "instances.zarr")
     zarr.create_array(store=dest, shape=data.shape, chunks=block, dtype=np.uint32, zarr_format=2)
-    s = inst.InstanceSettings(source, data.shape, block, block, SPACING, 26, 0.0, None, None, dest)
+    s = inst.InstanceSettings(source=source, shape=data.shape, block_shape=block, chunks=block, spacing_nm=SPACING,
+                              dest=dest)
     inst.prepare_work(b / "work", s, cont=False)
     for i in range(5):
         inst.label_block(str(b / "work"), i)

@@ -116,7 +116,7 @@ def test_same_labels_as_nnunet_with_its_statistics(ws, block, tmp_path):
     root, vol, model = ws
     ref = nnunet_reference(model, vol, (0, 1), tta=False)
     out = tmp_path / "seg.zarr"
-    s = predict_volume(f"{root}/vol.h5:raw", out, model, PredictOptions((0, 1), tta=False, device="cpu",
+    s = predict_volume(f"{root}/vol.h5:raw", out, model, PredictOptions(folds=(0, 1), tta=False, device="cpu",
                                                                         block_size=block),
                        RunOptions(progress=False), norm_stats=nnunet_stats(vol))
     ours = _labels(out)
@@ -138,8 +138,8 @@ def test_same_labels_with_test_time_mirroring(ws, tmp_path):
         f.create_dataset("raw", data=small).attrs["resolution"] = SPACING
     ref = nnunet_reference(model, small, (0,), tta=True)
     predict_volume(f"{tmp_path}/small.h5:raw", tmp_path / "tta.zarr", model,
-                   PredictOptions((0,), tta=True, device="cpu", block_size=(16, 32, 32)), RunOptions(progress=False),
-                   norm_stats=nnunet_stats(small))
+                   PredictOptions(folds=(0,), tta=True, device="cpu", block_size=(16, 32, 32)),
+                   RunOptions(progress=False), norm_stats=nnunet_stats(small))
     ours, away = _labels(tmp_path / "tta.zarr"), _away_from_borders(tmp_path / "tta.zarr")
     assert np.array_equal(ours[away], ref[away]) and (ours == ref).mean() >= 0.999
 

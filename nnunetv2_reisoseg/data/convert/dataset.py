@@ -98,7 +98,7 @@ def choose_split_axis(shape: Sequence[int], spacing: Sequence[float], n: int = 1
     return fits[0] if fits else order[0]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ConvertOptions:
     """How volumes become cases: voxel size, blocks, a held-out test region, label rules, downsampling."""
 
