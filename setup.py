@@ -15,7 +15,7 @@ setup(
     install_requires=[
         # 2.8.1: nnUNet_extTrainer and the new build_network_architecture signature. Bounded to the minor version
         # tested because of nnU-Net's private APIs used here (tests/test_nnunet_apis.py fails when one goes):
-        # nnUNetPredictor._internal_maybe_mirror_and_predict (predict-volume's tiles), nnUNetLogger's
+        # nnUNetPredictor._internal_maybe_mirror_and_predict (predict-volume's tiles), MetaLogger's
         # my_fantastic_logging (the trainer's extra curves), the trainer hooks _build_loss,
         # _get_deep_supervision_scales and configure_rotation_dummyDA_mirroring_and_inital_patch_size
         "nnunetv2>=2.8.1,<2.9",

@@ -5,7 +5,7 @@ import inspect
 
 import pytest
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-from nnunetv2.training.logging.nnunet_logger import LocalLogger, nnUNetLogger
+from nnunetv2.training.logging.nnunet_logger import LocalLogger, MetaLogger
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
@@ -23,7 +23,7 @@ def test_private_methods_used_exist_with_their_signature(owner, name, params):
 
 
 def test_the_logger_keeps_its_curves_where_the_trainer_adds_its_own(tmp_path):
-    logger = nnUNetLogger(str(tmp_path), resume=False)
+    logger = MetaLogger(str(tmp_path), resume=False)  # the trainer's self.logger
     assert isinstance(logger.local_logger, LocalLogger)
     curves = logger.local_logger.my_fantastic_logging  # nnUNetTrainerReIso adds train_loss_ani / _iso here
     assert {"mean_fg_dice", "ema_fg_dice", "train_losses", "val_losses"} <= set(curves)
