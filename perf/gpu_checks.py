@@ -1,5 +1,5 @@
 """Checks of the CUDA-only training paths: autocast with a grad scaler and torch.compile, as nnU-Net
-trains on a GPU. Run it whenever a GPU is available and record the printed result in PERFORMANCE.md.
+trains on a GPU. Run it whenever a GPU is available and record the printed result in docs/PERFORMANCE.md.
 
 For each trainer (``nnUNetTrainerReIso``, ``nnUNetTrainerReIsoSegNet``) it builds the network, loss,
 optimizer and grad scaler the way nnU-Net's ``initialize`` does (compiled when nnU-Net would compile),

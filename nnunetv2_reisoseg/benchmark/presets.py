@@ -2,7 +2,7 @@
 the names of the fixed-budget trainers that ``benchmark/trainers/`` defines for them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nnunetv2_reisoseg.data.synth import SynthSpec
 
@@ -74,8 +74,7 @@ _SYNTH_PHANTOM = SyntheticData(dataset_id=955, name="SynthEMPhantom", cases=40, 
 # a 20x96x96 patch left stock nnU-Net predicting no foreground there, so this trains 3x as long
 _REAL_CPU = Budget(epochs=60, iterations=25, val_iterations=5, test_time_mirroring=False,
                    note="1,500 iterations of a 20x64x64 patch on a quarter-width plan, sized for 3 training pairs in "
-                        "under 2 hours on a 2-core CPU", width=0.25, patch=(20, 64, 64),
-                   primary_classes=("mitochondria",))
+                        "under 2 hours on a 2-core CPU", width=0.25, patch=(20, 64, 64))
 PRESETS: dict[str, Budget] = {
     "tiny": Budget(epochs=1, iterations=2, val_iterations=1, test_time_mirroring=False,
                    synth=SyntheticData(dataset_id=951, name="SynthEMTiny", cases=5, test_cases=1, shape=(8, 32, 32),
@@ -99,9 +98,10 @@ PRESETS: dict[str, Budget] = {
     "phantom": Budget(epochs=15, iterations=24, val_iterations=8, test_time_mirroring=False, synth=_SYNTH_PHANTOM,
                       note="360 iterations of a 20x128x128 patch on a quarter-width plan, sized for 5 training pairs "
                            "in 3 hours on a 2-core CPU", width=0.25),
-    # one's own real data on a CPU; "vnc" is the same budget under the name the VNC study ran it with
+    # one's own real data on a CPU (every class primary); "vnc" is the same budget as the VNC study ran it, with
+    # mitochondria primary
     "realcpu": _REAL_CPU,
-    "vnc": _REAL_CPU,
+    "vnc": replace(_REAL_CPU, primary_classes=("mitochondria",)),
     "short": Budget(epochs=100, iterations=50, val_iterations=10, test_time_mirroring=True, synth=_SYNTH_FULL,
                     note="5,000 iterations: an hour or two per training on a GPU"),
     "full": Budget(epochs=1000, iterations=250, val_iterations=50, test_time_mirroring=True, synth=_SYNTH_FULL,
