@@ -98,6 +98,8 @@ def previous_run(out: Path, cont: bool, overwrite: bool, protected: Sequence[Pat
                     raise OutputError(f"{path} is not writable, so the run cannot continue there")
                 return Destination(out, path, settings_of(path), False)
     replaces = check_output(out, overwrite, store_owner, protected, also="pass --c to continue the run that wrote it, ")
+    if replaces and not any(out.iterdir()):  # an empty folder made for the output: write there directly
+        replaces = False
     if new.exists() or new.is_symlink():  # an unfinished replacement that this run starts again
         check_output(new, True, store_owner, protected)
         shutil.rmtree(new)

@@ -39,15 +39,17 @@ def test_resume_compares_what_changes_the_labels_and_nothing_else():
 
 def test_output_owns_the_rules_for_an_existing_folder(tmp_path):
     out = tmp_path / "seg.zarr"
-    assert store.previous_run(out, cont=True, overwrite=False) is None  # nothing to continue: start
+    fresh = store.previous_run(out, cont=True, overwrite=False)  # nothing to continue: start
+    assert (fresh.work, fresh.previous, fresh.created, fresh.replaces) == (out, None, True, False)
     out.mkdir()
-    with pytest.raises(store.OutputError, match=r"pass --c to continue .* or --overwrite"):
-        store.previous_run(out, cont=False, overwrite=False)
+    assert store.previous_run(out, cont=False, overwrite=False).work == out  # an empty folder holds nothing
     with pytest.raises(store.OutputError, match="not a reisoseg predict-volume output"):
         store.previous_run(out, cont=True, overwrite=False)
-    assert store.previous_run(out, cont=False, overwrite=True) is None
     s = _settings()
-    assert store.prepare(out, s, {"background": 0, "mito": 1}, 2, None) == set()  # --overwrite replaced it
-    assert store.previous_run(out, cont=True, overwrite=False) == s.to_json()
+    assert store.prepare(out, s, {"background": 0, "mito": 1}, 2, None) == set()
+    with pytest.raises(store.OutputError, match=r"pass --c to continue .* or pass --overwrite"):
+        store.previous_run(out, cont=False, overwrite=False)
+    assert store.previous_run(out, cont=True, overwrite=False).previous == s.to_json()
+    assert store.previous_run(out, cont=False, overwrite=True).work == tmp_path / ".seg.zarr.reisoseg-new"
     with pytest.raises(store.OutputError, match=r"other settings \(tta: False -> True\)"):
         store.prepare(out, _settings(tta=True), {"background": 0, "mito": 1}, 2, s.to_json())
