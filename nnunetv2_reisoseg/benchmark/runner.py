@@ -30,6 +30,7 @@ from nnunetv2_reisoseg.benchmark.records import BenchmarkResults, CaseResult, Tr
 from nnunetv2_reisoseg.benchmark.report import machine, primary_measures, write_plots, write_report
 from nnunetv2_reisoseg.benchmark.stats import PLATEAU_CURVE, costs, flatten_cases, plateau, summarize
 from nnunetv2_reisoseg.method.describe import describe_pi_plan
+from nnunetv2_reisoseg.progress import progress_bar, say
 
 
 class BenchmarkError(RuntimeError):
@@ -63,7 +64,7 @@ def nnunet_command(name: str) -> list[str]:
 
 
 def log(msg: str) -> None:
-    print(f"[benchmark {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    say(f"[benchmark {time.strftime('%H:%M:%S')}] {msg}")
 
 
 # ----------------------------------------------------------------------------------------------- setup
@@ -131,7 +132,7 @@ def _run_logged(cmd: Sequence[str], env: dict, logfile: Path, tag: str, show: re
         for line in proc.stdout:
             f.write(line)
             if show is not None and show.search(line):
-                print(f"  [{tag}] {line.strip()}", flush=True)
+                say(f"  [{tag}] {line.strip()}")
         rc = proc.wait()
     if rc != 0:
         tail = "".join(logfile.read_text().splitlines(True)[-25:])
@@ -458,25 +459,38 @@ def train_all(ds: _Dataset, preset: str, pairs: Sequence[tuple[int, int]], metho
     """Every training's record, (seed, fold) pair by pair and method by method; a training with a record of
     this version is not run again."""
     trainings, done, n_total = [], 0, len(pairs) * len(methods)
-    for seed, fold in pairs:
-        walls: dict[str, float] = {}
-        for meth in methods:
-            folder = (out_dir / "results" / f"seed{seed}" / ds.name /
-                      f"{trainer_name(meth, preset)}__{plans_name(preset)}__{CONFIGURATION}" / f"fold_{fold}")
-            run = Run(meth, seed, fold, folder)
-            done += 1
-            record_file = out_dir / RECORDS / f"{meth}_seed{seed}_fold{fold}.json"
-            record = json.loads(record_file.read_text()) if record_file.is_file() else None
-            if record is not None and record.get("record_version") == RECORD_VERSION:
-                log(f"training {done}/{n_total}: {run.tag}: using its record {record_file}")
-            else:
-                log(f"training {done}/{n_total}: {run.tag}")
-                train(run, ds.id, preset, device, out_dir, _equal_time_env(run, preset, walls))
-                record = _record(run, preset, ds.folder, device, out_dir, ds.foreground, ds.labels.get("ignore"))
-                record_file.parent.mkdir(parents=True, exist_ok=True)
-                record_file.write_text(json.dumps(record, indent=1, default=float))
-            walls[meth] = record["training_wall_s"]
-            trainings.append(record)
+    with progress_bar(n_total, "benchmark: trainings", "training") as bar:
+        for seed, fold in pairs:
+            trainings += _train_pair(ds, preset, (seed, fold), methods, device, out_dir, (done, n_total))
+            done += len(methods)
+            bar.update(len(methods))
+    return trainings
+
+
+def _train_pair(ds: _Dataset, preset: str, pair: tuple[int, int], methods: Sequence[str], device: str,
+                out_dir: Path, count: tuple[int, int]) -> list[TrainingRecord]:
+    """The records of every method's training on one (seed, fold) pair, trained where no record exists;
+    ``count`` is (trainings before this pair, all trainings), for the log."""
+    (seed, fold), (done, n_total) = pair, count
+    trainings: list[TrainingRecord] = []
+    walls: dict[str, float] = {}
+    for meth in methods:
+        folder = (out_dir / "results" / f"seed{seed}" / ds.name /
+                  f"{trainer_name(meth, preset)}__{plans_name(preset)}__{CONFIGURATION}" / f"fold_{fold}")
+        run = Run(meth, seed, fold, folder)
+        done += 1
+        record_file = out_dir / RECORDS / f"{meth}_seed{seed}_fold{fold}.json"
+        record = json.loads(record_file.read_text()) if record_file.is_file() else None
+        if record is not None and record.get("record_version") == RECORD_VERSION:
+            log(f"training {done}/{n_total}: {run.tag}: using its record {record_file}")
+        else:
+            log(f"training {done}/{n_total}: {run.tag}")
+            train(run, ds.id, preset, device, out_dir, _equal_time_env(run, preset, walls))
+            record = _record(run, preset, ds.folder, device, out_dir, ds.foreground, ds.labels.get("ignore"))
+            record_file.parent.mkdir(parents=True, exist_ok=True)
+            record_file.write_text(json.dumps(record, indent=1, default=float))
+        walls[meth] = record["training_wall_s"]
+        trainings.append(record)
     return trainings
 
 

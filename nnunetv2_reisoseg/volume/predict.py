@@ -32,6 +32,7 @@ from nnunetv2_reisoseg import our_trainers
 from nnunetv2_reisoseg.io.checkpoints import load_checkpoint
 from nnunetv2_reisoseg.io.folders import OutputError
 from nnunetv2_reisoseg.io.volumes import VolumeReadError, input_path, read_volume
+from nnunetv2_reisoseg.progress import progress_bar
 from nnunetv2_reisoseg.volume import grid as g
 from nnunetv2_reisoseg.volume import instances as inst
 from nnunetv2_reisoseg.volume import output as store
@@ -289,16 +290,18 @@ def _statistics(vol, progress: bool) -> VolumeStats:
     shape = vol.shape
     slab = max(1, SLAB_VOXELS // max(1, shape[1] * shape[2]))
 
+    bar = progress_bar(shape[0], "predict-volume: statistics pass", "section", show=progress)
+
     def show(done: int, n: int) -> None:
-        if progress:
-            print(f"\rpredict-volume: statistics pass {done}/{n} sections", end="" if done < n else "\n",
-                  flush=True)
+        bar.update(done - bar.n)
 
     try:
         stats = stream_stats(vol.array, slab, show)
     except NonFiniteError as e:
         raise VolumeError(f"{vol.source}: {e}; nnU-Net's statistics and every label would be wrong. Replace them "
                           "in the volume (e.g. with 0, numpy.nan_to_num) and run again") from None
+    finally:
+        bar.close()
     if progress:
         print(f"predict-volume: mean {stats.mean:.4g}, sd {stats.std:.4g} over the nonzero box "
               f"{stats.bbox} ({time.perf_counter() - t0:.1f} s)", flush=True)

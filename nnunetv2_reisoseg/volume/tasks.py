@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
+from nnunetv2_reisoseg.progress import progress_bar
+
 
 class TaskRunner:
     """Where the tasks run: ``workers`` > 0 starts a LocalCluster of that many processes, ``scheduler`` joins
@@ -17,7 +19,7 @@ class TaskRunner:
     def __init__(self, workers: int = 0, scheduler: str | None = None, progress: bool = True,
                  release: Callable[[], None] | None = None, stream: IO[str] | None = None) -> None:
         self.workers, self.scheduler, self.progress = workers, scheduler, progress
-        self.stream = stream or sys.stdout  # where progress bars go (stderr when stdout carries a result)
+        self.stream = stream or sys.stderr  # where progress bars go (never stdout, which may carry a result)
         self.release = release  # called after serial passes: drops what tasks cached in this process
         self.client: Any = None
         self._cluster: Any = None
@@ -53,28 +55,19 @@ class TaskRunner:
             total: int | None = None, initial: int = 0) -> list:
         """``fn(folder, i)`` for every ``i`` (results in completion order), with a progress bar of
         ``desc`` over ``total`` blocks of which ``initial`` were done before."""
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total if total is not None else len(indices), initial=initial, desc=desc, unit="block",
-                       file=self.stream, dynamic_ncols=True, mininterval=1.0)
+        bar = progress_bar(total if total is not None else len(indices), desc, "block", initial=initial,
+                           file=self.stream, show=self.progress)
         results = []
-        try:
+        with bar:
             if self.client is None:
                 for i in indices:
                     results.append(fn(folder, i))
-                    if bar is not None:
-                        bar.update()
+                    bar.update()
                 return results
             from dask.distributed import as_completed
 
             futures = self.client.map(fn, [folder] * len(indices), list(indices), pure=False)
             for fut in as_completed(futures):
                 results.append(fut.result())
-                if bar is not None:
-                    bar.update()
+                bar.update()
             return results
-        finally:
-            if bar is not None:
-                bar.close()

@@ -22,6 +22,7 @@ from nnunetv2_reisoseg.data.convert.labels import MAX_CLASSES, LabelRules
 from nnunetv2_reisoseg.data.raw_dataset import raw_dataset_target, write_dataset_json, write_image
 from nnunetv2_reisoseg.io.folders import staged_folder
 from nnunetv2_reisoseg.io.volumes import Volume, VolumeReadError, input_path, read_volume
+from nnunetv2_reisoseg.progress import progress_bar
 
 
 @dataclass
@@ -245,6 +246,7 @@ def _write_cases(tmp: Path, prefix: str, blocks: Sequence[_Block], options: Conv
     max_class, n_train, label_files, seen = 0, 0, [], set()
     folds: dict[int, list[str]] = {}  # block index within its volume -> the cases of that fold
     per_volume: dict[int, int] = {}
+    bar = progress_bar(len(blocks), "convert: blocks", "block", show=progress)
     for i, b in enumerate(blocks):
         case_id, tr = f"{prefix}_{i:03d}", b.kind == "train"
         n_train += tr
@@ -274,8 +276,8 @@ def _write_cases(tmp: Path, prefix: str, blocks: Sequence[_Block], options: Conv
             # labels are written once the class count is known: the ignore label must be the largest
             label_files.append((tmp / ("labelsTr" if tr else "labelsTs") / f"{case_id}.nii.gz",
                                 classes.astype(np.uint8), ignore, b.spacing))
-        if progress:
-            print(f"\rconvert: block {i + 1}/{len(blocks)}", end="" if i + 1 < len(blocks) else "\n", flush=True)
+        bar.update()
+    bar.close()
     _check_classes(seen, max_class, rules)
     labels = _label_names(max_class, options.class_names, bool(rules.ignore))
     for path, classes, ignore, spc in label_files:
