@@ -227,7 +227,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                          [input_path(s) for s in (args.prediction, args.reference)])
         except OutputError as e:
             raise SystemExit(f"evaluate: {e}") from None
-    reading = ReadOptions(tuple(args.background), args.allow_unfinished)
+    reading = ReadOptions(background=tuple(args.background), allow_unfinished=args.allow_unfinished,
+                          binary=args.binary)
     try:
         result = _evaluate(args, reading)
     except EvaluationError as e:
@@ -442,6 +443,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--background", type=_int_value, nargs="+", default=list(DEFAULT_BACKGROUND), metavar="V",
                    help="label values meaning 'no object' in either volume (default: 0 and CREMI's "
                         "0xffffffffffffffff); other values must be non-negative integers")
+    s.add_argument("--binary", action="store_true",
+                   help="every non-background value of either volume is class 1: instance ids (CREMI clefts, "
+                        "MitoEM) against a semantic prediction, as convert --binary")
     s.add_argument("--allow-unfinished", action="store_true",
                    help="score a predict-volume output whose run has not finished (refused by default)")
     s.add_argument("-o", "--output", default=None, metavar="metrics.json",

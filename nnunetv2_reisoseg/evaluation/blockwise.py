@@ -73,8 +73,9 @@ def contingency_block(work: str, index: int) -> int:
     sl = g.slices(box)
     pv, rv = _open(s["prediction"]), _open(s["reference"])
     try:
-        pred = checked_labels(pv.array[sl], pv.source, s["background"])
-        ref = checked_labels(rv.array[sl], rv.source, s["background"])
+        reading = ReadOptions(background=tuple(s["background"]), binary=s["binary"])
+        pred = checked_labels(pv.array[sl], pv.source, reading)
+        ref = checked_labels(rv.array[sl], rv.source, reading)
     finally:
         pv.close()
         rv.close()
@@ -158,7 +159,8 @@ def _evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None, cl
             for name, spec, mask in (("reference", ref, None), ("prediction", pred, ref)):
                 s = inst.InstanceSettings(source=spec, shape=p_shape, block_shape=block, chunks=block, spacing_nm=sp,
                                           connectivity=connectivity, mask=mask if ignore_label is not None else None,
-                                          ignore_label=ignore_label, background=tuple(reading.background))
+                                          ignore_label=ignore_label, background=tuple(reading.background),
+                                          binary=reading.binary)
                 if progress:
                     print(f"evaluate: objects of the {name} ({len(s.blocks)} blocks of {'x'.join(map(str, block))})",
                           file=sys.stderr, flush=True)
@@ -175,7 +177,7 @@ def _evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None, cl
                                           f"(labels present: {present}); pick --classes among those")
             settings = {"prediction": pred, "reference": ref, "shape": list(p_shape), "block_shape": list(block),
                         "classes": [int(c) for c in classes], "ignore_label": ignore_label,
-                        "background": [int(b) for b in reading.background]}
+                        "background": [int(b) for b in reading.background], "binary": reading.binary}
             (work / "evaluation.json").write_text(json.dumps(settings))
             n_blocks = len(g.blocks(p_shape, block))
             runner.map(contingency_block, str(work), list(range(n_blocks)), "evaluate: tables")

@@ -117,13 +117,23 @@ def labels_present(pred: np.ndarray, ref: np.ndarray, ignore_label: int | None =
 
 
 # ----------------------------------------------------------------------------------------------- files
-def read_labels(spec: str, background: Sequence[int] = DEFAULT_BACKGROUND,
-                allow_unfinished: bool = False) -> tuple[np.ndarray, tuple[float, float, float] | None]:
+@dataclass(frozen=True, kw_only=True)
+class ReadOptions:
+    """How label files are read: the values that mean 'no object', whether an unfinished predict-volume output
+    may be scored, and whether every other value is one class."""
+
+    background: tuple[int, ...] = DEFAULT_BACKGROUND
+    allow_unfinished: bool = False
+    binary: bool = False  # every non-background value is class 1 (instance ids against a semantic prediction)
+
+
+def read_labels(spec: str, reading: ReadOptions | None = None) -> tuple[np.ndarray, tuple[float, float, float] | None]:
     """A 3D label volume (int64, every ``background`` value 0) and its voxel size (nm, or None) from NIfTI / MHA /
     NRRD (SimpleITK: the header's spacing taken as nm, as nnU-Net EM datasets store it) or anything ``reisoseg
     convert`` reads. Refuses labels that are not classes and unfinished predict-volume outputs."""
     from nnunetv2_reisoseg.io.volumes import VolumeReadError, read_volume
 
+    reading = reading or ReadOptions()
     if spec.lower().endswith(ITK_SUFFIXES):
         if not os.path.isfile(spec):
             raise EvaluationError(f"{spec}: no such file")
@@ -135,23 +145,25 @@ def read_labels(spec: str, background: Sequence[int] = DEFAULT_BACKGROUND,
             raise EvaluationError(f"{spec}: not a readable image ({str(e).strip().splitlines()[-1][:200]})") from None
         if img.GetDimension() != 3:
             raise EvaluationError(f"{spec} is {img.GetDimension()}D; evaluate takes 3D volumes")
-        return checked_labels(sitk.GetArrayFromImage(img), spec, background), \
+        return checked_labels(sitk.GetArrayFromImage(img), spec, reading), \
             tuple(float(s) for s in img.GetSpacing()[::-1])
     try:
         vol = read_volume(spec)
-        check_finished(vol, allow_unfinished)
+        check_finished(vol, reading.allow_unfinished)
         try:
-            return checked_labels(np.asarray(vol.array[...]), vol.source, background), vol.spacing_nm
+            return checked_labels(np.asarray(vol.array[...]), vol.source, reading), vol.spacing_nm
         finally:
             vol.close()
     except VolumeReadError as e:
         raise EvaluationError(str(e).replace("reisoseg convert reads", "reisoseg evaluate reads")) from None
 
 
-def checked_labels(raw: np.ndarray, source: str, background: Sequence[int] = DEFAULT_BACKGROUND) -> np.ndarray:
-    """``io.labels.integer_labels`` with evaluate's fix in the error."""
+def checked_labels(raw: np.ndarray, source: str, reading: ReadOptions | None = None) -> np.ndarray:
+    """``io.labels.integer_labels`` with evaluate's fix in the error; with ``reading.binary`` one class."""
+    reading = reading or ReadOptions()
     try:
-        return integer_labels(raw, source, background)
+        labels = integer_labels(raw, source, reading.background)
+        return (labels != 0).astype(np.uint8) if reading.binary else labels
     except LabelValueError as e:
         raise EvaluationError(f"{e}: evaluate scores classes, which are non-negative integers. Pass --background V "
                               "for values that mean 'no object', or give the labels (not probabilities)") from None
@@ -229,23 +241,14 @@ def resolve_spacing(pred_spacing: Sequence[float] | None, ref_spacing: Sequence[
     return tuple(float(s) for s in found)  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
-class ReadOptions:
-    """How label files are read: the values that mean 'no object', and whether an unfinished predict-volume
-    output may be scored."""
-
-    background: tuple[int, ...] = DEFAULT_BACKGROUND
-    allow_unfinished: bool = False
-
-
 def evaluate_files(pred: str, ref: str, spacing: Sequence[float] | None = None, classes: Sequence[int] | None = None,
                    connectivity: int = 26, ignore_label: int | None = None, reading: ReadOptions | None = None, *,
                    probabilities: str | None = None) -> dict[str, dict]:
     """``evaluate_labels`` of two volumes on disk (``read_labels``); the arguments of ``evaluate_blockwise`` in
     its order, and ``probabilities`` (in memory only) to rank predicted objects."""
     reading = reading or ReadOptions()
-    p, p_sp = read_labels(pred, reading.background, reading.allow_unfinished)
-    r, r_sp = read_labels(ref, reading.background, reading.allow_unfinished)
+    p, p_sp = read_labels(pred, reading)
+    r, r_sp = read_labels(ref, reading)
     if p.shape != r.shape:
         raise EvaluationError(f"prediction {pred} has shape {p.shape} but reference {ref} has {r.shape}: evaluate "
                               "volumes of the same grid")

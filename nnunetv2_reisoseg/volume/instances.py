@@ -63,6 +63,7 @@ class InstanceSettings:
     ignore_label: int | None = None
     dest: str | None = None
     background: tuple[int, ...] = (0,)  # label values that mean 'no object' (evaluate --background)
+    binary: bool = False  # every other value is one class (evaluate --binary)
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
@@ -137,6 +138,8 @@ def label_block(work: str, index: int) -> int:
     vol = _open(s.source)
     try:
         sem = integer_labels(vol.array[g.slices(box)], vol.source, s.background)
+        if s.binary:
+            sem = (sem != 0).astype(np.uint8)
     finally:
         vol.close()
     if s.mask is not None:

@@ -258,7 +258,7 @@ def test_labels_that_are_not_classes_are_refused_never_scored(tmp_path):
     assert set(evaluate_files(f"{p}:cremi", f"{p}:ref")) == {"1"}
     assert evaluate_files(f"{p}:cremi", f"{p}:ref")["1"]["dice"] == 1.0
     assert set(evaluate_files(f"{p}:fifty", f"{p}:ref")) == {"1", "50"}
-    assert set(evaluate_files(f"{p}:fifty", f"{p}:ref", reading=ReadOptions((0, 50)))) == {"1"}
+    assert set(evaluate_files(f"{p}:fifty", f"{p}:ref", reading=ReadOptions(background=(0, 50)))) == {"1"}
     with pytest.raises(SystemExit, match=r"negative label values \[-1\]"):  # blockwise reads blocks alike
         main(["evaluate", "-p", f"{p}:neg", "-r", f"{p}:ref", "--blockwise"])
 
@@ -303,3 +303,26 @@ def test_the_result_is_printed_before_o_and_o_is_checked_before_work(tmp_path, c
     with pytest.raises(SystemExit, match=r"the result above could not be written.*No space left"):
         main(["evaluate", "-p", p, "-r", r, "-o", str(tmp_path / "m2.json")])
     assert json.loads(capsys.readouterr().out)["1"]["dice"] > 0.9
+
+
+def test_binary_scores_instance_ids_against_a_semantic_prediction(tmp_path, capsys):
+    """CREMI's clefts are instance ids on 2**64 - 1: with --binary every id is the one class the model predicts,
+    in memory and block by block alike."""
+    ref = np.full((12, 24, 24), 2**64 - 1, np.uint64)
+    ref[1:11, 5:9, 5:9] = 7
+    ref[2:6, 14:20, 14:20] = 12
+    pred = (ref != 2**64 - 1).astype(np.uint8)
+    pred[6] = 0  # the first object broken at one section
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        for key, data in (("ref", ref), ("pred", pred)):
+            f[key] = data
+            f[key].attrs["resolution"] = SPACING
+    p, r = f"{tmp_path}/v.h5:pred", f"{tmp_path}/v.h5:ref"
+    assert set(evaluate_files(p, r)) == {"1", "7", "12"}  # without it, ids are classes
+    one = evaluate_files(p, r, reading=ReadOptions(binary=True))
+    assert set(one) == {"1"} and one["1"]["ref_objects"] == 2 and one["1"]["split_objects"] == 1
+    capsys.readouterr()
+    assert main(["evaluate", "-p", p, "-r", r, "--binary", "--blockwise", "--block-size", "5", "10", "10"]) == 0
+    blocks = json.loads(capsys.readouterr().out)["1"]
+    assert {k: v for k, v in blocks.items() if k not in ("hd95_nm", "assd_nm")} == pytest.approx(
+        {k: v for k, v in one["1"].items() if k not in ("hd95_nm", "assd_nm")})
