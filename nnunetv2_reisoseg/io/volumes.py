@@ -246,14 +246,15 @@ def _zarr_volume(path: Path, key: str | None, node: Any) -> Volume:
     if spacing is None and "resolution" in arr.attrs:  # CREMI-style attribute on a plain zarr array
         spacing = _spacing3(np.ravel(arr.attrs["resolution"]))
     source = f"{path}" + (f":{key}" if key else "")
-    unfinished = _unfinished_output(path)
-    if unfinished is None:
+    state = _output_state(path)
+    if state is None:  # a finished predict-volume output legitimately skips the chunks of empty blocks
         _say_missing_chunks(arr, source)
-    return Volume(_squeeze3(arr, source), spacing, source, unfinished=unfinished)
+    return Volume(_squeeze3(arr, source), spacing, source, unfinished=state or None)
 
 
-def _unfinished_output(path: Path) -> str | None:
-    """Why ``path`` (or the store it lies in) is an unfinished predict-volume output, or None."""
+def _output_state(path: Path) -> str | None:
+    """For a predict-volume output (``path`` or the store it lies in): "" when finished, else why it is not;
+    None for any other store."""
     import json
 
     for folder in (path, *list(path.absolute().parents)[:3]):
@@ -262,14 +263,14 @@ def _unfinished_output(path: Path) -> str | None:
         except (OSError, ValueError):
             continue
         if isinstance(attrs, dict) and OUTPUT_ATTR in attrs:
-            return None if COMPLETE_ATTR in attrs else \
+            return "" if COMPLETE_ATTR in attrs else \
                 f"{folder} is an unfinished reisoseg predict-volume output (its run was stopped or is still running)"
     return None
 
 
 def _say_missing_chunks(arr: Any, source: str) -> None:
-    """zarr reads a chunk that is not stored as the fill value; say so when any is missing, since in an image that
-    usually means an unfinished copy (a finished predict-volume output legitimately skips empty chunks)."""
+    """zarr reads a chunk that is not stored as the fill value; say so when any is missing, since that may be an
+    unfinished copy rather than empty space."""
     import sys
 
     try:
