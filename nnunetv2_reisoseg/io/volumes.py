@@ -279,7 +279,7 @@ def _say_missing_chunks(arr: Any, source: str) -> None:
         return
     if stored < total:
         print(f"note: {source}: {total - stored} of {total} chunks are not stored; zarr reads them as the fill value "
-              f"{arr.fill_value!r}", file=sys.stderr)
+              f"{arr.fill_value}", file=sys.stderr)
 
 
 def _read_mrc(path: Path) -> Volume:
