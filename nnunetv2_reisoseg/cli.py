@@ -31,7 +31,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     try:
         print(describe_pi_plan(_load_plans(args.dataset, args.plans), args.configuration, args.pi_levels,
-                               args.reduction))
+                               args.reduction), end="")
     except ValueError as e:
         raise SystemExit(str(e)) from None
     return 0

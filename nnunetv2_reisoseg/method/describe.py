@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 def describe_pi_plan(plans: dict, configuration: str = "3d_fullres", pi_levels: Sequence[int] | None = None,
                      reduction: int | None = None) -> str:
-    """The table for ``configuration`` of ``plans``; a ValueError names why ReIsoSeg cannot train it."""
+    """The table for ``configuration`` of ``plans``, as printed (lines ending in newlines); a ValueError names why
+    ReIsoSeg cannot train it."""
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from nnunetv2_reisoseg.method.knobs import PI_REDUCTION
@@ -44,4 +45,4 @@ def describe_pi_plan(plans: dict, configuration: str = "3d_fullres", pi_levels: 
         lines.append(f"{s:>5}  {channels[s]:>8}  {'x'.join(map(str, shape)):>16}  {sp_txt:>24}  {r:>6.3g}  {use}")
     lines.append(f"PI levels {list(plan.levels)}; isotropic branch parameters: {n_pi:,} in the PI module plus the "
                  "isotropic output heads (training only; inference runs the stock network)")
-    return "\n".join(lines)
+    return "".join(line + "\n" for line in lines)
