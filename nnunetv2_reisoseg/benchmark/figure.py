@@ -96,7 +96,7 @@ def write_xz_figure(results: dict, out: Path, dataset_dir: Path | None) -> dict 
         if chosen is None or n > chosen["breaks_total"]:
             chosen = {"case": case, "pair": pair, "y": y, "breaks_total": n, "image": image, "truth": truth,
                       "preds": preds}
-    if chosen is None:
+    if chosen is None or not chosen["preds"]:  # no method's predictions on this machine: nothing to show
         return None
     _draw(results, chosen, cls, out / "plots" / FIGURE)
     return {"case": chosen["case"], "pair": list(chosen["pair"]), "y": chosen["y"], "class": cls,
