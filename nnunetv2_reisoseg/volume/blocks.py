@@ -191,6 +191,7 @@ class BlockPredictor:
             self._write(plan, labels, probs)
         info = {"seconds": time.perf_counter() - t0}
         store.mark_done(self.out, plan.index, info)
+        store.drop_pieces(self.out, plan.index)  # read by nobody else: scratch stays bounded by the blocks in flight
         return info
 
 

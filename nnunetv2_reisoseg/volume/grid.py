@@ -242,6 +242,16 @@ class Layout:
         return BlockPlan(index, box, write, tiles, read, inner, tuple(pieces))
 
 
+def finish_after(plans: Sequence[BlockPlan]) -> dict[int, set[int]]:
+    """For every block, the blocks whose pass 1 must be complete before its pass 2 can run: itself and every
+    block that hands it a piece of its sums. Once its pass 2 is done, nothing reads its pieces again."""
+    after = {p.index: {p.index} for p in plans}
+    for p in plans:
+        for j, _ in p.pieces:
+            after[j].add(p.index)
+    return after
+
+
 def recomputed_overhead(grid: TileGrid, volume_shape: Sequence[int], block: Sequence[int],
                         transpose_forward: Sequence[int]) -> float:
     """Tile predictions per tile of nnU-Net's whole-volume window if each block predicted every tile that

@@ -212,8 +212,10 @@ def pieces_for(out: Path, target: int, fold: int, region: tuple):
         yield box, np.load(f"{stem}.sums.npy", mmap_mode="r"), np.load(f"{stem}.weight.npy", mmap_mode="r")
 
 
-def drop_pieces(out: Path) -> None:
-    shutil.rmtree(out / CONTROL / "pieces", ignore_errors=True)
+def drop_pieces(out: Path, target: int | None = None) -> None:
+    """The border pieces handed to block ``target`` (all of them without one): scratch, once read."""
+    folder = out / CONTROL / "pieces"
+    shutil.rmtree(folder if target is None else folder / str(target), ignore_errors=True)
 
 
 def settings_of(out: Path) -> dict:

@@ -323,10 +323,12 @@ def predict_blocks(out: Path, settings: RunSettings, info: ModelInfo, done: set[
               f"{'on' if settings.tta else 'off'}, {settings.device}" + runner.describe(), flush=True)
     t0 = time.perf_counter()
     summed = store.done_blocks(out, "summed") | done
-    results = runner.map(run_block, str(out), [i for i in todo if i not in summed], "blocks", len(all_blocks),
-                         len(summed))
-    runner.map(finish_block, str(out), todo, "borders", len(all_blocks), len(done))
-    store.drop_pieces(out)
+    layout = g.Layout(grid, shape, block, tuple(settings.transpose_forward))
+    after = g.finish_after([layout.plan(i) for i in range(len(all_blocks))])
+    # a block's borders are finished, and their scratch released, as soon as its neighbours have their sums
+    results = runner.two_passes(run_block, finish_block, str(out), [i for i in todo if i not in summed],
+                                {t: after[t] for t in todo}, "blocks", len(all_blocks), len(done))
+    store.drop_pieces(out)  # pieces for blocks finished by an earlier run, if a killed run left any
     seconds = time.perf_counter() - t0
     summary = Summary(out, len(all_blocks), len(todo), int(np.prod(shape)), seconds,
                       sum(r["tiles"] for r in results), len(grid.tiles()))

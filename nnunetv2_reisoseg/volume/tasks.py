@@ -51,6 +51,74 @@ class TaskRunner:
         if self.release is not None:
             self.release()
 
+    def two_passes(self, first: Callable[[str, int], Any], second: Callable[[str, int], Any], folder: str,
+                   first_todo: Sequence[int], after: dict[int, set[int]], desc: str, total: int,
+                   initial: int = 0) -> list:
+        """``first(folder, i)`` for every ``i`` of ``first_todo`` in its order, and ``second(folder, t)`` for every
+        key ``t`` of ``after`` as soon as every block of ``after[t]`` has had its first (those outside
+        ``first_todo`` had it before), ahead of the remaining firsts: whatever a second releases (predict-volume's
+        border sums) is released early. Returns the firsts' results; the bar counts seconds."""
+        waiting = {t: set(deps) & set(first_todo) for t, deps in after.items()}
+        unblocks: dict[int, list[int]] = {}
+        for t, blockers in waiting.items():
+            for i in blockers:
+                unblocks.setdefault(i, []).append(t)
+        bar = progress_bar(total, desc, "block", initial=initial, file=self.stream, show=self.progress)
+        with bar:
+            if self.client is None:
+                return self._two_passes_here(first, second, folder, first_todo, waiting, unblocks, bar)
+            return self._two_passes_dask(first, second, folder, first_todo, waiting, unblocks, bar)
+
+    @staticmethod
+    def _ready(i: int, waiting: dict[int, set[int]], unblocks: dict[int, list[int]]) -> list[int]:
+        """The seconds whose last missing first was ``i``."""
+        out = []
+        for t in unblocks.get(i, []):
+            waiting[t].discard(i)
+            if not waiting[t]:
+                out.append(t)
+        return out
+
+    def _two_passes_here(self, first, second, folder, first_todo, waiting, unblocks, bar) -> list:
+        results = []
+        for t in [t for t, w in waiting.items() if not w]:
+            second(folder, t)
+            bar.update()
+        for i in first_todo:
+            results.append(first(folder, i))
+            for t in self._ready(i, waiting, unblocks):
+                second(folder, t)
+                bar.update()
+        return results
+
+    def _two_passes_dask(self, first, second, folder, first_todo, waiting, unblocks, bar) -> list:
+        from dask.distributed import as_completed
+
+        # seconds run ahead of the firsts still queued (higher priority), so that they release their scratch
+        kind = {}
+        queue = as_completed()
+        for t in [t for t, w in waiting.items() if not w]:
+            fut = self.client.submit(second, folder, t, pure=False, priority=1)
+            kind[fut.key] = ("second", t)
+            queue.add(fut)
+        for i in first_todo:
+            fut = self.client.submit(first, folder, i, pure=False, priority=0)
+            kind[fut.key] = ("first", i)
+            queue.add(fut)
+        results = []
+        for fut in queue:
+            which, i = kind[fut.key]
+            value = fut.result()
+            if which == "second":
+                bar.update()
+                continue
+            results.append(value)
+            for t in self._ready(i, waiting, unblocks):
+                nxt = self.client.submit(second, folder, t, pure=False, priority=1)
+                kind[nxt.key] = ("second", t)
+                queue.add(nxt)
+        return results
+
     def map(self, fn: Callable[[str, int], Any], folder: str, indices: Sequence[int], desc: str,
             total: int | None = None, initial: int = 0) -> list:
         """``fn(folder, i)`` for every ``i`` (results in completion order), with a progress bar of
