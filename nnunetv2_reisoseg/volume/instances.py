@@ -10,7 +10,8 @@ scheduler (``tasks.TaskRunner``):
    stored as block-local ids, and per id its class, voxels, bounding box, coordinate sums and first voxel;
 2. **faces**: the ids that touch across the block's lower faces. Each face compares the block's first plane
    with the plane below it, widened by one voxel on each side, so that diagonal neighbours across edges and
-   corners join under 18- and 26-connectivity;
+   corners join under 18- and 26-connectivity. Pass 1 keeps every block's first and last plane along each
+   axis (``planes/``), so this pass reads those small files and never a chunk of the ids;
 3. **merge** (in the driver, arrays of one entry per block-local object): the touching ids joined (scipy's
    connected components of that graph), objects numbered in the raster order of their first voxel, which is
    how cc3d numbers the whole volume in one piece, statistics summed, objects under a minimum size dropped;
@@ -23,6 +24,7 @@ predict-volume's blocks, scheduler and done markers.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import shutil
@@ -151,6 +153,7 @@ def label_block(work: str, index: int) -> int:
     ids, n = cc3d.connected_components(sem, connectivity=s.connectivity, return_N=True)
     ids = ids.astype(np.uint32, copy=False)
     _ids_array(work)[g.slices(box)] = ids
+    _save_planes(Path(work), index, ids)
     lo = np.array([b[0] for b in box])
     if n:
         stats = cc3d.statistics(ids)
@@ -175,12 +178,38 @@ def label_block(work: str, index: int) -> int:
     return int(n)
 
 
-def _global_ids(work: str | Path, s: InstanceSettings, offsets: np.ndarray, region: g.Box) -> np.ndarray:
-    """Provisional ids (1..N over all blocks, 0 background) of a region that may span blocks."""
-    local = np.asarray(_ids_array(work, "r")[g.slices(region)]).astype(np.int64)
-    per_axis = [np.arange(lo, hi) // b for (lo, hi), b in zip(region, s.block_shape)]
-    block = np.ravel_multi_index(np.meshgrid(*per_axis, indexing="ij"), s.block_grid)
-    return np.where(local > 0, offsets[block] + local, 0)
+def _save_planes(work: Path, index: int, ids: np.ndarray) -> None:
+    """The block's first and last plane along each axis (local ids): all the faces pass reads of it."""
+    folder = work / "planes"
+    folder.mkdir(exist_ok=True)
+    planes = {f"{end}{a}": np.take(ids, 0 if end == "lo" else -1, axis=a) for a in range(3) for end in ("lo", "hi")}
+    tmp = folder / f"{index}.tmp.npz"
+    np.savez(tmp, **planes)
+    tmp.replace(folder / f"{index}.npz")
+
+
+def _plane(work: str | Path, index: int, key: str) -> np.ndarray:
+    with np.load(Path(work) / "planes" / f"{index}.npz") as z:
+        return z[key]
+
+
+def _face_plane(work: str | Path, s: InstanceSettings, offsets: np.ndarray, axis: int, region: g.Box) -> np.ndarray:
+    """Provisional ids (1..N over all blocks, 0 background) of a plane ``region`` (one voxel thick along ``axis``,
+    on a block's first or last plane there) that may span several blocks, from their stored planes."""
+    out = np.zeros(tuple(hi - lo for i, (lo, hi) in enumerate(region) if i != axis), np.int64)
+    ranges = [range(lo // b, (hi - 1) // b + 1) for (lo, hi), b in zip(region, s.block_shape)]
+    for k in itertools.product(*ranges):
+        j = int(np.ravel_multi_index(k, s.block_grid))
+        box = s.blocks[j]
+        end = "lo" if region[axis][0] == box[axis][0] else "hi"
+        plane = _plane(work, j, f"{end}{axis}")
+        other = [i for i in range(3) if i != axis]
+        inter = [(max(region[i][0], box[i][0]), min(region[i][1], box[i][1])) for i in other]
+        src = tuple(slice(lo - box[i][0], hi - box[i][0]) for i, (lo, hi) in zip(other, inter))
+        dst = tuple(slice(lo - region[i][0], hi - region[i][0]) for i, (lo, hi) in zip(other, inter))
+        local = plane[src].astype(np.int64)
+        out[dst] = np.where(local > 0, offsets[j] + local, 0)
+    return out
 
 
 def face_block(work: str, index: int) -> int:
@@ -200,8 +229,8 @@ def face_block(work: str, index: int) -> int:
         here_box = tuple((lo, lo + 1) if i == a else box[i] for i in range(3))
         wide = tuple((lo - 1, lo) if i == a else (max(0, box[i][0] - 1), min(s.shape[i], box[i][1] + 1))
                      for i in range(3))
-        here = _global_ids(work, s, offsets, here_box).squeeze(a)
-        below = _global_ids(work, s, offsets, wide).squeeze(a)
+        here = _face_plane(work, s, offsets, a, here_box)
+        below = _face_plane(work, s, offsets, a, wide)
         pad = [box[i][0] - wide[i][0] for i in range(3) if i != a]  # where the block starts inside ``wide``
         for d in _FACE_OFFSETS[s.connectivity]:
             # here[p] touches below[p + d]; both sliced to the positions where p and p + d exist
@@ -336,6 +365,9 @@ def label_volume(work: Path, settings: InstanceSettings, runner: TaskRunner, con
         _fit_dest(work, settings.dest, len(objects))
         todo = [i for i in range(n_blocks) if not (work / "relabel" / str(i)).is_file()]
         runner.map(relabel_block, str(work), todo, "instances: write", n_blocks, n_blocks - len(todo))
+        # the final ids are in dest: the full-size provisional ids and the planes are scratch now
+        shutil.rmtree(work / "ids", ignore_errors=True)
+        shutil.rmtree(work / "planes", ignore_errors=True)
     return objects
 
 

@@ -127,3 +127,21 @@ def test_passes_resume_after_a_kill(tmp_path):
         resumed = inst.label_volume(b / "work", s, runner, cont=True)
     np.testing.assert_array_equal(np.asarray(zarr.open_array(dest, mode="r")[...]), ids)
     np.testing.assert_array_equal(resumed.voxels, fresh.voxels)
+
+
+def test_the_faces_pass_reads_planes_not_the_ids_and_nothing_full_size_is_kept(tmp_path, monkeypatch):
+    """Issue 29: the faces pass read its planes out of id chunks the size of a block (41 of 65 minutes on a
+    1000x4096x4096 pair); it now reads the planes pass 1 kept, and a finished labelling keeps no full-size ids."""
+    data = _labels(seed=5)
+    real = inst._ids_array
+
+    def ids_outside_faces(work, mode="r+"):
+        import inspect
+
+        assert "face_block" not in [f.function for f in inspect.stack()], "the faces pass read the ids"
+        return real(work, mode)
+
+    monkeypatch.setattr(inst, "_ids_array", ids_outside_faces)
+    _, ids = _run(tmp_path, data, (4, 8, 7), 26)
+    np.testing.assert_array_equal(ids, cc3d.connected_components(data, connectivity=26))
+    assert not (tmp_path / "work" / "ids").exists() and not (tmp_path / "work" / "planes").exists()
