@@ -34,7 +34,9 @@ setup(
         "scikit-image",  # VOI and adapted Rand error as reference values (tests, perf/evaluate.py)
         "dask[distributed]",  # reisoseg predict-volume --workers / --scheduler
         "tqdm",
+        "ome-zarr>=0.12",  # zarr 3; predict-volume's NGFF metadata (tested with 0.18)
     ],
-    extras_require={"test": ["pytest", "ruff", "monai"]},  # MONAI: the reference HD95 / ASSD in the tests
+    # MONAI: the reference HD95 / ASSD; ome-zarr-models: validates predict-volume's NGFF metadata
+    extras_require={"test": ["pytest", "ruff", "monai", "ome-zarr-models"]},
     entry_points={"console_scripts": ["reisoseg=nnunetv2_reisoseg.cli:main"]},
 )

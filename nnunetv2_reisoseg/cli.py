@@ -205,11 +205,23 @@ def cmd_predict_volume(args: argparse.Namespace) -> int:
                                  tta=not args.disable_tta, device=args.device,
                                  block_size=args.block_size and tuple(args.block_size),
                                  spacing=args.spacing and tuple(args.spacing),
-                                 save_probabilities=args.save_probabilities)
+                                 save_probabilities=args.save_probabilities, image=not args.no_image)
         run = RunOptions(workers=args.workers, scheduler=args.scheduler, cont=args.c, overwrite=args.overwrite)
         predict_volume(args.input, args.output, args.model, options, run, instances)
     except VolumeError as e:
         raise SystemExit(f"predict-volume: {e}") from None
+    return 0
+
+
+def cmd_objects(args: argparse.Namespace) -> int:
+    from nnunetv2_reisoseg.volume.instances import Objects
+
+    group = Path(args.output) / "objects"
+    if not (group / ".zgroup").is_file():
+        raise SystemExit(f"objects: {args.output} holds no table of objects; predict-volume writes one with "
+                         "--instances")
+    objects, names = Objects.read_zarr(str(group))
+    objects.write_csv(sys.stdout, names)
     return 0
 
 
@@ -281,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reisoseg", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_add_info, _add_trainer_path, _add_export_stock, _add_import_stock, _add_synth, _add_convert,
-                _add_predict_volume, _add_evaluate, _add_benchmark):
+                _add_predict_volume, _add_objects, _add_evaluate, _add_benchmark):
         add(sub)
     return p
 
@@ -390,7 +402,8 @@ def _add_predict_volume(sub: argparse._SubParsersAction) -> None:
                                               "block with any nnU-Net 3D model, into an OME-Zarr")
     s.add_argument("-i", "--input", required=True, metavar="VOLUME",
                    help="PATH[:KEY]: file.h5:volumes/raw, volume.zarr (OME-Zarr: full resolution), .mrc, .tif")
-    s.add_argument("-o", "--output", required=True, metavar="OUT.zarr", help="OME-Zarr label image to write")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.zarr",
+                   help="OME-Zarr to write: the image with its labels (labels/semantic, labels/instances) and pyramids")
     s.add_argument("-m", "--model", required=True, metavar="MODEL_FOLDER",
                    help="trained model folder (plans.json, dataset.json, fold_X/), e.g. $nnUNet_results/Dataset901_X/"
                         "nnUNetTrainerReIso__nnUNetPlans__3d_fullres")
@@ -408,17 +421,26 @@ def _add_predict_volume(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
                    help="voxel size in nm when the file has none (or a wrong one)")
     s.add_argument("--save_probabilities", action="store_true", help="also write per-class probabilities (float16)")
+    s.add_argument("--no-image", action="store_true",
+                   help="leave the input volume out of the output (by default it is the image under the labels)")
     s.add_argument("--c", action="store_true", help="continue an interrupted run (same settings), redoing unfinished "
                                                     "blocks only")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output")
     s.add_argument("--instances", action="store_true",
                    help="also label the objects (3D connected components of each class) over the whole volume: "
-                        "OUT.zarr/labels/instances, with objects.csv (id, class, voxels, bounding box, centroid in nm)")
+                        "OUT.zarr/labels/instances, with the table OUT.zarr/objects (id, class, voxels, bounding box, "
+                        "centroid in nm; reisoseg objects OUT.zarr prints it as CSV)")
     s.add_argument("--min-size", type=float, default=None, metavar="NM3",
                    help="with --instances: drop objects smaller than this volume in nm^3 (default: keep all)")
     s.add_argument("--connectivity", type=int, default=None, choices=(6, 18, 26),
                    help="with --instances: voxel neighbourhood of an object (default 26)")
     s.set_defaults(func=cmd_predict_volume)
+
+
+def _add_objects(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("objects", help="print the objects of a predict-volume --instances output as CSV")
+    s.add_argument("output", metavar="OUT.zarr", help="predict-volume's output")
+    s.set_defaults(func=cmd_objects)
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:

@@ -53,9 +53,10 @@ def total_pieces_bytes(out: Path, n_classes: int) -> int:
     import json
 
     from nnunetv2_reisoseg.volume import grid as g
+    from nnunetv2_reisoseg.volume import output as store
     from nnunetv2_reisoseg.volume.settings import RunSettings
 
-    s = RunSettings.from_json(json.loads((out / ".reisoseg" / "settings.json").read_text()))
+    s = RunSettings.from_json(store.settings_of(out))
     plans = json.loads((Path(s.model) / "plans.json").read_text())
     patch = tuple(plans["configurations"][s.configuration]["patch_size"])
     grid = g.TileGrid(g.to_network(s.volume_stats.bbox, s.transpose_forward), patch, s.step_size)
@@ -73,6 +74,7 @@ def main() -> None:
     a = ap.parse_args()
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
+    from nnunetv2_reisoseg.volume import output as store
     from nnunetv2_reisoseg.volume.predict import predict_volume
     from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions
 
@@ -87,12 +89,15 @@ def main() -> None:
               f"{time.perf_counter() - t0:.0f} s; patch {'x'.join(map(str, patch))}, blocks "
               f"{'x'.join(map(str, a.block))}", flush=True)
         out = tmp / "seg.zarr"
-        pieces = out / ".reisoseg" / "pieces"
+        pieces = store.run_dir(out) / "pieces"
         peak, stop = [0], threading.Event()
 
         def sample() -> None:
             while not stop.is_set():
-                size = sum(f.stat().st_size for f in pieces.rglob("*") if f.is_file()) if pieces.is_dir() else 0
+                try:
+                    size = sum(f.stat().st_size for f in pieces.rglob("*") if f.is_file()) if pieces.is_dir() else 0
+                except OSError:  # a block's pieces removed while they were listed: sample again
+                    continue
                 peak[0] = max(peak[0], size)
                 time.sleep(0.1)
 
@@ -108,7 +113,7 @@ def main() -> None:
         total = total_pieces_bytes(out, 1)
         print(f"{summary.blocks} blocks in {seconds:.0f} s; peak scratch {peak[0] / 2**20:.1f} MiB, against "
               f"{total / 2**20:.1f} MiB for every block's pieces kept until the end ({peak[0] / max(total, 1):.1%}); "
-              f"scratch left after the run: {0 if not pieces.exists() else sum(1 for _ in pieces.rglob('*'))} files")
+              f"run state left after the run: {'none' if not store.run_dir(out).exists() else store.run_dir(out)}")
 
 
 if __name__ == "__main__":

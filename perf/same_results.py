@@ -29,7 +29,7 @@ VOLATILE = {"timing", "training_wall_s", "inference", "machine", "finished", "fo
             "epoch_end_s", "costs", "command"}
 
 
-def reisoseg(args: list[str], source: Path, env: dict | None = None) -> None:
+def reisoseg(args: list[str], source: Path, env: dict | None = None) -> str:
     """``python -m nnunetv2_reisoseg ARGS`` importing the package from ``source``: run there, since ``-m`` puts
     the working directory before PYTHONPATH (and nnU-Net's training subprocesses inherit both)."""
     full = {**os.environ, **(env or {}), "PYTHONPATH": str(source)}
@@ -37,6 +37,7 @@ def reisoseg(args: list[str], source: Path, env: dict | None = None) -> None:
                        text=True, cwd=source)
     if p.returncode != 0:
         raise SystemExit(f"reisoseg {' '.join(args)} failed with {source}:\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
+    return p.stdout
 
 
 def strip(obj):
@@ -72,9 +73,12 @@ def run_version(tmp: Path, name: str, source: Path, model: Path, volume: Path) -
     probe = subprocess.run([sys.executable, "-c", "import nnunetv2_reisoseg; print(nnunetv2_reisoseg.__file__)"],
                            env={**os.environ, "PYTHONPATH": str(source)}, cwd=source, capture_output=True, text=True)
     assert probe.stdout.strip().startswith(str(source)), f"{name} imported {probe.stdout.strip()}, not {source}"
-    return {"labels": zarr.open_array(str(out / "0"), mode="r")[:],
+    # the layout before issue 29 kept the labels at the root and the objects in a CSV file inside the store
+    new = (out / "labels" / "semantic").is_dir()
+    csv = out / "labels" / "instances" / "objects.csv"
+    return {"labels": zarr.open_array(str(out / ("labels/semantic/0" if new else "0")), mode="r")[:],
             "instances": zarr.open_array(str(out / "labels" / "instances" / "0"), mode="r")[:],
-            "objects": (out / "labels" / "instances" / "objects.csv").read_text(),
+            "objects": csv.read_text() if csv.is_file() else reisoseg(["objects", str(out)], source),
             "results": strip(json.loads((tmp / f"bench_{name}" / "results.json").read_text()))}
 
 
@@ -98,7 +102,7 @@ def main() -> None:
     report = {
         "predict-volume labels": np.array_equal(b["labels"], n["labels"]),
         "predict-volume instances": np.array_equal(b["instances"], n["instances"]),
-        "objects.csv": b["objects"] == n["objects"],
+        "objects (CSV)": b["objects"] == n["objects"],
     }
     added = sorted(set(n["results"]) - set(b["results"]))  # fields this checkout adds (e.g. the data check)
     diff = differences(b["results"], {k: v for k, v in n["results"].items() if k not in added})

@@ -60,10 +60,10 @@ def test_evaluate_large_script_with_workers(tmp_path):
 @pytest.mark.e2e
 def test_predict_scratch_script_measures_a_bounded_peak(tmp_path):
     """perf/predict_scratch.py at a small size: the stand-in network, many blocks, a peak below what keeping every
-    block's pieces would take, and no scratch left."""
+    block's pieces would take, and no run state left."""
     p = subprocess.run([sys.executable, ROOT / "perf" / "predict_scratch.py", "--shape", "32", "160", "160", "--block",
                         "8", "48", "48", "--dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     line = next(x for x in p.stdout.splitlines() if "peak scratch" in x)
     share = float(line.split("(")[1].split("%")[0])
-    assert 0 < share < 100 and line.endswith("0 files")
+    assert 0 < share < 100 and line.endswith("run state left after the run: none")

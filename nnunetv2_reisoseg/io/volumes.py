@@ -220,6 +220,8 @@ def _zarr_volume(path: Path, key: str | None, node: Any) -> Volume:
     multiscales = None
     if isinstance(node, zarr.Group):
         multiscales = _ome_multiscales(dict(node.attrs))
+        if key is None and OUTPUT_ATTR in node.attrs and "labels" in node:
+            key = "labels/semantic"  # predict-volume's output reads as its result; PATH:0 is the image under it
         if key is None:
             if multiscales:
                 key = str(multiscales[0]["datasets"][0]["path"]).strip("/")  # full resolution

@@ -51,7 +51,8 @@ class BlockPredictor:
                                          device=self.device)
         self.volume = read_volume(settings.input)
         root = zarr.open_group(str(out), mode="r+")
-        self.labels = root["0"]
+        self.labels = root[store.SEMANTIC]["0"]
+        self.image = root["0"] if settings.image is not None else None
         self.probabilities = root["probabilities"]["0"] if settings.save_probabilities else None
         self.out = out
 
@@ -149,6 +150,8 @@ class BlockPredictor:
             if total is not None:
                 self._place(total, plan.interior, plan, labels, probs)
         self._write(plan, labels, probs)
+        if self.image is not None:  # the input as read, under the labels in a viewer
+            self.image[g.slices(plan.box)] = np.asarray(self.volume.array[g.slices(plan.box)])
         info = {"seconds": time.perf_counter() - t0, "tiles": len(plan.tiles)}
         store.mark_summed(self.out, plan.index, info)
         return info

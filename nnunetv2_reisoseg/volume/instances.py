@@ -30,6 +30,7 @@ import math
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -97,16 +98,42 @@ class Objects:
     def __len__(self) -> int:
         return int(self.classes.size)
 
-    def write_csv(self, path: Path, class_names: dict[int, str] | None = None) -> None:
+    def write_csv(self, file: Path | TextIO, class_names: dict[int, str] | None = None) -> None:
+        """The table as CSV (a path, or an open text stream such as stdout): one row per object."""
+        if not hasattr(file, "write"):
+            with open(file, "w", newline="") as f:
+                self.write_csv(f, class_names)
+            return
         names = class_names or {}
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["id", "class", "class_name", "voxels", "bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1",
-                        "bbox_x1", "centroid_z_nm", "centroid_y_nm", "centroid_x_nm"])
-            for k in range(len(self)):
-                c = int(self.classes[k])
-                w.writerow([k + 1, c, names.get(c, ""), int(self.voxels[k]), *map(int, self.bbox_lo[k]),
-                            *map(int, self.bbox_hi[k]), *(f"{v:.1f}" for v in self.centroid_nm[k])])
+        w = csv.writer(file)
+        w.writerow(["id", "class", "class_name", "voxels", "bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1",
+                    "bbox_x1", "centroid_z_nm", "centroid_y_nm", "centroid_x_nm"])
+        for k in range(len(self)):
+            c = int(self.classes[k])
+            w.writerow([k + 1, c, names.get(c, ""), int(self.voxels[k]), *map(int, self.bbox_lo[k]),
+                        *map(int, self.bbox_hi[k]), *(f"{v:.1f}" for v in self.centroid_nm[k])])
+
+    def write_zarr(self, group: str, class_names: dict[int, str]) -> None:
+        """The table as zarr arrays, one per column (row k is object id k + 1), in the group ``group``."""
+        import zarr
+
+        root = zarr.open_group(group, mode="w", zarr_format=2)
+        for name, values in asdict(self).items():
+            values = np.asarray(values)
+            root.create_array(name, shape=values.shape, dtype=values.dtype,
+                              chunks=(max(1, min(len(values), 2**20)), *values.shape[1:]))[...] = values
+        root.attrs.update({"rows": "object id k + 1 in row k; bbox_lo/bbox_hi voxel index z, y, x (hi exclusive); "
+                                   "centroid_nm z, y, x",
+                           "class_names": {str(k): v for k, v in class_names.items()}})
+
+    @classmethod
+    def read_zarr(cls, group: str) -> tuple[Objects, dict[int, str]]:
+        """The table ``write_zarr`` wrote, and its class names."""
+        import zarr
+
+        root = zarr.open_group(group, mode="r")
+        objects = cls(**{f: np.asarray(root[f][...]) for f in cls.__dataclass_fields__})
+        return objects, {int(k): v for k, v in root.attrs.get("class_names", {}).items()}
 
 
 # ------------------------------------------------------------------------------------------------ tasks

@@ -1,17 +1,25 @@
-"""The output of ``reisoseg predict-volume``: a chunked OME-Zarr label image that napari and neuroglancer open,
-with what made it, and one done marker per block so that a killed run resumes where it stopped.
+"""The output of ``reisoseg predict-volume``: an OME-Zarr (NGFF 0.4, zarr format 2) that napari and neuroglancer
+open as the EM image with its labels over it, and the run state beside it, so that a killed run resumes where it
+stopped.
 
-Layout (zarr format 2, OME-NGFF 0.4)::
+Layout::
 
-    OUT.zarr/.zattrs        multiscales (axes z/y/x in nanometres, scale = voxel size), image-label (colours and
-                            names from dataset.json), reisoseg (model, folds, checkpoint, step size, TTA, statistics)
-    OUT.zarr/0              the labels (uint8 or uint16), chunks aligned with the blocks
-    OUT.zarr/probabilities  optional: per-class probabilities (float16, c/z/y/x), its own multiscales
-    OUT.zarr/.reisoseg/     settings.json (refuses a --c run with other settings), done/<block> markers
+    OUT.zarr/                   multiscales of the image (axes z/y/x in nanometres), reisoseg (the run's
+                                settings), reisoseg_complete (written last)
+    OUT.zarr/0, 1, ...          the input volume as read, and its pyramid (left out with --no-image)
+    OUT.zarr/labels/semantic    nnU-Net's labels (uint8 or uint16) with their pyramid; image-label with the colours
+                                and class names of dataset.json
+    OUT.zarr/labels/instances   with --instances: the objects' ids (uint32) with their pyramid
+    OUT.zarr/objects/           with --instances: the table of objects, one 1-D array per column
+    OUT.zarr/probabilities      with --save_probabilities: per-class probabilities (float16, c/z/y/x)
+    OUT.zarr.reisoseg-run/      beside the store while a run is unfinished: settings.json (refuses a --c run with
+                                other settings), done/<block> markers, border sums, instance scratch; removed at
+                                the end
 
-The root attribute ``reisoseg_complete`` is written last: a store without it is unfinished, and evaluate
-refuses it. A run that replaces an output (``--overwrite``) writes into the sibling ``.OUT.zarr.reisoseg-new``
-and swaps it into place when complete (``io.folders``' rule for every output); ``--c`` continues either.
+Pyramids (``volume.pyramid``) are built once every block is done. A store without ``reisoseg_complete`` is
+unfinished, and evaluate refuses it. A run that replaces an output (``--overwrite``) writes into the sibling
+``.OUT.zarr.reisoseg-new`` and swaps it into place when complete (``io.folders``' rule for every output); ``--c``
+continues either.
 """
 from __future__ import annotations
 
@@ -29,13 +37,19 @@ from nnunetv2_reisoseg.io.folders import OutputError, check_output, files_under,
 from nnunetv2_reisoseg.io.volumes import COMPLETE_ATTR, OUTPUT_ATTR
 from nnunetv2_reisoseg.volume.settings import RunSettings
 
-CONTROL = ".reisoseg"
+RUN_SUFFIX = ".reisoseg-run"
 SETTINGS = "settings.json"
-# what predict-volume writes into a store: zarr metadata, chunk keys, its run state and the objects table
-_OWN_FILE = re.compile(r"(\.zattrs|\.zgroup|\.zarray|zarr\.json|objects\.csv|\d+(\.\d+)*)")
+SEMANTIC = "labels/semantic"
+INSTANCES = "labels/instances"
+OBJECTS = "objects"
+# what predict-volume writes into a store: zarr metadata and chunk keys only (and, before issue 29, its run state
+# in .reisoseg/ and objects.csv: such an output can be replaced, not continued)
+_OWN_FILE = re.compile(r"(\.zattrs|\.zgroup|\.zarray|zarr\.json|\d+(\.\d+)*)")
+_LEGACY = ".reisoseg"
+AXES = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
 
 
-def _label_colour(i: int) -> list[int]:
+def label_colour(i: int) -> list[int]:
     """A stable, distinct colour per label (background transparent)."""
     if i == 0:
         return [0, 0, 0, 0]
@@ -45,9 +59,48 @@ def _label_colour(i: int) -> list[int]:
     return [int(255 * r), int(255 * g), int(255 * b), 255]
 
 
-def multiscales(name: str, axes: Sequence[dict], scale: Sequence[float]) -> list[dict]:
-    return [{"version": "0.4", "name": name, "axes": list(axes),
-             "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": list(scale)}]}]}]
+def _ome_writer():
+    """ome-zarr-py's writer module (its import warns about a class this project does not use)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr import writer
+    return writer
+
+
+def write_multiscales(group, name: str, scales: Sequence[Sequence[float]], axes: Sequence[dict] = AXES) -> None:
+    """NGFF 0.4 multiscales of ``group`` (levels "0", "1", ... at ``scales``), written by ome-zarr-py."""
+    from ome_zarr.format import FormatV04
+
+    datasets = [{"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": [float(v) for v in sc]}]}
+                for i, sc in enumerate(scales)]
+    _ome_writer().write_multiscales_metadata(group, datasets, fmt=FormatV04(), axes=list(axes), name=name)
+
+
+def write_label_image(labels_group, name: str, names: dict[int, str] | None, with_image: bool) -> None:
+    """The image-label metadata of ``labels/<name>`` (colours, class names; its source is the root image)."""
+    from ome_zarr.format import FormatV04
+
+    extra = {"source": {"image": "../../"}} if with_image else {}
+    colors = properties = None
+    if names is not None:
+        colors = [{"label-value": v, "rgba": label_colour(v)} for v in sorted(names)]
+        properties = [{"label-value": v, "name": names[v]} for v in sorted(names)]
+    _ome_writer().write_label_metadata(labels_group, name, colors=colors, properties=properties, fmt=FormatV04(),
+                                       **extra)
+
+
+def run_dir(out: Path) -> Path:
+    """The run state of the store ``out``, beside it (nothing foreign inside the store)."""
+    return out.with_name(out.name + RUN_SUFFIX)
+
+
+def is_complete(out: Path) -> bool:
+    try:
+        return COMPLETE_ATTR in json.loads((out / ".zattrs").read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def store_owner(path: Path) -> str | None:
@@ -56,10 +109,10 @@ def store_owner(path: Path) -> str | None:
         attrs = json.loads((path / ".zattrs").read_text())
     except (OSError, ValueError):
         attrs = {}
-    if not path.is_dir() or OUTPUT_ATTR not in attrs or not (path / CONTROL / SETTINGS).is_file():
+    if not path.is_dir() or OUTPUT_ATTR not in attrs:
         return "it is not a reisoseg predict-volume output"
-    foreign = [f for f in files_under(path) if not f.startswith(CONTROL + "/")
-               and not _OWN_FILE.fullmatch(f.rsplit("/", 1)[-1])]
+    foreign = [f for f in files_under(path) if not _OWN_FILE.fullmatch(f.rsplit("/", 1)[-1])
+               and not f.startswith(_LEGACY + "/") and not f.endswith("instances/objects.csv")]
     if foreign:
         return f"it holds {len(foreign)} file(s) predict-volume did not write ({', '.join(foreign[:3])})"
     return None
@@ -94,8 +147,13 @@ def previous_run(out: Path, cont: bool, overwrite: bool, protected: Sequence[Pat
                 reason = store_owner(path)
                 if reason is not None:
                     raise OutputError(f"{path} exists but {reason}; choose another -o")
-                if not os.access(path, os.W_OK | os.X_OK) or not os.access(path / CONTROL, os.W_OK | os.X_OK):
-                    raise OutputError(f"{path} is not writable, so the run cannot continue there")
+                if (path / _LEGACY).exists():
+                    raise OutputError(f"{path} was written by an earlier version of predict-volume (labels at the "
+                                      "root, run state inside): it cannot be continued; pass --overwrite instead of "
+                                      "--c to predict it again")
+                for p in (path, run_dir(path)):
+                    if p.exists() and not os.access(p, os.W_OK | os.X_OK):
+                        raise OutputError(f"{p} is not writable, so the run cannot continue there")
                 return Destination(out, path, settings_of(path), False)
     replaces = check_output(out, overwrite, store_owner, protected, also="pass --c to continue the run that wrote it, ")
     if replaces and not any(out.iterdir()):  # an empty folder made for the output: write there directly
@@ -103,20 +161,22 @@ def previous_run(out: Path, cont: bool, overwrite: bool, protected: Sequence[Pat
     if new.exists() or new.is_symlink():  # an unfinished replacement that this run starts again
         check_output(new, True, store_owner, protected)
         shutil.rmtree(new)
+    drop_run_state(new)
+    if not replaces:
+        drop_run_state(out)  # the state of an output that is gone
     return Destination(out, new if replaces else out, None, True)
 
 
 def prepare(out: Path, settings: RunSettings, labels: dict[str, int], n_classes: int,
             previous: dict | None) -> set[int]:
-    """Create the store ``out`` (a ``Destination``'s ``work``), or check that ``previous`` (the run being
-    continued) had the same settings; returns the blocks already done."""
+    """Create the store ``out`` (a ``Destination``'s ``work``) and its run state, or check that ``previous``
+    (the run being continued) had the same settings; returns the blocks already done."""
     if previous is not None:
-        diff = settings.differences(previous)
-        if diff:
-            new = settings.to_json()
-            changes = ", ".join(f"{k}: {previous.get(k)} -> {new.get(k)}" for k in diff)
-            raise OutputError(f"{out} was started with other settings ({changes}); rerun with the same settings "
-                              "to continue, or pass --overwrite to start again")
+        check_same(out, settings, previous)
+        state = run_dir(out)
+        if not (state / SETTINGS).is_file():  # a finished store (or one whose state was deleted): start it again
+            (state / "done").mkdir(parents=True, exist_ok=True)
+            (state / SETTINGS).write_text(json.dumps(settings.to_json(), indent=1))
         return done_blocks(out)
     import zarr
 
@@ -126,36 +186,53 @@ def prepare(out: Path, settings: RunSettings, labels: dict[str, int], n_classes:
     root = zarr.open_group(str(out), mode="a", zarr_format=2)
     dtype = np.uint8 if max(labels.values(), default=0) < 255 else np.uint16
     shape, chunks = tuple(settings.shape), tuple(settings.chunks)
-    root.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0)
     spacing = list(settings.spacing_nm)
-    axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
-    names = {v: k for k, v in labels.items()}
-    root.attrs.update({
-        "multiscales": multiscales(Path(settings.input).name, axes, spacing),
-        "image-label": {"version": "0.4",
-                        "colors": [{"label-value": v, "rgba": _label_colour(v)} for v in sorted(names)],
-                        "properties": [{"label-value": v, "name": names[v]} for v in sorted(names)],
-                        "source": {"image": settings.input}},
-        "reisoseg": settings.to_json(),
-    })
+    if settings.image is not None:
+        root.create_array("0", shape=shape, chunks=chunks, dtype=settings.image, fill_value=0)
+        write_multiscales(root, Path(settings.input).name, [spacing])
+    root.attrs[OUTPUT_ATTR] = settings.to_json()
+    group = root.require_group("labels")
+    group.require_group("semantic").create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0)
+    write_multiscales(group["semantic"], "semantic", [spacing])
+    write_label_image(group, "semantic", {v: k for k, v in labels.items()}, settings.image is not None)
     if settings.save_probabilities:
         prob = root.create_group("probabilities")
         prob.create_array("0", shape=(n_classes, *shape), chunks=(n_classes, *chunks), dtype=np.float16, fill_value=0)
-        prob.attrs["multiscales"] = multiscales("probabilities", [{"name": "c", "type": "channel"}, *axes],
-                                                 [1.0, *spacing])
-    (out / CONTROL / "done").mkdir(parents=True)
-    (out / CONTROL / SETTINGS).write_text(json.dumps(settings.to_json(), indent=1))
+        write_multiscales(prob, "probabilities", [[1.0, *spacing]], [{"name": "c", "type": "channel"}, *AXES])
+    state = run_dir(out)
+    drop_run_state(out)
+    (state / "done").mkdir(parents=True)
+    (state / SETTINGS).write_text(json.dumps(settings.to_json(), indent=1))
     return set()
 
 
+def check_same(out: Path, settings: RunSettings, previous: dict) -> None:
+    """--c continues only a run with the same settings."""
+    diff = settings.differences(previous)
+    if diff:
+        new = settings.to_json()
+        changes = ", ".join(f"{k}: {previous.get(k)} -> {new.get(k)}" for k in diff)
+        raise OutputError(f"{out} was started with other settings ({changes}); rerun with the same settings "
+                          "to continue, or pass --overwrite to start again")
+
+
 def finish(dest: Destination, summary: dict) -> None:
-    """Mark the store complete (the attribute evaluate looks for), then swap a replacement into place; the old
-    output is removed only now."""
+    """Mark the store complete (the attribute evaluate looks for), drop the run state, then swap a replacement
+    into place; the old output (and any state of an unfinished one) is removed only now."""
     import zarr
 
     zarr.open_group(str(dest.work), mode="r+").attrs[COMPLETE_ATTR] = summary
+    drop_run_state(dest.work)
     if dest.replaces:
         swap_into_place(dest.work, dest.out)
+        drop_run_state(dest.out)
+
+
+def drop_run_state(out: Path) -> None:
+    """Remove the run state beside ``out`` (only a folder predict-volume made: it holds its settings.json)."""
+    state = run_dir(out)
+    if state.is_dir() and not state.is_symlink() and (state / SETTINGS).is_file():
+        shutil.rmtree(state)
 
 
 def written_any(out: Path) -> bool:
@@ -165,18 +242,18 @@ def written_any(out: Path) -> bool:
 
 def done_blocks(out: Path, stage: str = "done") -> set[int]:
     """Blocks with the marker of ``stage``: "summed" (pass 1) or "done" (finished)."""
-    d = out / CONTROL / stage
+    d = run_dir(out) / stage
     return {int(p.name) for p in d.iterdir()} if d.is_dir() else set()
 
 
 def mark_done(out: Path, index: int, info: dict) -> None:
     """Written after every chunk of the block: a block without its marker is redone by --c."""
-    (out / CONTROL / "done" / str(index)).write_text(json.dumps(info))
+    (run_dir(out) / "done" / str(index)).write_text(json.dumps(info))
 
 
 def mark_summed(out: Path, index: int, info: dict) -> None:
     """Written after pass 1 wrote the block's interior and every piece of its sums."""
-    d = out / CONTROL / "summed"
+    d = run_dir(out) / "summed"
     d.mkdir(exist_ok=True)
     (d / str(index)).write_text(json.dumps(info))
 
@@ -184,8 +261,8 @@ def mark_summed(out: Path, index: int, info: dict) -> None:
 def save_piece(out: Path, target: int, source: int, k: int, fold: int, box: tuple, sums: np.ndarray,
                weight: np.ndarray) -> None:
     """Block ``source``'s Gaussian-weighted sums of one fold (float16, as nnU-Net accumulates) and weights over
-    ``box``, a part of block ``target``'s border. Scratch: removed when the run is complete."""
-    d = out / CONTROL / "pieces" / str(target)
+    ``box``, a part of block ``target``'s border. Scratch: removed once block ``target`` is finished."""
+    d = run_dir(out) / "pieces" / str(target)
     d.mkdir(parents=True, exist_ok=True)
     name = f"{source}_{k}_{fold}"
     np.save(d / f"{name}.sums.tmp.npy", sums)
@@ -199,7 +276,7 @@ def save_piece(out: Path, target: int, source: int, k: int, fold: int, box: tupl
 def pieces_for(out: Path, target: int, fold: int, region: tuple):
     """(box, sums, weights) of every piece of ``fold`` handed to block ``target`` that meets ``region``, in
     (source block, piece) order so that every run adds them up alike; the arrays are memory-mapped."""
-    d = out / CONTROL / "pieces" / str(target)
+    d = run_dir(out) / "pieces" / str(target)
     found = []
     for f in (d.glob("*.box") if d.is_dir() else []):
         source, k, f_fold = (int(v) for v in f.stem.split("_"))
@@ -214,10 +291,14 @@ def pieces_for(out: Path, target: int, fold: int, region: tuple):
 
 def drop_pieces(out: Path, target: int | None = None) -> None:
     """The border pieces handed to block ``target`` (all of them without one): scratch, once read."""
-    folder = out / CONTROL / "pieces"
+    folder = run_dir(out) / "pieces"
     shutil.rmtree(folder if target is None else folder / str(target), ignore_errors=True)
 
 
 def settings_of(out: Path) -> dict:
-    """The settings.json of the run that wrote ``out`` (``RunSettings.from_json`` reads it)."""
-    return json.loads((out / CONTROL / SETTINGS).read_text())
+    """The settings of the run that wrote ``out`` (``RunSettings.from_json`` reads them): its run state's, or,
+    once the run state is gone, the store's own attributes."""
+    state = run_dir(out) / SETTINGS
+    if state.is_file():
+        return json.loads(state.read_text())
+    return json.loads((out / ".zattrs").read_text())[OUTPUT_ATTR]

@@ -36,6 +36,7 @@ from nnunetv2_reisoseg.progress import progress_bar
 from nnunetv2_reisoseg.volume import grid as g
 from nnunetv2_reisoseg.volume import instances as inst
 from nnunetv2_reisoseg.volume import output as store
+from nnunetv2_reisoseg.volume import pyramid as pyr
 from nnunetv2_reisoseg.volume.blocks import finish_block, release_predictors, run_block
 from nnunetv2_reisoseg.volume.intensity import NonFiniteError, VolumeStats, check_scheme, stream_stats
 from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions, RunSettings
@@ -149,6 +150,7 @@ class Summary:
     tiles_whole_volume: int
     objects: int | None = None  # with instances: how many
     instance_seconds: float = 0.0
+    levels: int = 1  # pyramid levels, level 0 included
 
     @property
     def overlap_overhead(self) -> float:
@@ -175,6 +177,7 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
     except BaseException as e:
         if dest.created and dest.work.exists() and not store.written_any(dest.work):
             shutil.rmtree(dest.work)  # nothing of this run worth continuing: leave no output behind
+            store.drop_run_state(dest.work)
         if isinstance(e, VolumeReadError):  # a damaged part of the input, found by the block that reads it
             raise VolumeError(f"{e} (the blocks written so far stay; --c continues once the input is repaired)") \
                 from None
@@ -187,6 +190,14 @@ def _write(dest: store.Destination, settings: RunSettings, info: ModelInfo, run:
     """Create (or reopen) the store, run both passes and the instances, mark it complete and swap it into place."""
     out = dest.work
     try:
+        if dest.previous is not None and store.is_complete(out):
+            store.check_same(out, settings, dest.previous)
+            _check_same_instances(out, instances)
+            if run.progress:
+                print(f"predict-volume: {dest.out} is complete: nothing to continue (--overwrite predicts it again)",
+                      flush=True)
+            n = len(g.blocks(settings.shape, settings.block_shape))
+            return Summary(dest.out, n, 0, int(np.prod(settings.shape)), 0.0, 0, 0)
         done = store.prepare(out, settings, info.labels, info.n_outputs, dest.previous)
     except OutputError as e:
         raise VolumeError(str(e)) from None
@@ -197,12 +208,28 @@ def _write(dest: store.Destination, settings: RunSettings, info: ModelInfo, run:
             summary.objects = len(write_instances(out, settings, info.labels, instances, runner, run.cont))
             summary.instance_seconds = time.perf_counter() - t0
             if run.progress:
-                print(f"predict-volume: {summary.objects} objects in {dest.out / 'labels' / 'instances'} "
+                print(f"predict-volume: {summary.objects} objects in {dest.out / store.INSTANCES} "
                       f"({summary.instance_seconds:.1f} s, {summary.instance_seconds / max(summary.seconds, 1e-9):.2f}x"
                       " the prediction's time in this run)", flush=True)
-    store.finish(dest, {"blocks": summary.blocks, "objects": summary.objects})
+        summary.levels = write_pyramids(out, settings, runner)
+    store.finish(dest, {"blocks": summary.blocks, "objects": summary.objects, "levels": summary.levels})
     summary.output = dest.out
     return summary
+
+
+def _check_same_instances(out: Path, instances: InstanceOptions | None) -> None:
+    """--c on a finished output: asking for instances other than those it holds is refused (nothing is redone)."""
+    import zarr
+
+    if instances is None:
+        return
+    root = zarr.open_group(str(out), mode="r")
+    made = dict(root[store.INSTANCES].attrs.get("reisoseg", {})) if store.INSTANCES in root else {}
+    want = {"connectivity": instances.connectivity, "min_size_nm3": instances.min_size_nm3}
+    diff = [f"{k}: {made.get(k, 'no instances')} -> {v}" for k, v in want.items() if made.get(k) != v]
+    if diff:
+        raise VolumeError(f"{out} is a finished output made with other settings ({', '.join(diff)}); pass "
+                          "--overwrite to predict it again")
 
 
 def check_options(options: PredictOptions, instances: InstanceOptions | None) -> None:
@@ -244,6 +271,7 @@ def plan_run(input_spec: str, model: Path, options: PredictOptions, info: ModelI
             statistics = (norm_stats if norm_stats is not None else _statistics(vol, progress)).to_dict()
         if statistics["bbox"] is None:
             raise VolumeError(f"{vol.source} is all zeros: nothing to segment")
+        image = np.dtype(vol.array.dtype).name if options.image else None  # native byte order in the copy
     except VolumeReadError as e:
         raise VolumeError(str(e)) from None
     finally:
@@ -253,7 +281,7 @@ def plan_run(input_spec: str, model: Path, options: PredictOptions, info: ModelI
                        checkpoint=options.checkpoint, step_size=options.step_size, tta=options.tta,
                        device=options.device, block_shape=tuple(block), chunks=tuple(chunks),
                        save_probabilities=options.save_probabilities, transpose_forward=tuple(tf),
-                       trainer=info.trainer, configuration=info.configuration, statistics=statistics)
+                       trainer=info.trainer, configuration=info.configuration, statistics=statistics, image=image)
 
 
 def _check_voxel_size(source: str, shape: Sequence[int], sp: Sequence[float], tf: Sequence[int],
@@ -345,30 +373,56 @@ def predict_blocks(out: Path, settings: RunSettings, info: ModelInfo, done: set[
 def write_instances(out: Path, settings: RunSettings, labels: dict[str, int], options: InstanceOptions,
                     runner: TaskRunner, cont: bool) -> inst.Objects:
     """The 3D connected components of each class over the whole predicted volume: an OME-NGFF label image
-    ``OUT.zarr/labels/instances`` and its table of objects ``objects.csv`` there."""
+    ``OUT.zarr/labels/instances`` and the table of its objects, ``OUT.zarr/objects``."""
     import zarr
 
     shape, chunks = tuple(settings.shape), tuple(settings.chunks)
-    dest = out / "labels" / "instances"
-    s = inst.InstanceSettings(source=str(out), shape=shape, block_shape=tuple(settings.block_shape), chunks=chunks,
-                              spacing_nm=tuple(settings.spacing_nm), connectivity=options.connectivity,
+    dest = out / store.INSTANCES
+    s = inst.InstanceSettings(source=f"{out}:{store.SEMANTIC}", shape=shape, block_shape=tuple(settings.block_shape),
+                              chunks=chunks, spacing_nm=tuple(settings.spacing_nm), connectivity=options.connectivity,
                               min_size_nm3=options.min_size_nm3, dest=str(dest / "0"))
-    work = out / store.CONTROL / "instances"
+    work = store.run_dir(out) / "instances"
     if not cont and dest.exists():
         shutil.rmtree(dest)
-    root = zarr.open_group(str(out), mode="r+")
-    group = root.require_group("labels")
-    group.attrs["labels"] = ["instances"]
+    group = zarr.open_group(str(out), mode="r+").require_group("labels")
     image = group.require_group("instances")
     if "0" not in image:
         image.create_array("0", shape=shape, chunks=chunks, dtype=np.uint32, fill_value=0)
-    axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
-    image.attrs.update({"multiscales": store.multiscales("instances", axes, list(settings.spacing_nm)),
-                        "image-label": {"version": "0.4", "source": {"image": "../../"}},
-                        "reisoseg": {"connectivity": options.connectivity, "min_size_nm3": options.min_size_nm3}})
+    # zarr writes a group's attributes whole from the handle's copy: this handle's writes first, then the
+    # label metadata through a handle of its own
+    image.attrs["reisoseg"] = {"connectivity": options.connectivity, "min_size_nm3": options.min_size_nm3}
+    store.write_multiscales(image, "instances", [list(settings.spacing_nm)])
+    store.write_label_image(group, "instances", None, settings.image is not None)
     try:
         objects = inst.label_volume(work, s, runner, cont)
     except inst.InstanceError as e:
         raise VolumeError(str(e)) from None
-    objects.write_csv(dest / "objects.csv", {v: k for k, v in labels.items()})
+    objects.write_zarr(str(out / store.OBJECTS), {v: k for k, v in labels.items()})
     return objects
+
+
+def write_pyramids(out: Path, settings: RunSettings, runner: TaskRunner) -> int:
+    """The pyramid levels of the image and every label image in ``out`` (``volume.pyramid``'s rule), level by
+    level, block by block, resumable from the markers in the run state; returns the number of levels."""
+    import zarr
+
+    root = zarr.open_group(str(out), mode="r+")
+    arrays = [(store.SEMANTIC, pyr.NEAREST)] + ([(store.INSTANCES, pyr.NEAREST)] if store.INSTANCES in root else [])
+    if settings.image is not None:
+        arrays.insert(0, ("", pyr.MEAN))
+    chunks = tuple(settings.chunks)
+    levels = pyr.levels(settings.shape, settings.spacing_nm, chunks)
+    for array, kind in arrays:
+        group = root[array] if array else root
+        for i, lv in enumerate(levels[1:], start=1):
+            if str(i) not in group:
+                group.create_array(str(i), shape=lv.shape, chunks=tuple(min(c, n) for c, n in zip(chunks, lv.shape)),
+                                   dtype=group["0"].dtype, fill_value=0)
+            job, n = pyr.plan_job(store.run_dir(out), out, array, i, kind, chunks, lv)
+            done = pyr.done_in(job)
+            runner.map(pyr.pyramid_block, job, [b for b in range(n) if b not in done],
+                       f"pyramid: {array or 'image'} level {i}", n, len(done))
+        # written last: a viewer reads the levels the metadata names
+        store.write_multiscales(group, array.rsplit("/", 1)[-1] or Path(settings.input).name,
+                                [lv.spacing_nm for lv in levels])
+    return len(levels)

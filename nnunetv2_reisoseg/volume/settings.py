@@ -24,6 +24,7 @@ class PredictOptions:
     block_size: tuple[int, int, int] | None = None  # None: a few patches per block (grid.block_shape)
     spacing: tuple[float, float, float] | None = None  # nm, Z Y X; None: the file's own voxel size
     save_probabilities: bool = False
+    image: bool = True  # copy the input volume into the output as the image under the labels
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +61,7 @@ class RunSettings:
     configuration: str
     tiles: str = field(default=TILES, metadata=_RESUME)
     statistics: dict | None = field(default=None, metadata=_RESUME)  # VolumeStats.to_dict() of the input
+    image: str | None = field(default=None, metadata=_RESUME)  # dtype of the input's copy in the output; None: none
 
     @classmethod
     def resume_keys(cls) -> tuple[str, ...]:

@@ -220,7 +220,7 @@ def test_predict_volume_output_with_its_probabilities(tmp_path, capsys):
                            transpose_forward=(0, 1, 2), trainer="nnUNetTrainer", configuration="3d_fullres")
     prepare(out, settings, {"background": 0, "mito": 1}, 2, None)
     root = zarr.open_group(str(out), mode="r+")
-    root["0"][...] = pred
+    root["labels/semantic/0"][...] = pred
     prob = np.where(pred == 1, 0.9, 0.1).astype(np.float16)
     prob[1:11, 14:22, 14:22] = 0.55
     root["probabilities"]["0"][...] = np.stack([1 - prob, prob])

@@ -154,3 +154,23 @@ def test_a_damaged_input_is_a_clear_error_and_writes_nothing(tmp_path, volume):
     with pytest.raises(SystemExit, match=r"vol.zarr:raw: cannot read voxels \[0:.*damaged or incomplete"):
         _predict(["-i", f"{tmp_path}/vol.zarr:raw", "-m", str(model), "-f", "0"], tmp_path)
     assert not (tmp_path / "seg.zarr").exists()
+
+
+def test_an_output_of_the_layout_before_issue_29_is_replaced_not_continued(tmp_path):
+    """Before issue 29 the labels were at the root and the run state and objects.csv inside the store."""
+    import zarr
+
+    out = tmp_path / "old.zarr"
+    root = zarr.open_group(str(out), mode="w", zarr_format=2)
+    root.create_array("0", shape=(4, 8, 8), dtype=np.uint8)[...] = 1
+    root.attrs.update({"reisoseg": _settings().to_json(), "reisoseg_complete": {"blocks": 1}})
+    (out / ".reisoseg" / "done").mkdir(parents=True)
+    (out / ".reisoseg" / "settings.json").write_text(json.dumps(_settings().to_json()))
+    root.require_group("labels").require_group("instances").create_array("0", shape=(4, 8, 8), dtype=np.uint32)
+    (out / "labels" / "instances" / "objects.csv").write_text("id,class\n")
+    with pytest.raises(OutputError, match=r"earlier version of predict-volume.*--overwrite"):
+        store.previous_run(out, True, False)
+    assert store.previous_run(out, False, True).replaces
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="did not write"):
+        store.previous_run(out, False, True)

@@ -23,6 +23,7 @@ from nnunetv2_reisoseg.cli import main
 from nnunetv2_reisoseg.data.synth import generate_case
 from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
 from nnunetv2_reisoseg.volume import grid as g
+from nnunetv2_reisoseg.volume import output as store
 from nnunetv2_reisoseg.volume.intensity import nnunet_stats
 from nnunetv2_reisoseg.volume.predict import predict_volume
 from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions
@@ -85,13 +86,18 @@ def ws(tmp_path_factory):
 
 
 def _labels(out):
-    return zarr.open_array(str(out / "0"), mode="r")[:]
+    return zarr.open_array(str(out / "labels" / "semantic" / "0"), mode="r")[:]
+
+
+def _settings(out):
+    """The run's settings, kept in the store's attributes (the run state beside it is gone once finished)."""
+    return zarr.open_group(str(out), mode="r").attrs["reisoseg"]
 
 
 def _away_from_borders(out):
     """Voxels that only their own block's tiles reach, or outside nnU-Net's crop: there the labels are
     nnU-Net's to the bit."""
-    st = json.loads((out / ".reisoseg" / "settings.json").read_text())
+    st = _settings(out)
     tf = st["transpose_forward"]
     plans = load_plans("tiny_40x10x10")
     patch = tuple(plans["configurations"]["3d_fullres"]["patch_size"])
@@ -105,6 +111,12 @@ def _away_from_borders(out):
         if interior is not None:
             away[g.slices(g.to_input(grid.network_from_padded(interior), tf))] = True
     return away
+
+
+def _arrays(out):
+    """Every array of a store, by path."""
+    return {k: v[...] for k, v in zarr.open_group(str(out), mode="r").members(max_depth=None)
+            if isinstance(v, zarr.Array)}
 
 
 def _instances(out):
@@ -124,11 +136,12 @@ def test_same_labels_as_nnunet_with_its_statistics(ws, block, tmp_path):
     away = _away_from_borders(out)
     assert np.array_equal(ours[away], ref[away])
     assert (ours == ref).mean() >= 0.999
-    used = json.loads((out / ".reisoseg" / "settings.json").read_text())["block_shape"]
+    used = _settings(out)["block_shape"]
     assert s.blocks == len(g.blocks(vol.shape, used)) and (s.blocks == 1) == (block == (32, 128, 128))
     assert away.all() == (s.blocks == 1) and away.mean() > 0.1
     assert s.tiles_run == s.tiles_whole_volume  # every tile predicted once, whatever the blocks
-    assert not (out / ".reisoseg" / "pieces").exists()  # the border sums were scratch
+    assert not store.run_dir(out).exists()  # the border sums and markers were scratch
+    assert np.array_equal(zarr.open_array(str(out / "0"), mode="r")[:], vol)  # the image under the labels
 
 
 def test_same_labels_with_test_time_mirroring(ws, tmp_path):
@@ -153,10 +166,12 @@ def test_own_statistics_from_zarr_and_metadata(ws, tmp_path):
     ours = _labels(out)
     assert (ours == ref).mean() >= 0.999  # statistics of the whole volume in float64, nnU-Net's in float32
     attrs = zarr.open_group(str(out), mode="r").attrs.asdict()
-    ms = attrs["multiscales"][0]
+    ms = attrs["multiscales"][0]  # the image's: 80 > 64 voxels laterally, so one level down (lateral only)
     assert [a["name"] for a in ms["axes"]] == ["z", "y", "x"] and ms["axes"][0]["unit"] == "nanometer"
-    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == list(SPACING)
-    assert [p["name"] for p in attrs["image-label"]["properties"]] == ["background", "mitochondria"]
+    assert [d["coordinateTransformations"][0]["scale"] for d in ms["datasets"]] == [list(SPACING), [40, 20, 20]]
+    label = zarr.open_group(str(out / "labels" / "semantic"), mode="r").attrs["image-label"]
+    assert [p["name"] for p in label["properties"]] == ["background", "mitochondria"]
+    assert label["source"]["image"] == "../../"
     prov = attrs["reisoseg"]
     assert prov["folds"] == [0, 1] and prov["tta"] is False and prov["step_size"] == 0.5
     assert prov["statistics"]["bbox"][1] == [7, 80] and prov["trainer"] == "nnUNetTrainer"
@@ -169,7 +184,7 @@ def test_own_statistics_from_zarr_and_metadata(ws, tmp_path):
     assert (p[0, :, :7] == 1).all()  # outside nnU-Net's crop: background
 
 
-def test_reisoseg_model_and_a_two_worker_dask_cluster(ws, tmp_path):
+def test_reisoseg_model_and_a_two_worker_dask_cluster(ws, tmp_path, capsys):
     root, vol, _ = ws
     model = make_model(tmp_path / "reiso_model", nnUNetTrainerReIso, folds=(0,))
     ck = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False)
@@ -191,12 +206,13 @@ def test_reisoseg_model_and_a_two_worker_dask_cluster(ws, tmp_path):
     expected = cc3d.connected_components(np.where(small, 0, serial), connectivity=26)
     assert ids.max() >= 1 and np.bincount(whole.ravel())[1:].max() > 16 * 40 * 40  # an object larger than a block
     assert np.array_equal(ids, expected)
-    rows = list(csv.DictReader((tmp_path / "serial.zarr" / "labels" / "instances" / "objects.csv").read_text()
-                               .splitlines()))
+    capsys.readouterr()
+    assert main(["objects", str(tmp_path / "serial.zarr")]) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
     assert len(rows) == ids.max() and {r["class_name"] for r in rows} == {"mitochondria"}
     assert [int(r["voxels"]) for r in rows] == np.bincount(ids.ravel())[1:].tolist()
     root_attrs = zarr.open_group(str(tmp_path / "serial.zarr"), mode="r")
-    assert root_attrs["labels"].attrs["labels"] == ["instances"]
+    assert root_attrs["labels"].attrs["labels"] == ["semantic", "instances"]
     scale = root_attrs["labels/instances"].attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"]
     assert scale[0]["scale"] == list(SPACING)
 
@@ -210,7 +226,7 @@ def test_killed_run_continues_with_c(ws, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([*cli, "-o", str(out), *common], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    done = out / ".reisoseg" / "done"
+    done = store.run_dir(out) / "done"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if done.is_dir() and len(list(done.iterdir())) >= 3:
@@ -219,7 +235,7 @@ def test_killed_run_continues_with_c(ws, tmp_path):
         time.sleep(0.05)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
-    n_total = len(g.blocks(vol.shape, json.loads((out / ".reisoseg" / "settings.json").read_text())["block_shape"]))
+    n_total = len(g.blocks(vol.shape, json.loads((store.run_dir(out) / "settings.json").read_text())["block_shape"]))
     n_done = len(list(done.iterdir()))
     assert 3 <= n_done < n_total
     # other settings are refused; an existing output without --c or --overwrite too
@@ -233,8 +249,9 @@ def test_killed_run_continues_with_c(ws, tmp_path):
     assert f"{n_done} already done" in p.stdout
     # the same as an uninterrupted run, labels and objects
     assert main(["predict-volume", "-o", str(tmp_path / "whole.zarr"), *common, "--instances"]) == 0
-    assert np.array_equal(_labels(out), _labels(tmp_path / "whole.zarr"))
-    assert np.array_equal(_instances(out), _instances(tmp_path / "whole.zarr"))
+    resumed, whole = _arrays(out), _arrays(tmp_path / "whole.zarr")  # image, labels, instances, pyramids, table
+    assert sorted(resumed) == sorted(whole) and "labels/semantic/1" in resumed and "objects/voxels" in resumed
+    assert all(np.array_equal(resumed[k], whole[k]) for k in whole)
     assert np.array_equal(_instances(out), cc3d.connected_components(_labels(out), connectivity=26))
     with pytest.raises(SystemExit, match=r"other settings \(.*connectivity: 26 -> 6"):
         main(["predict-volume", "-o", str(out), *common, "--c", "--instances", "--connectivity", "6"])
@@ -290,3 +307,51 @@ def test_overwrite_swaps_in_a_complete_output(ws, tmp_path):
     attrs = zarr.open_group(str(out), mode="r").attrs
     assert "marker" not in attrs and "reisoseg_complete" in attrs
     assert np.array_equal(_labels(out), first) and sorted(os.listdir(tmp_path)) == ["seg.zarr"]
+
+
+def test_viewers_open_the_image_with_its_labels_and_pyramids(ws, tmp_path):
+    """Issue 29: ome-zarr-py finds the image first (the input's values), the semantic labels and the instances under
+    it; the metadata validate with ome-zarr-models; zarr lists the store without a warning; the pyramid levels
+    follow the rule and nothing but zarr's files is in the store."""
+    import warnings
+
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Multiscales, Reader
+    from ome_zarr_models.v04.image import Image
+    from ome_zarr_models.v04.image_label import ImageLabel
+
+    from nnunetv2_reisoseg.volume import pyramid as pyr
+
+    root, vol, model = ws
+    out = tmp_path / "seg.zarr"
+    assert main(["predict-volume", "-i", f"{root}/vol.h5:raw", "-o", str(out), "-m", str(model), "-f", "0",
+                 "--disable_tta", "-device", "cpu", "--block-size", "8", "32", "32", "--instances"]) == 0
+    nodes = list(Reader(parse_url(str(out)))())
+    assert nodes[0].specs[0].__class__ is Multiscales and nodes[0].visible
+    assert np.array_equal(np.asarray(nodes[0].data[0]), vol)
+    labels = {n.metadata["name"]: n for n in nodes if any(isinstance(sp, Label) for sp in n.specs)}
+    assert sorted(labels) == ["instances", "semantic"]
+    assert np.array_equal(np.asarray(labels["semantic"].data[0]), _labels(out))
+    assert np.array_equal(np.asarray(labels["instances"].data[0]), _instances(out))
+    group = zarr.open_group(str(out), mode="r")
+    Image.from_zarr(group)  # raises on metadata that break NGFF 0.4
+    for name in ("semantic", "instances"):
+        ImageLabel.from_zarr(group[f"labels/{name}"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        members = dict(group.members(max_depth=None))
+    assert "labels/semantic/2" in members and not store.run_dir(out).exists()
+    assert store.store_owner(out) is None  # only zarr's own files
+    # the levels: 80x70 laterally at 10 nm, chunks of 32: 40x35 at 20 nm, then 20x18 at 40 nm (lateral only while
+    # the 40 nm sections are thicker than sqrt(2) pixels); labels by their first voxel, the image by the mean
+    levels = pyr.levels(vol.shape, SPACING, (8, 32, 32))
+    assert [lv.shape for lv in levels] == [(24, 80, 70), (24, 40, 35), (24, 20, 18)]
+    scales = [d["coordinateTransformations"][0]["scale"] for d in group["labels/semantic"].attrs["multiscales"][0]
+              ["datasets"]]
+    assert scales == [list(SPACING), [40, 20, 20], [40, 40, 40]]
+    sem, img = _labels(out), vol
+    for i in (1, 2):
+        sem, img = sem[:, ::2, ::2], pyr.downsample(img, (1, 2, 2), pyr.MEAN)
+        assert np.array_equal(group[f"labels/semantic/{i}"][...], sem)
+        assert np.array_equal(group[str(i)][...], img)
+    assert np.array_equal(group["labels/instances/1"][...], _instances(out)[:, ::2, ::2])

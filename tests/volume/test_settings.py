@@ -21,10 +21,12 @@ def test_settings_round_trip_through_json_with_the_keys_runs_have_always_written
     s = _settings()
     written = json.loads(json.dumps(s.to_json()))
     assert RunSettings.from_json(written) == s
-    # the keys and their order of the settings.json that runs before this class wrote (outputs stay resumable)
+    # the keys and their order of the settings.json that runs before this class wrote (outputs stay resumable),
+    # then the image copy (issue 29), which an old run's settings lack: read as None, no image
     assert list(written) == ["input", "shape", "spacing_nm", "model", "folds", "checkpoint", "step_size", "tta",
                              "device", "block_shape", "chunks", "save_probabilities", "transpose_forward", "trainer",
-                             "configuration", "tiles", "statistics"]
+                             "configuration", "tiles", "statistics", "image"]
+    assert RunSettings.from_json({k: v for k, v in written.items() if k != "image"}).image is None
     assert written["tiles"] == TILES and written["shape"] == [8, 32, 32]
     assert s.volume_stats.bbox == ((0, 8), (0, 32), (0, 32))
 
