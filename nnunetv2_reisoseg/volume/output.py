@@ -228,10 +228,15 @@ def finish(dest: Destination, summary: dict) -> None:
         drop_run_state(dest.out)
 
 
+_STATE_ENTRIES = {SETTINGS, "done", "summed", "pieces", "instances", "pyramid"}  # all a run state holds
+
+
 def drop_run_state(out: Path) -> None:
-    """Remove the run state beside ``out`` (only a folder predict-volume made: it holds its settings.json)."""
+    """Remove the run state beside ``out``: only a folder predict-volume made (its settings.json and nothing but
+    the entries a run writes), never a folder of the same name holding anything else."""
     state = run_dir(out)
-    if state.is_dir() and not state.is_symlink() and (state / SETTINGS).is_file():
+    if (state.is_dir() and not state.is_symlink() and (state / SETTINGS).is_file()
+            and {p.name for p in state.iterdir()} <= _STATE_ENTRIES):
         shutil.rmtree(state)
 
 

@@ -174,3 +174,17 @@ def test_an_output_of_the_layout_before_issue_29_is_replaced_not_continued(tmp_p
     (out / "notes.txt").write_text("mine")
     with pytest.raises(OutputError, match="did not write"):
         store.previous_run(out, False, True)
+
+
+def test_run_state_is_removed_only_when_predict_volume_wrote_it(tmp_path):
+    out = tmp_path / "seg.zarr"
+    state = store.run_dir(out)
+    state.mkdir()
+    (state / "settings.json").write_text("{}")
+    (state / "thesis.tex").write_text("mine")  # a folder of that name holding something else stays
+    store.drop_run_state(out)
+    assert (state / "thesis.tex").is_file()
+    (state / "thesis.tex").unlink()
+    (state / "done").mkdir()
+    store.drop_run_state(out)
+    assert not state.exists()

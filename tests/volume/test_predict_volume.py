@@ -217,7 +217,7 @@ def test_reisoseg_model_and_a_two_worker_dask_cluster(ws, tmp_path, capsys):
     assert scale[0]["scale"] == list(SPACING)
 
 
-def test_killed_run_continues_with_c(ws, tmp_path):
+def test_killed_run_continues_with_c(ws, tmp_path, capsys):
     root, vol, model = ws
     out = tmp_path / "seg.zarr"
     common = ["-i", f"{root}/vol.h5:raw", "-m", str(model), "-f", "0", "--disable_tta", "-device", "cpu",
@@ -255,6 +255,12 @@ def test_killed_run_continues_with_c(ws, tmp_path):
     assert np.array_equal(_instances(out), cc3d.connected_components(_labels(out), connectivity=26))
     with pytest.raises(SystemExit, match=r"other settings \(.*connectivity: 26 -> 6"):
         main(["predict-volume", "-o", str(out), *common, "--c", "--instances", "--connectivity", "6"])
+    before = _arrays(out)
+    capsys.readouterr()
+    assert main(["predict-volume", "-o", str(out), *common, "--c", "--instances"]) == 0  # finished: nothing redone
+    assert "is complete: nothing to continue" in capsys.readouterr().out
+    after = _arrays(out)
+    assert sorted(after) == sorted(before) and all(np.array_equal(after[k], before[k]) for k in before)
 
 
 def test_bad_input_is_refused_and_writes_nothing(ws, tmp_path):
