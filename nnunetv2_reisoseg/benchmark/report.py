@@ -391,11 +391,12 @@ def _plot_curves(results: dict, path: Path, plt) -> None:
             minutes = np.asarray(t["curves"]["epoch_end_s"]) / 60
             axes[2].plot(minutes, t["curves"]["mean_fg_dice"][:len(minutes)], color=color, lw=1, alpha=0.8,
                          label=label if i == 0 else None)
-    axes[0].set_title("raw per-epoch pseudo Dice (validation patches, not nnU-Net's moving average): mean ± sd",
+    # two-line titles: one line each ran into its neighbours at this width
+    axes[0].set_title("raw per-epoch pseudo Dice: mean ± sd\n(validation patches, not nnU-Net's moving average)",
                       fontsize=9)
-    axes[1].set_title("training loss as optimised (ReIsoSeg: (1 - a) L_iso + a L_ani; aux: x 1/a; loss x a): "
-                      "mean ± sd", fontsize=8)
-    axes[2].set_title("raw pseudo Dice against training wall time, one line per training", fontsize=9)
+    axes[1].set_title("training loss as optimised: mean ± sd\n(ReIsoSeg: (1 - a) L_iso + a L_ani; aux: x 1/a; "
+                      "loss x a)", fontsize=9)
+    axes[2].set_title("raw pseudo Dice against training wall time\none line per training", fontsize=9)
     for ax, xlabel in zip(axes, ("iterations", "iterations", "minutes of training")):
         ax.set_xlabel(xlabel)
         ax.legend(fontsize=7)
