@@ -247,6 +247,9 @@ def face_block(work: str, index: int) -> int:
     s = _settings(work)
     offsets = np.load(Path(work) / "offsets.npy")
     classes = np.load(Path(work) / "classes.npy")
+    n_ids = np.int64(len(classes))  # provisional ids are 0..n_ids - 1
+    if n_ids > 3 * 10**9:  # n_ids**2 must fit in an int64
+        raise InstanceError(f"{n_ids - 1} objects before the merge: more than the faces pass can pair (3e9)")
     box = s.blocks[index]
     found = []
     for a in range(3):
@@ -272,8 +275,11 @@ def face_block(work: str, index: int) -> int:
             hit = (x > 0) & (y > 0)
             x, y = x[hit], y[hit]
             same = classes[x] == classes[y]
-            found.append(np.stack([x[same], y[same]], axis=1))
-    pairs = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, 2), np.int64)
+            found.append(np.unique(x[same] * n_ids + y[same]))
+    # a pair as one int64 key (ids < n_ids): unique on keys is ~30x faster than np.unique(axis=0) on rows,
+    # which dominated this pass on large volumes
+    keys = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+    pairs = np.stack([keys // n_ids, keys % n_ids], axis=1)
     done.parent.mkdir(exist_ok=True)
     tmp = done.with_suffix(".tmp.npy")
     np.save(tmp, pairs.astype(np.int64))
