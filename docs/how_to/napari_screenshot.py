@@ -27,10 +27,14 @@ def stack(folder: str, out: str) -> None:
 
     from nnunetv2_reisoseg.data.convert.downsample import downsample_image
 
+    if Path(out).exists():
+        raise SystemExit(f"{out} exists: remove it or name another output")
     files = sorted(Path(folder).glob("*.tif"))
     if not files:
         raise SystemExit(f"{folder}: no .tif sections")
     volume = np.stack([tifffile.imread(f) for f in files])
+    if volume.ndim != 3 or volume.shape[1] % 2 or volume.shape[2] % 2:
+        raise SystemExit(f"{folder}: sections of shape {volume.shape[1:]}; the 2x2 mean needs even 2D sections")
     small = downsample_image(volume, (1, 2, 2)).round().astype(np.uint8)
     group = zarr.open_group(out, mode="w-", zarr_format=2)
     arr = group.create_array("raw", shape=small.shape, chunks=(small.shape[0], 256, 256), dtype=np.uint8)
@@ -43,6 +47,8 @@ def shot(output: str, png: str, section: int | None) -> None:
     """Open ``output`` as a user would, show every layer, save the window to ``png``."""
     import napari
 
+    if Path(png).exists():
+        raise SystemExit(f"{png} exists: remove it or name another file")
     viewer = napari.Viewer(show=True)
     layers = viewer.open(output, plugin="napari-ome-zarr")
     for layer in layers:
