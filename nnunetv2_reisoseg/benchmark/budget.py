@@ -30,6 +30,7 @@ class BenchmarkBudgetMixin:
     bench_val_iterations: int = 50
     bench_test_time_mirroring: bool = True
     bench_epochs_from_env: bool = False
+    bench_save_every: int = 50
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -42,6 +43,9 @@ class BenchmarkBudgetMixin:
             self.num_epochs = int(os.environ[EPOCHS_ENV])
         self.num_iterations_per_epoch = self.bench_iterations
         self.num_val_iterations_per_epoch = self.bench_val_iterations
+        self.save_every = self.bench_save_every
+        # seconds trained before a --c continuation (from the checkpoint's epoch times), and its first epoch
+        self._resumed_s, self._resumed_epoch = 0.0, None
         seed = os.environ.get(SEED_ENV)
         if seed is not None:  # nnU-Net does not seed; network init and sampling then follow the seed
             torch.manual_seed(int(seed))
@@ -55,6 +59,13 @@ class BenchmarkBudgetMixin:
         if not self.bench_test_time_mirroring:  # training augmentation keeps mirroring; inference does not
             self.inference_allowed_mirroring_axes = None
         return out
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        super().load_checkpoint(filename_or_checkpoint)
+        lg = self.logger.my_fantastic_logging
+        starts, ends = lg.get("epoch_start_timestamps", []), lg.get("epoch_end_timestamps", [])
+        if starts and ends:  # the wall time a continued training reports includes the part before the cut
+            self._resumed_s, self._resumed_epoch = float(ends[-1] - starts[0]), self.current_epoch
 
     def train_step(self, batch: dict) -> dict:
         t0 = time.perf_counter()
@@ -77,7 +88,8 @@ class BenchmarkBudgetMixin:
             "epochs": self.num_epochs,
             "iterations_per_epoch": self.num_iterations_per_epoch,
             "step_times_s": self._step_times,
-            "training_wall_s": time.perf_counter() - self._run_start,
+            "training_wall_s": time.perf_counter() - self._run_start + self._resumed_s,
+            "resumed_at_epoch": self._resumed_epoch,
             "peak_cpu_rss_bytes": rss,
             "peak_gpu_allocated_bytes": torch.cuda.max_memory_allocated(self.device)
             if self.device.type == "cuda" else None,

@@ -55,6 +55,9 @@ class Budget:
     patch: tuple[int, int, int] | None = None
     # the classes (names in dataset.json) whose primary measures are primary; empty: every foreground class
     primary_classes: tuple[str, ...] = ()
+    # epochs between nnU-Net's checkpoint_latest.pth saves (its default 50): shorter for long CPU trainings,
+    # so that one cut by a session's end and continued with --c on the same machine loses little
+    save_every: int = 50
 
 
 # the synthetic dataset of the short and full presets (the same data for both)
@@ -102,6 +105,10 @@ PRESETS: dict[str, Budget] = {
     # mitochondria primary
     "realcpu": _REAL_CPU,
     "vnc": replace(_REAL_CPU, primary_classes=("mitochondria",)),
+    # the budget study (docs/study_budget): the vnc preset with 4x its iterations and nothing else changed
+    "vnc4x": replace(_REAL_CPU, epochs=240, primary_classes=("mitochondria",), save_every=10,
+                     note="6,000 iterations (4x the vnc preset) of a 20x64x64 patch on a quarter-width plan; a "
+                          "checkpoint every 10 epochs"),
     "short": Budget(epochs=100, iterations=50, val_iterations=10, test_time_mirroring=True, synth=_SYNTH_FULL,
                     note="5,000 iterations: an hour or two per training on a GPU"),
     "full": Budget(epochs=1000, iterations=250, val_iterations=50, test_time_mirroring=True, synth=_SYNTH_FULL,

@@ -73,3 +73,18 @@ def test_both_controls_have_fixed_budget_trainers(nnunet_dirs):
         assert t.num_epochs == PRESETS["tiny"].epochs and t.num_iterations_per_epoch == PRESETS["tiny"].iterations
         loss = t._build_loss()
         assert isinstance(loss, loss_type) and loss.scale == scale
+
+
+def test_the_budget_study_preset_is_vnc_with_4x_the_iterations_only():
+    """docs/study_budget: 4x the vnc preset's training and nothing else changed but the checkpoint interval."""
+    from dataclasses import asdict
+
+    from nnunetv2_reisoseg.benchmark.trainers import nnUNetTrainerBenchmark as bench
+
+    long, short = asdict(PRESETS["vnc4x"]), asdict(PRESETS["vnc"])
+    assert long["epochs"] * long["iterations"] == 4 * short["epochs"] * short["iterations"] == 6000
+    differ = {k for k in long if long[k] != short[k]}
+    assert differ == {"epochs", "note", "save_every"}, differ
+    assert plans_name("vnc4x") == plans_name("vnc")
+    cls = bench.nnUNetTrainerReIsoAuxBenchVnc4x
+    assert (cls.bench_epochs, cls.bench_save_every) == (240, 10)

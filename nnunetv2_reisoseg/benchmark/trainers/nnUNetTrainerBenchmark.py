@@ -26,7 +26,8 @@ def _budget_trainer(base: type, prefix: str, preset: str, suffix: str = "") -> t
     attrs = {"__init__": __init__, "__module__": __name__, "__qualname__": name,
              "bench_epochs": budget.epochs, "bench_iterations": budget.iterations,
              "bench_val_iterations": budget.val_iterations,
-             "bench_test_time_mirroring": budget.test_time_mirroring, "bench_epochs_from_env": bool(suffix)}
+             "bench_test_time_mirroring": budget.test_time_mirroring, "bench_epochs_from_env": bool(suffix),
+             "bench_save_every": budget.save_every}
     return type(name, (BenchmarkBudgetMixin, base), attrs)
 
 
