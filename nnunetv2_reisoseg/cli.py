@@ -12,28 +12,45 @@ from pathlib import Path
 
 def _load_plans(dataset: str, plans: str) -> dict:
     """Plans from a .json path, or from $nnUNet_preprocessed/<dataset>/<plans>.json."""
-    if dataset.endswith(".json") and Path(dataset).is_file():
-        return json.loads(Path(dataset).read_text())
-    from nnunetv2.paths import nnUNet_preprocessed
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    from nnunetv2_reisoseg.io.checks import read_plans
 
-    if not nnUNet_preprocessed.is_set():
-        raise SystemExit("nnUNet_preprocessed is not set: export it (see nnU-Net's setting_up_paths.md).")
-    name = maybe_convert_to_dataset_name(dataset)
-    path = Path(str(nnUNet_preprocessed)) / name / f"{plans}.json"
+    if dataset.endswith(".json"):
+        return read_plans(dataset)
+    root = os.environ.get("nnUNet_preprocessed")
+    if not root:
+        raise SystemExit("info: nnUNet_preprocessed is not set: export it (see nnU-Net's setting_up_paths.md).")
+    name = _dataset_folder(Path(root), dataset)
+    path = Path(root) / name / f"{plans}.json"
     if not path.is_file():
-        raise SystemExit(f"{path} not found: run nnUNetv2_plan_and_preprocess -d {dataset} first.")
-    return json.loads(path.read_text())
+        raise SystemExit(f"info: {path} not found: run nnUNetv2_plan_and_preprocess -d {dataset} first.")
+    return read_plans(path)
+
+
+def _dataset_folder(root: Path, dataset: str) -> str:
+    """The DatasetXXX_NAME folder under ``root`` that ``dataset`` (an id or a name) names."""
+    if dataset.isdigit():
+        found = sorted(p.name for p in root.glob(f"Dataset{int(dataset):03d}_*")) if root.is_dir() else []
+        if not found:
+            raise SystemExit(f"info: no dataset {dataset} in $nnUNet_preprocessed ({root}): plan it with "
+                             f"nnUNetv2_plan_and_preprocess -d {dataset}, or check the id")
+        return found[0]
+    if not (root / dataset).is_dir():
+        raise SystemExit(f"info: no dataset {dataset} in $nnUNet_preprocessed ({root}): give its id or its "
+                         "DatasetXXX_NAME folder name, or a plans .json file")
+    return dataset
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from nnunetv2_reisoseg.method.describe import describe_pi_plan
 
+    plans = _load_plans(args.dataset, args.plans)
+    if args.configuration not in plans["configurations"]:
+        raise SystemExit(f"info: the plans have no configuration {args.configuration!r} (they have "
+                         f"{', '.join(plans['configurations']) or 'none'}); pass -c with one of those")
     try:
-        print(describe_pi_plan(_load_plans(args.dataset, args.plans), args.configuration, args.pi_levels,
-                               args.reduction), end="")
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
+        print(describe_pi_plan(plans, args.configuration, args.pi_levels, args.reduction), end="")
+    except (ValueError, KeyError, TypeError) as e:  # plans of another shape than nnU-Net writes
+        raise SystemExit(f"info: {e}") from None
     return 0
 
 
@@ -72,7 +89,9 @@ def cmd_import_stock(args: argparse.Namespace) -> int:
                 trainer_class = recursive_find_trainer_class_by_name(args.trainer)
         except RuntimeError as e:
             raise SystemExit(f"import-stock: {e}") from None
-    plans = json.loads(Path(args.plans).read_text()) if args.plans else None
+    from nnunetv2_reisoseg.io.checks import read_plans
+
+    plans = read_plans(args.plans) if args.plans else None
     try:
         info = import_stock(args.checkpoint, args.output, trainer_class, plans, args.configuration, args.seed,
                             args.overwrite)
@@ -92,9 +111,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if not raw:
         raise SystemExit("nnUNet_raw is not set: export nnUNet_raw=/path/to/nnUNet_raw (see nnU-Net's "
                          "setting_up_paths.md).")
+    from nnunetv2_reisoseg.io.checks import voxel_size
+
     anisotropy, xy_nm = args.anisotropy, args.xy_nm
     if args.voxel_size is not None:
-        vz, vy, vx = args.voxel_size
+        vz, vy, vx = voxel_size(args.voxel_size, "synth: --voxel-size")
         if vy != vx or vy <= 0 or vz <= 0 or abs(vz / vy - round(vz / vy)) > 1e-6 or round(vz / vy) < 1:
             raise SystemExit(f"synth: --voxel-size {vz:g} {vy:g} {vx:g}: the lateral axes must be equal and the "
                              "section thickness a whole number of lateral pixels (e.g. 40 10 10 or 45 5 5)")
@@ -228,11 +249,19 @@ def cmd_objects(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from nnunetv2_reisoseg.evaluation import EvaluationError
     from nnunetv2_reisoseg.evaluation.evaluate import ReadOptions
+    from nnunetv2_reisoseg.io import checks
     from nnunetv2_reisoseg.io.folders import OutputError, check_output, write_file
     from nnunetv2_reisoseg.io.volumes import input_path
 
     if args.workers and args.scheduler:
         raise SystemExit("evaluate: --workers starts a local dask cluster, --scheduler joins one; give one")
+    if args.output is not None and not args.output.strip():
+        raise SystemExit("evaluate: -o is empty; give the file to write the JSON to, or leave -o out")
+    if args.spacing is not None:
+        checks.voxel_size(args.spacing, "--spacing")
+    if args.block_size is not None:
+        checks.whole_numbers(args.block_size, "--block-size")
+    checks.workers(args.workers)
     if args.output:  # before hours of blockwise work
         try:
             check_output(args.output, args.overwrite, _evaluate_json,
@@ -248,8 +277,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     text = json.dumps(result, indent=1)
     print(text, flush=True)  # the result reaches the user even if -o cannot be written
     if args.output:
+        # the file carries evaluate's mark beside the classes: --overwrite replaces only a file that has it
+        marked = json.dumps({**result, EVALUATE_MARK: {"command": "evaluate", "prediction": args.prediction,
+                                                       "reference": args.reference}}, indent=1)
         try:
-            write_file(args.output, lambda path: path.write_text(text + "\n"))
+            write_file(args.output, lambda path: path.write_text(marked + "\n"))
         except OSError as e:
             raise SystemExit(f"evaluate: the result above could not be written to {args.output}: {e}") from None
     return 0
@@ -261,7 +293,7 @@ def _evaluate(args: argparse.Namespace, reading) -> dict:
 
     blockwise = args.blockwise or args.block_size is not None or args.workers or args.scheduler
     if not blockwise and not args.prediction.lower().endswith(bw.ITK_SUFFIXES):
-        shape = bw.volume_info(args.prediction, allow_unfinished=True)[0]
+        shape = bw.volume_info(args.prediction, allow_unfinished=True, spacing_given=args.spacing is not None)[0]
         if math.prod(shape) > bw.BLOCKWISE_ABOVE:
             blockwise = True
             print(f"evaluate: {'x'.join(map(str, shape))} voxels do not fit in memory comfortably; evaluating "
@@ -278,15 +310,19 @@ def _evaluate(args: argparse.Namespace, reading) -> dict:
                                  args.ignore_label, reading, run=run)
 
 
+EVALUATE_MARK = "reisoseg"  # the key of evaluate's mark in an -o file (class keys are numbers)
+
+
 def _evaluate_json(path: Path) -> str | None:
-    """None when ``path`` is a result evaluate wrote (one object of per-class measures), else why it is not."""
+    """None when ``path`` is a result evaluate wrote (it carries evaluate's mark), else why it is not."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return "it is not an evaluate result (not JSON)"
-    if isinstance(data, dict) and data and all(isinstance(v, dict) and "dice" in v for v in data.values()):
+    mark = data.get(EVALUATE_MARK) if isinstance(data, dict) else None
+    if isinstance(mark, dict) and mark.get("command") == "evaluate":
         return None
-    return "it is not an evaluate result"
+    return f"it is not an evaluate result (it has no {EVALUATE_MARK!r} mark of evaluate)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -516,9 +552,27 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_benchmark)
 
 
+DEBUG_ENV = "REISOSEG_DEBUG"  # 1: let an unexpected error show its traceback
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every failure ends as one line on stderr and a non-zero exit."""
+    from nnunetv2_reisoseg.errors import ReisosegError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ReisosegError as e:  # whatever module raised it, on whatever code path
+        text = str(e)
+        raise SystemExit(text if text.startswith(f"{args.command}:") else f"{args.command}: {text}") from None
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise SystemExit(f"{args.command}: unexpected {type(e).__name__}: {first}. This is a bug of reisoseg or of a "
+                         f"library it calls: rerun with {DEBUG_ENV}=1 for the traceback, and report it") from None
 
 
 if __name__ == "__main__":

@@ -29,11 +29,13 @@ from nnunetv2_reisoseg.benchmark.presets import CONFIGURATION, METHODS, PLANS, P
 from nnunetv2_reisoseg.benchmark.records import BenchmarkResults, CaseResult, TrainingRecord
 from nnunetv2_reisoseg.benchmark.report import machine, primary_measures, write_plots, write_report
 from nnunetv2_reisoseg.benchmark.stats import PLATEAU_CURVE, costs, flatten_cases, plateau, summarize
+from nnunetv2_reisoseg.errors import ReisosegError
+from nnunetv2_reisoseg.io import checks
 from nnunetv2_reisoseg.method.describe import describe_pi_plan
 from nnunetv2_reisoseg.progress import progress_bar, say
 
 
-class BenchmarkError(RuntimeError):
+class BenchmarkError(ReisosegError, RuntimeError):
     """A benchmark step failed; the message says which and where its log is."""
 
 
@@ -178,7 +180,7 @@ def ensure_plans(dataset_id: int, dataset_name: str, out: Path, preset: str) -> 
             env["nnUNet_n_proc_DA"] = "1"
         _run_logged([*nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", CONFIGURATION, "-np",
                      env["nnUNet_def_n_proc"]], env, out / "logs" / "plan_and_preprocess.log", "plan", None)
-    plans = json.loads(plans_file.read_text())
+    plans = checks.read_plans(plans_file, f"plan the dataset again: nnUNetv2_plan_and_preprocess -d {dataset_id}")
     splits, given = pre / dataset_name / "splits_final.json", _env_paths()[0] / dataset_name / "splits_final.json"
     if not splits.is_file() and given.is_file():  # reisoseg convert's folds, one per block
         shutil.copyfile(given, splits)
@@ -290,6 +292,7 @@ def _curves(folder: Path) -> dict:
     return out
 
 
+_RECORD_FIX = "remove it, and the benchmark trains that training again"
 RECORDS = "records"  # one JSON per finished training: what a report needs, without the weights
 RECORD_VERSION = 2  # records of another version (other metrics) are computed again from the model
 
@@ -447,7 +450,9 @@ def _check_methods(preset: str, methods: Sequence[str]) -> list[str]:
 def _open_dataset(dataset: str | None, preset: str) -> _Dataset:
     dataset_id, dataset_name = ensure_dataset(dataset, preset)
     folder = _env_paths()[0] / dataset_name
-    labels = json.loads((folder / "dataset.json").read_text())["labels"]
+    labels = checks.json_shape(
+        checks.read_json(folder / "dataset.json", "an nnU-Net dataset.json", "convert the dataset again"),
+        str(folder / "dataset.json"), {"labels": dict, "file_ending": str}, "convert the dataset again")["labels"]
     if any(not isinstance(v, int) for v in labels.values()):  # before any planning or training
         raise BenchmarkError(f"{dataset_name} is region-based; the benchmark's evaluation handles label datasets "
                              "only (train regions with nnUNetv2_train -tr nnUNetTrainerReIso)")
@@ -480,7 +485,9 @@ def _train_pair(ds: _Dataset, preset: str, pair: tuple[int, int], methods: Seque
         run = Run(meth, seed, fold, folder)
         done += 1
         record_file = out_dir / RECORDS / f"{meth}_seed{seed}_fold{fold}.json"
-        record = json.loads(record_file.read_text()) if record_file.is_file() else None
+        record = checks.json_shape(checks.read_json(record_file, "a benchmark record", _RECORD_FIX), str(record_file),
+                                   {"training_wall_s": (int, float), "cases": list}, _RECORD_FIX) \
+            if record_file.is_file() else None
         if record is not None and record.get("record_version") == RECORD_VERSION:
             log(f"training {done}/{n_total}: {run.tag}: using its record {record_file}")
         else:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +44,15 @@ def write_image(array: np.ndarray, spacing_zyx: Sequence[float], path: Path) -> 
 
 
 def write_dataset_json(folder: Path, labels: dict[str, int], num_training: int, name: str, description: str,
-                       spacing_nm: Sequence[float], channel_name: str = "EM",
+                       spacing_nm: Sequence[float] | Mapping[str, Sequence[float]], channel_name: str = "EM",
                        provenance: tuple[str, str] = ("", "")) -> None:
     """``dataset.json`` through nnU-Net's own ``generate_dataset_json``, with the voxel size in nm kept beside it
-    (``spacing_nm_zyx``: nnU-Net plans from the images' headers, this is for people reading the file).
-    ``provenance`` is (licence, converted by)."""
+    (``spacing_nm_zyx``: nnU-Net plans from the images' headers, this is for people reading the file; given per
+    case, where the cases differ, ``spacing_nm_zyx_per_case``). ``provenance`` is (licence, converted by)."""
     from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
     licence, converted_by = provenance
+    spacing = {"spacing_nm_zyx_per_case": {k: [float(v) for v in s] for k, s in spacing_nm.items()}} \
+        if isinstance(spacing_nm, Mapping) else {"spacing_nm_zyx": [float(v) for v in spacing_nm]}
     generate_dataset_json(str(folder), {0: channel_name}, dict(labels), num_training, ".nii.gz", dataset_name=name,
-                          description=description, license=licence, converted_by=converted_by,
-                          spacing_nm_zyx=[float(v) for v in spacing_nm])
+                          description=description, license=licence, converted_by=converted_by, **spacing)

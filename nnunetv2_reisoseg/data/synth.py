@@ -23,6 +23,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from nnunetv2_reisoseg.data.raw_dataset import raw_dataset_target, write_dataset_json, write_image
+from nnunetv2_reisoseg.errors import InputError
+from nnunetv2_reisoseg.io.checks import MAX_VOXEL_NM, MIN_VOXEL_NM, number, probability, voxel_size, whole_numbers
 from nnunetv2_reisoseg.io.folders import staged_folder
 from nnunetv2_reisoseg.progress import progress_bar
 
@@ -265,6 +267,17 @@ class SynthSpec:
     membranes_class: bool = False
     missing_sections: float = 0.0  # probability that a case has one section lost to noise (damaged sections)
 
+    def check(self) -> None:
+        """Refuse, before anything is written, what would fail or generate nonsense (``io.checks``)."""
+        if self.cases < 1 or self.test_cases < 0:
+            raise InputError(f"--cases must be >= 1 and --test-cases >= 0, got {self.cases} and {self.test_cases}")
+        whole_numbers(self.shape, "--shape", 3, 1)
+        number(self.xy_nm, "--xy-nm (or the lateral --voxel-size)", MIN_VOXEL_NM, MAX_VOXEL_NM,
+               what="a pixel size in nm")
+        whole_numbers([self.anisotropy], "--anisotropy (section thickness in lateral pixels)", 1, 1)
+        voxel_size((self.xy_nm * self.anisotropy, self.xy_nm, self.xy_nm), "--voxel-size")
+        probability(self.missing_sections, "--missing-sections")
+
 
 def generate_dataset(raw_root: str | os.PathLike, dataset_id: int, name: str, spec: SynthSpec | None = None,
                      overwrite: bool = False, progress: bool = True) -> Path:
@@ -274,10 +287,7 @@ def generate_dataset(raw_root: str | os.PathLike, dataset_id: int, name: str, sp
     spec = spec or SynthSpec()
     cases, shape, anisotropy, xy_nm, seed = spec.cases, spec.shape, spec.anisotropy, spec.xy_nm, spec.seed
     test_cases, membranes_class, missing_sections = spec.test_cases, spec.membranes_class, spec.missing_sections
-    if cases < 1:
-        raise ValueError(f"cases must be >= 1, got {cases}")
-    if not 0.0 <= missing_sections <= 1.0:
-        raise ValueError(f"missing_sections is a probability in [0, 1], got {missing_sections}")
+    spec.check()
     target, clashes = raw_dataset_target(raw_root, dataset_id, name, overwrite)
     rng = np.random.default_rng(seed)
     spacing = (xy_nm * anisotropy, xy_nm, xy_nm)

@@ -29,7 +29,10 @@ from nnunetv2_reisoseg.evaluation.evaluate import (
     voxel_measures,
 )
 from nnunetv2_reisoseg.evaluation.objects import ContingencyTable, object_measures
+from nnunetv2_reisoseg.io.checks import voxel_size, whole_numbers
+from nnunetv2_reisoseg.io.checks import workers as checks_workers
 from nnunetv2_reisoseg.io.labels import LabelValueError
+from nnunetv2_reisoseg.io.volumes import VolumeReadError
 from nnunetv2_reisoseg.volume import grid as g
 from nnunetv2_reisoseg.volume import instances as inst
 from nnunetv2_reisoseg.volume.tasks import TaskRunner
@@ -38,10 +41,12 @@ from nnunetv2_reisoseg.volume.tasks import TaskRunner
 BLOCKWISE_ABOVE = 2**28
 DEFAULT_BLOCK = (64, 1024, 1024)
 SURFACE_FIELDS = ("hd95_nm", "assd_nm")
+# a note that the blocks are tiny: more blocks than this, each of fewer voxels than that
+SMALL_BLOCKS_NOTE, SMALL_BLOCK_VOXELS = 1000, 32**3
 
 
 def _open(spec: str):
-    from nnunetv2_reisoseg.io.volumes import VolumeReadError, read_volume
+    from nnunetv2_reisoseg.io.volumes import read_volume
 
     if spec.lower().endswith(ITK_SUFFIXES):
         raise EvaluationError(f"{spec}: NIfTI / MHA / NRRD are read whole; for block-by-block evaluation convert "
@@ -52,12 +57,18 @@ def _open(spec: str):
         raise EvaluationError(str(e).replace("reisoseg convert reads", "reisoseg evaluate reads")) from None
 
 
-def volume_info(spec: str, allow_unfinished: bool = False) -> tuple[tuple[int, ...], tuple[float, float, float] | None]:
+def volume_info(spec: str, allow_unfinished: bool = False, spacing_given: bool = False
+                ) -> tuple[tuple[int, ...], tuple[float, float, float] | None]:
     """Shape and voxel size of a volume, without reading its voxels; an unfinished predict-volume output is
-    refused unless ``allow_unfinished``."""
+    refused unless ``allow_unfinished``, and a voxel size the file states badly unless ``spacing_given``."""
     vol = _open(spec)
     check_finished(vol, allow_unfinished)
     try:
+        if not spacing_given:
+            try:
+                vol.stated_spacing(None)
+            except VolumeReadError as e:
+                raise EvaluationError(str(e)) from None
         return vol.shape, vol.spacing_nm
     finally:
         vol.close()
@@ -134,6 +145,15 @@ def evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None = No
                               "for values that mean 'no object'") from None
 
 
+def _check_numbers(spacing: Sequence[float] | None, block_shape: Sequence[int] | None, workers: int) -> int:
+    """The numbers a blockwise run reads, before any work (``io.checks``); returns the worker count."""
+    if spacing is not None:
+        voxel_size(spacing, "--spacing")
+    if block_shape is not None:
+        whole_numbers(block_shape, "--block-size")
+    return checks_workers(workers)
+
+
 def _evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None, classes: Sequence[int] | None,
                         connectivity: int, ignore_label: int | None, run: BlockwiseRun,
                         reading: ReadOptions) -> dict[str, dict]:
@@ -141,8 +161,9 @@ def _evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None, cl
                                                            run.progress)
     if connectivity not in inst.CONNECTIVITIES:
         raise EvaluationError(f"--connectivity must be one of {inst.CONNECTIVITIES}, got {connectivity}")
-    p_shape, p_sp = volume_info(pred, reading.allow_unfinished)
-    r_shape, r_sp = volume_info(ref, reading.allow_unfinished)
+    workers = _check_numbers(spacing, block_shape, workers)
+    p_shape, p_sp = volume_info(pred, reading.allow_unfinished, spacing is not None)
+    r_shape, r_sp = volume_info(ref, reading.allow_unfinished, spacing is not None)
     if p_shape != r_shape:
         raise EvaluationError(f"prediction {pred} has shape {p_shape} but reference {ref} has {r_shape}: evaluate "
                               "volumes of the same grid")
@@ -150,6 +171,10 @@ def _evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None, cl
         raise EvaluationError(f"volumes must be 3D (Z, Y, X), got shape {p_shape}")
     sp = resolve_spacing(p_sp, r_sp, spacing)
     block = tuple(max(1, min(int(b), n)) for b, n in zip(block_shape or DEFAULT_BLOCK, p_shape))
+    n_blocks = len(g.blocks(p_shape, block))
+    if progress and n_blocks > SMALL_BLOCKS_NOTE and np.prod(block) < SMALL_BLOCK_VOXELS:
+        print(f"evaluate: {n_blocks:,} blocks of {'x'.join(map(str, block))} voxels; blocks this small spend their "
+              f"time on overhead (the default is {'x'.join(map(str, DEFAULT_BLOCK))})", file=sys.stderr, flush=True)
     if work_dir is not None and not Path(work_dir).is_dir():
         raise EvaluationError(f"--work-dir {work_dir} is not a folder")
     work = Path(tempfile.mkdtemp(prefix="reisoseg-evaluate-", dir=work_dir))
@@ -179,7 +204,6 @@ def _evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None, cl
                         "classes": [int(c) for c in classes], "ignore_label": ignore_label,
                         "background": [int(b) for b in reading.background], "binary": reading.binary}
             (work / "evaluation.json").write_text(json.dumps(settings))
-            n_blocks = len(g.blocks(p_shape, block))
             runner.map(contingency_block, str(work), list(range(n_blocks)), "evaluate: tables")
         return {str(c): _class_result(work, n_blocks, int(c)) for c in classes}
     finally:

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_reisoseg.errors import ReisosegError
 from nnunetv2_reisoseg.evaluation.objects import ContingencyTable, object_measures
 from nnunetv2_reisoseg.evaluation.surface import surface_distances
+from nnunetv2_reisoseg.io.checks import spacing_problem, voxel_size
 from nnunetv2_reisoseg.io.labels import DEFAULT_BACKGROUND, LabelValueError, integer_labels
 
 # the fields of every class's result, in this order
@@ -27,7 +29,7 @@ CONNECTIVITIES = (6, 18, 26)
 ITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd")
 
 
-class EvaluationError(ValueError):
+class EvaluationError(ReisosegError, ValueError):
     """Bad input for ``reisoseg evaluate``; the message names the problem and the fix."""
 
 
@@ -127,10 +129,12 @@ class ReadOptions:
     binary: bool = False  # every non-background value is class 1 (instance ids against a semantic prediction)
 
 
-def read_labels(spec: str, reading: ReadOptions | None = None) -> tuple[np.ndarray, tuple[float, float, float] | None]:
+def read_labels(spec: str, reading: ReadOptions | None = None, spacing_given: bool = False
+                ) -> tuple[np.ndarray, tuple[float, float, float] | None]:
     """A 3D label volume (int64, every ``background`` value 0) and its voxel size (nm, or None) from NIfTI / MHA /
     NRRD (SimpleITK: the header's spacing taken as nm, as nnU-Net EM datasets store it) or anything ``reisoseg
-    convert`` reads. Refuses labels that are not classes and unfinished predict-volume outputs."""
+    convert`` reads. Refuses labels that are not classes, unfinished predict-volume outputs and, unless
+    ``spacing_given`` (--spacing replaces it), a voxel size the file states that is not one."""
     from nnunetv2_reisoseg.io.volumes import VolumeReadError, read_volume
 
     reading = reading or ReadOptions()
@@ -145,12 +149,17 @@ def read_labels(spec: str, reading: ReadOptions | None = None) -> tuple[np.ndarr
             raise EvaluationError(f"{spec}: not a readable image ({str(e).strip().splitlines()[-1][:200]})") from None
         if img.GetDimension() != 3:
             raise EvaluationError(f"{spec} is {img.GetDimension()}D; evaluate takes 3D volumes")
-        return checked_labels(sitk.GetArrayFromImage(img), spec, reading), \
-            tuple(float(s) for s in img.GetSpacing()[::-1])
+        spacing = tuple(float(s) for s in img.GetSpacing()[::-1])
+        problem = spacing_problem(spacing)
+        if problem and not spacing_given:
+            raise EvaluationError(f"{spec}: its header's voxel size {problem}; pass --spacing Z Y X (nm)")
+        return checked_labels(sitk.GetArrayFromImage(img), spec, reading), None if problem else spacing
     try:
         vol = read_volume(spec)
         check_finished(vol, reading.allow_unfinished)
         try:
+            if not spacing_given:
+                vol.stated_spacing(None)  # a voxel size the file states badly is refused
             return checked_labels(np.asarray(vol.array[...]), vol.source, reading), vol.spacing_nm
         finally:
             vol.close()
@@ -230,7 +239,7 @@ def resolve_spacing(pred_spacing: Sequence[float] | None, ref_spacing: Sequence[
                     given: Sequence[float] | None) -> tuple[float, float, float]:
     """``--spacing`` if given; else the files' voxel size, which must agree where both have one."""
     if given is not None:
-        return tuple(float(s) for s in given)  # type: ignore[return-value]
+        return voxel_size(given, "--spacing")
     if pred_spacing is not None and ref_spacing is not None and not np.allclose(pred_spacing, ref_spacing, rtol=1e-3):
         raise EvaluationError(f"voxel sizes differ: prediction {tuple(pred_spacing)} nm, reference "
                               f"{tuple(ref_spacing)} nm; evaluate volumes of one grid, or pass --spacing Z Y X "
@@ -247,8 +256,10 @@ def evaluate_files(pred: str, ref: str, spacing: Sequence[float] | None = None, 
     """``evaluate_labels`` of two volumes on disk (``read_labels``); the arguments of ``evaluate_blockwise`` in
     its order, and ``probabilities`` (in memory only) to rank predicted objects."""
     reading = reading or ReadOptions()
-    p, p_sp = read_labels(pred, reading)
-    r, r_sp = read_labels(ref, reading)
+    if spacing is not None:  # before reading anything
+        voxel_size(spacing, "--spacing")
+    p, p_sp = read_labels(pred, reading, spacing is not None)
+    r, r_sp = read_labels(ref, reading, spacing is not None)
     if p.shape != r.shape:
         raise EvaluationError(f"prediction {pred} has shape {p.shape} but reference {ref} has {r.shape}: evaluate "
                               "volumes of the same grid")

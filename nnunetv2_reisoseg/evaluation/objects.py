@@ -182,7 +182,8 @@ def variation_of_information(table: ContingencyTable) -> tuple[float, float]:
     pp = _marginal(table.pred_ids, pij)
     h_pred_given_ref = -float(np.sum(pij * np.log2(pij / pr)))
     h_ref_given_pred = -float(np.sum(pij * np.log2(pij / pp)))
-    return max(h_pred_given_ref, 0.0), max(h_ref_given_pred, 0.0)
+    # 0.0 first: max(-0.0, 0.0) is -0.0, which JSON prints as -0.0 for a perfect match
+    return max(0.0, h_pred_given_ref), max(0.0, h_ref_given_pred)
 
 
 def _marginal(ids: np.ndarray, weights: np.ndarray) -> np.ndarray:

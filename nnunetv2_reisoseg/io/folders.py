@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from nnunetv2_reisoseg.errors import ReisosegError
+
 MARKER = ".reisoseg-output.json"  # in every folder output but zarr stores: the command and the files it wrote
 
 
-class OutputError(ValueError):
+class OutputError(ReisosegError, ValueError):
     """An output location that cannot be used as asked; the message says why and what to do."""
 
 
@@ -67,6 +69,9 @@ def marker_owner(*commands: str) -> Callable[[Path], str | None]:
             info = json.loads(marker.read_text())
         except (OSError, ValueError):
             return f"its {MARKER} is unreadable"
+        if not isinstance(info, dict) or not isinstance(info.get("files"), list) or \
+                not all(isinstance(f, str) for f in info["files"]):
+            return f"its {MARKER} is not one reisoseg wrote (no command and list of files)"
         if info.get("command") not in commands:
             return f"it was written by reisoseg {info.get('command')}, not {' or '.join(commands)}"
         foreign = sorted(set(files_under(folder)) - set(info.get("files", [])) - {MARKER})
@@ -92,6 +97,9 @@ def check_output(target: str | os.PathLike, overwrite: bool, owner: Callable[[Pa
     existing = parent
     while not existing.exists():  # the folders a run will create must be creatable
         existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot write {target}: {existing} is a file, not a folder; choose another output "
+                          "location (or check the path, e.g. $nnUNet_raw)")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {target}: {existing} is not writable; choose another output location")
     if not target.exists():

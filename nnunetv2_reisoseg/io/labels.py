@@ -7,11 +7,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nnunetv2_reisoseg.errors import ReisosegError
+
 CREMI_BACKGROUND = 0xFFFFFFFFFFFFFFFF  # CREMI's "no label" value in its uint64 label volumes
 DEFAULT_BACKGROUND = (0, CREMI_BACKGROUND)
 
 
-class LabelValueError(ValueError):
+class LabelValueError(ReisosegError, ValueError):
     """Label values that are not classes; the message names the file and the values (callers add the fix)."""
 
 

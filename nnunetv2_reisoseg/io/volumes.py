@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from nnunetv2_reisoseg.errors import ReisosegError
+from nnunetv2_reisoseg.io.checks import spacing_problem
+
 SLICE_SUFFIXES = (".tif", ".tiff", ".png")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".n5h5")
 _UNIT_TO_NM = {"nm": 1.0, "nanometer": 1.0, "nanometers": 1.0, "um": 1e3, "µm": 1e3, "\\u00b5m": 1e3,
@@ -28,7 +31,7 @@ OUTPUT_ATTR = "reisoseg"
 COMPLETE_ATTR = "reisoseg_complete"
 
 
-class VolumeReadError(ValueError):
+class VolumeReadError(ReisosegError, ValueError):
     """A volume that cannot be read as given; the message names the problem and the fix. Each command that
     reads volumes (convert, predict-volume, evaluate) turns it into its own error."""
 
@@ -43,6 +46,17 @@ class Volume:
     close: Callable[[], None] = field(default=lambda: None)
     # why the volume is not to be trusted as a result: an unfinished predict-volume output (None: it is)
     unfinished: str | None = None
+    # a voxel size the file states that is not one (NaN, zero, two values, text): said, never silently replaced
+    spacing_problem: str | None = None
+
+    def stated_spacing(self, given: Sequence[float] | None, option: str = "--spacing") -> tuple[float, ...] | None:
+        """``given`` (an option, checked by the caller) or the file's voxel size; a voxel size the file states
+        badly is refused unless ``given`` replaces it."""
+        if given is not None:
+            return tuple(float(v) for v in given)
+        if self.spacing_problem is not None:
+            raise VolumeReadError(f"{self.source}: {self.spacing_problem}; pass {option} Z Y X in nm")
+        return self.spacing_nm
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -76,11 +90,13 @@ def _to_nm(value: float, unit: str | None) -> float:
     return float(value) * factor
 
 
-def _spacing3(values: Sequence[float]) -> tuple[float, float, float] | None:
-    v = [float(x) for x in values][-3:]
-    if len(v) != 3 or not all(np.isfinite(v)) or min(v) <= 0:
-        return None
-    return v[0], v[1], v[2]
+def _spacing3(values: Any, what: str) -> tuple[tuple[float, float, float] | None, str | None]:
+    """(voxel size in nm, None) from a file's metadata ``what`` says, or (None, why it is not one)."""
+    problem = spacing_problem(values)
+    if problem is not None:
+        return None, f"its voxel size ({what}) {problem}"
+    z, y, x = (float(v) for v in values)
+    return (z, y, x), None
 
 
 class LazyArray:
@@ -132,8 +148,8 @@ class CheckedArray:
 
 def _key_text(key: Any) -> str:
     key = key if isinstance(key, tuple) else (key,)
-    return "[" + ", ".join(f"{k.start or 0}:{'' if k.stop is None else k.stop}" if isinstance(k, slice) else str(k)
-                           for k in key) + "]"
+    return "[" + ", ".join(f"{k.start or 0}:{'' if k.stop is None else k.stop}" if isinstance(k, slice)
+                           else "..." if k is Ellipsis else str(k) for k in key) + "]"
 
 
 def _squeeze3(array: Any, source: str) -> Any:
@@ -166,12 +182,15 @@ def _read_hdf5(path: Path, key: str | None) -> Volume:
         f.close()
         raise VolumeReadError(f"{path} has no dataset {key!r}; available: {', '.join(datasets) or 'none'}")
     ds = f[key]
-    spacing = None
+    spacing, problem = None, None
     if "resolution" in ds.attrs:  # CREMI: (z, y, x) in nm
-        spacing = _spacing3(np.ravel(ds.attrs["resolution"]))
+        spacing, problem = _spacing3(np.ravel(ds.attrs["resolution"]), "attribute resolution, nm")
     elif "element_size_um" in ds.attrs:  # ilastik / Fiji HDF5: (z, y, x) in micrometres
-        spacing = _spacing3(np.ravel(ds.attrs["element_size_um"]) * 1e3)
-    return Volume(_squeeze3(ds, f"{path}:{key}"), spacing, f"{path}:{key}", f.close)
+        values = np.ravel(ds.attrs["element_size_um"])
+        if values.dtype.kind in "iuf":
+            values = values * 1e3
+        spacing, problem = _spacing3(values, "attribute element_size_um, x 1000 nm")
+    return Volume(_squeeze3(ds, f"{path}:{key}"), spacing, f"{path}:{key}", f.close, spacing_problem=problem)
 
 
 def _ome_multiscales(attrs: dict) -> list | None:
@@ -179,7 +198,23 @@ def _ome_multiscales(attrs: dict) -> list | None:
     return ms if isinstance(ms, list) and ms else None
 
 
-def _ome_scale(multiscales: list, dataset_path: str) -> tuple[float, float, float] | None:
+def _ome_scale(multiscales: list, dataset_path: str) -> tuple[tuple[float, float, float] | None, str | None]:
+    """(voxel size in nm, None) of an OME-Zarr level, (None, None) when it states none, (None, why) when what it
+    states is not a voxel size."""
+    try:
+        scale, units = _ome_scale_units(multiscales, dataset_path)
+    except (VolumeReadError, ValueError, TypeError, KeyError, AttributeError) as e:
+        return None, f"its OME-Zarr scale cannot be read ({str(e)[:200]})"
+    if scale is None:
+        return None, None
+    try:
+        return _spacing3([_to_nm(v, u) for v, u in zip(scale, units)], "OME-Zarr scale")
+    except VolumeReadError as e:
+        return None, str(e).split(";")[0]
+
+
+def _ome_scale_units(multiscales: list, dataset_path: str) -> tuple[list | None, list]:
+    """The spatial scale values of an OME-Zarr level and their units (None: no scale)."""
     ms = multiscales[0]
     axes = ms.get("axes") or []
     for ds in ms.get("datasets", []):
@@ -193,12 +228,12 @@ def _ome_scale(multiscales: list, dataset_path: str) -> tuple[float, float, floa
             if t.get("type") == "scale" and scale is not None:
                 scale = [a * float(b) for a, b in zip(scale, t["scale"])]
         if scale is None:
-            return None
+            return None, []
         spatial = [i for i, a in enumerate(axes) if isinstance(a, dict) and a.get("type") == "space"]
         idx = spatial[-3:] if len(spatial) >= 3 else list(range(len(scale)))[-3:]
         units = [axes[i].get("unit") if i < len(axes) and isinstance(axes[i], dict) else None for i in idx]
-        return _spacing3([_to_nm(scale[i], u) for i, u in zip(idx, units)])
-    return None
+        return [scale[i] for i in idx], units
+    return None, []
 
 
 def _read_zarr(path: Path, key: str | None) -> Volume:
@@ -244,14 +279,14 @@ def _zarr_volume(path: Path, key: str | None, node: Any) -> Volume:
             arr, key = arr[inner], inner
     else:
         arr = node
-    spacing = _ome_scale(multiscales, key) if multiscales and key else None
-    if spacing is None and "resolution" in arr.attrs:  # CREMI-style attribute on a plain zarr array
-        spacing = _spacing3(np.ravel(arr.attrs["resolution"]))
+    spacing, problem = _ome_scale(multiscales, key) if multiscales and key else (None, None)
+    if spacing is None and problem is None and "resolution" in arr.attrs:  # CREMI-style, on a plain zarr array
+        spacing, problem = _spacing3(np.ravel(arr.attrs["resolution"]), "attribute resolution, nm")
     source = f"{path}" + (f":{key}" if key else "")
     state = _output_state(path)
     if state is None:  # a finished predict-volume output legitimately skips the chunks of empty blocks
         _say_missing_chunks(arr, source)
-    return Volume(_squeeze3(arr, source), spacing, source, unfinished=state or None)
+    return Volume(_squeeze3(arr, source), spacing, source, unfinished=state or None, spacing_problem=problem)
 
 
 def _output_state(path: Path) -> str | None:
@@ -291,18 +326,20 @@ def _read_mrc(path: Path) -> Volume:
     if mrc.data is None:
         mrc.close()
         raise VolumeReadError(f"{path}: not a readable MRC file")
-    vs = mrc.voxel_size  # Angstrom, (x, y, z)
-    spacing = _spacing3([vs.z / 10.0, vs.y / 10.0, vs.x / 10.0])
+    vs = mrc.voxel_size  # Angstrom, (x, y, z); all 0 in a header that states none
+    zyx = [float(vs.z) / 10.0, float(vs.y) / 10.0, float(vs.x) / 10.0]
+    spacing, problem = (None, None) if not any(zyx) else _spacing3(zyx, "MRC header, Angstrom / 10")
     data = mrc.data if mrc.data.ndim == 3 else _squeeze3(mrc.data, str(path))
-    return Volume(data, spacing, str(path), mrc.close)
+    return Volume(data, spacing, str(path), mrc.close, spacing_problem=problem)
 
 
-def _tiff_spacing(tif: Any) -> tuple[float, float, float] | None:
-    """Voxel size from ImageJ TIFF metadata: 'spacing' (z) and 'unit', XResolution/YResolution."""
+def _tiff_spacing(tif: Any) -> tuple[tuple[float, float, float] | None, str | None]:
+    """Voxel size from ImageJ TIFF metadata: 'spacing' (z) and 'unit', XResolution/YResolution; as
+    ``_spacing3``, (None, None) when the file states none."""
     ij = tif.imagej_metadata or {}
     page = tif.pages[0]
     if "spacing" not in ij or "XResolution" not in page.tags:
-        return None
+        return None, None
     unit = ij.get("unit", "um")  # ImageJ writes 'micron' or an escaped 'µm'; _to_nm knows both
 
     def res(tag: str) -> float:
@@ -310,10 +347,11 @@ def _tiff_spacing(tif: Any) -> tuple[float, float, float] | None:
         return den / num  # pixels per unit -> unit per pixel
 
     try:
-        return _spacing3([_to_nm(float(ij["spacing"]), unit), _to_nm(res("YResolution"), unit),
-                          _to_nm(res("XResolution"), unit)])
-    except (VolumeReadError, KeyError, ZeroDivisionError):
-        return None
+        values = [_to_nm(float(ij["spacing"]), unit), _to_nm(res("YResolution"), unit),
+                  _to_nm(res("XResolution"), unit)]
+    except (VolumeReadError, KeyError, ValueError, TypeError, ZeroDivisionError) as e:
+        return None, f"its ImageJ voxel size cannot be read ({str(e)[:200]})"
+    return _spacing3(values, "ImageJ spacing and resolution")
 
 
 def _natural_key(p: Path) -> list:
@@ -414,10 +452,10 @@ def _open_volume(spec: str) -> Volume:
         except VolumeReadError:
             tif.close()
             raise
-        spacing = _tiff_spacing(tif)
+        spacing, problem = _tiff_spacing(tif)
         data = zarr.open(tif.aszarr(), mode="r")  # pages read as they are indexed
         if isinstance(data, zarr.Group):  # pyramidal TIFF: its full-resolution level
             data = data["0"]
-        return Volume(_squeeze3(data, str(path)), spacing, str(path), tif.close)
+        return Volume(_squeeze3(data, str(path)), spacing, str(path), tif.close, spacing_problem=problem)
     raise VolumeReadError(f"{path}: unknown kind of file; reisoseg reads HDF5 (.h5/.hdf5), zarr "
                        "(.zarr), MRC (.mrc/.rec), TIFF (.tif/.tiff) and folders of TIFF/PNG slices")

@@ -22,8 +22,13 @@ def _network_from_init_args(trainer_class: type, init_args: dict, plans: dict | 
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    pm = PlansManager(plans or init_args["plans"])
-    cm = pm.get_configuration(configuration or init_args["configuration"])
+    plans = plans or init_args["plans"]
+    configuration = configuration or init_args["configuration"]
+    if configuration not in plans.get("configurations", {}):
+        raise ValueError(f"the plans have no configuration {configuration!r} (they have "
+                         f"{', '.join(plans.get('configurations', {})) or 'none'}); pass -c with one of those")
+    pm = PlansManager(plans)
+    cm = pm.get_configuration(configuration)
     dataset_json = init_args["dataset_json"]
     n_in = determine_num_input_channels(pm, cm, dataset_json)
     n_out = pm.get_label_manager(dataset_json).num_segmentation_heads
@@ -131,12 +136,15 @@ def import_stock(checkpoint: str | Path, out_file: str | Path, trainer_class: ty
             f"{src} ({ckpt.get('trainer_name')}) does not hold the network {trainer_class.__name__} builds around "
             f"from these plans ({len(problems)} differences, e.g. {problems[0]}). Import checkpoints of stock "
             "nnUNetTrainer (or a trainer with the same network) trained with the same plans.")
+    n_new = sum(p.numel() for n, p in net.named_parameters() if n.startswith(TRAINING_ONLY_PREFIX))
+    if n_new == 0:
+        raise ValueError(f"{trainer_class.__name__} builds no isotropic branch, so there is nothing to import: pass "
+                         "the stock checkpoint to -pretrained_weights directly, or name a ReIsoSeg trainer with -tr")
     target.update(weights)
     out = {"network_weights": target, "trainer_name": trainer_class.__name__, "init_args": ckpt["init_args"],
            "imported_from": {"checkpoint": str(src.resolve()), "trainer_name": ckpt.get("trainer_name"),
                              "current_epoch": ckpt.get("current_epoch")}, "isotropic_branch_seed": seed}
     write_file(dst, lambda path: torch.save(out, path))
-    n_new = sum(p.numel() for n, p in net.named_parameters() if n.startswith(TRAINING_ONLY_PREFIX))
     return {"output": dst, "trainer": trainer_class.__name__, "kept": len(weights), "new_parameters": n_new}
 
 

@@ -34,6 +34,7 @@ from typing import TextIO
 
 import numpy as np
 
+from nnunetv2_reisoseg.errors import ReisosegError
 from nnunetv2_reisoseg.io.labels import integer_labels
 from nnunetv2_reisoseg.volume import grid as g
 from nnunetv2_reisoseg.volume.tasks import TaskRunner
@@ -45,7 +46,7 @@ _FACE_OFFSETS = {6: [(0, 0)], 18: [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)],
                  26: [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)]}
 
 
-class InstanceError(ValueError):
+class InstanceError(ReisosegError, ValueError):
     """Instances cannot be made as asked; the message names the problem and the fix."""
 
 

@@ -14,12 +14,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from nnunetv2_reisoseg.errors import ReisosegError
+
 # nnU-Net's normalisation schemes whose operation does not depend on the image (fixed parameters)
 _FIXED = ("CTNormalization", "NoNormalization", "RGBTo01Normalization")
 SUPPORTED = ("ZScoreNormalization", "RescaleTo01Normalization", *_FIXED)
 
 
-class NonFiniteError(ValueError):
+class NonFiniteError(ReisosegError, ValueError):
     """The volume holds NaN or infinite values, which no statistic or normalisation survives."""
 
 

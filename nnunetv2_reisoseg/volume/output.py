@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_reisoseg.io import checks
 from nnunetv2_reisoseg.io.folders import OutputError, check_output, files_under, swap_into_place
 from nnunetv2_reisoseg.io.volumes import COMPLETE_ATTR, OUTPUT_ATTR
 from nnunetv2_reisoseg.volume.settings import RunSettings
@@ -303,7 +304,12 @@ def drop_pieces(out: Path, target: int | None = None) -> None:
 def settings_of(out: Path) -> dict:
     """The settings of the run that wrote ``out`` (``RunSettings.from_json`` reads them): its run state's, or,
     once the run state is gone, the store's own attributes."""
+    fix = "the run's state is damaged: predict again with --overwrite"
     state = run_dir(out) / SETTINGS
     if state.is_file():
-        return json.loads(state.read_text())
-    return json.loads((out / ".zattrs").read_text())[OUTPUT_ATTR]
+        data, where = checks.read_json(state, "a predict-volume run's settings", fix), str(state)
+    else:
+        attrs = checks.json_shape(checks.read_json(out / ".zattrs", "a predict-volume output's attributes", fix),
+                                  str(out / ".zattrs"), {OUTPUT_ATTR: dict}, fix)
+        data, where = attrs[OUTPUT_ATTR], f"{out / '.zattrs'}:{OUTPUT_ATTR}"
+    return checks.json_shape(data, where, {"input": str, "shape": list, "spacing_nm": list}, fix)

@@ -18,6 +18,7 @@ adds the same tiles in another order.
 from __future__ import annotations
 
 import io
+import math
 import os
 import shutil
 import time
@@ -29,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from nnunetv2_reisoseg import our_trainers
+from nnunetv2_reisoseg.errors import ReisosegError
+from nnunetv2_reisoseg.io import checks
 from nnunetv2_reisoseg.io.checkpoints import load_checkpoint
 from nnunetv2_reisoseg.io.folders import OutputError
 from nnunetv2_reisoseg.io.volumes import VolumeReadError, input_path, read_volume
@@ -45,7 +48,7 @@ from nnunetv2_reisoseg.volume.tasks import TaskRunner
 SLAB_VOXELS = 2**24  # voxels per slab of the statistics pass (128 MB in float64)
 
 
-class VolumeError(ValueError):
+class VolumeError(ReisosegError, ValueError):
     """Bad input for predict-volume; the message names the problem and the fix. Nothing has been written."""
 
 
@@ -79,8 +82,6 @@ class ModelInfo:
 
 def check_model(model: Path, folds: Sequence[int | str], checkpoint: str) -> ModelInfo:
     """The model folder's plans, dataset.json and configuration; clear errors for what is missing."""
-    import json
-
     missing = [f for f in ("plans.json", "dataset.json") if not (model / f).is_file()]
     if missing:
         raise VolumeError(f"{model} is not an nnU-Net model folder (no {', '.join(missing)}); pass the folder that "
@@ -96,8 +97,11 @@ def check_model(model: Path, folds: Sequence[int | str], checkpoint: str) -> Mod
     except ValueError as e:
         raise VolumeError(str(e)) from None
     _check_trainer(ckpt.get("trainer_name"), model)
-    plans = json.loads((model / "plans.json").read_text())
-    configuration = ckpt["init_args"]["configuration"]
+    plans = checks.read_plans(model / "plans.json", "the model folder's plans.json is damaged: copy the model again")
+    configuration = (ckpt.get("init_args") or {}).get("configuration")
+    if configuration not in plans["configurations"]:
+        raise VolumeError(f"{model}: its checkpoint names configuration {configuration!r}, which its plans.json lacks "
+                          f"({', '.join(plans['configurations'])}); the checkpoint is not from this model folder")
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     cm = PlansManager(plans).get_configuration(configuration)
@@ -106,7 +110,9 @@ def check_model(model: Path, folds: Sequence[int | str], checkpoint: str) -> Mod
     if cm.previous_stage_name is not None:
         raise VolumeError(f"{model} is a cascade stage ({configuration}) that needs the previous stage's "
                           "segmentation; predict with a 3d_fullres or 3d_lowres model")
-    dataset_json = json.loads((model / "dataset.json").read_text())
+    dataset_json = checks.json_shape(
+        checks.read_json(model / "dataset.json", "the model's dataset.json", "copy the model folder again"),
+        str(model / "dataset.json"), {"channel_names": dict, "labels": dict}, "copy the model folder again")
     for scheme, masked in zip(cm.normalization_schemes, cm.use_mask_for_norm):
         try:
             check_scheme(scheme, masked)
@@ -166,6 +172,7 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
     options, run = options or PredictOptions(), run or RunOptions()
     out, model = Path(output).absolute(), Path(model).resolve()  # not resolved: a symlinked -o is refused
     check_options(options, instances)
+    checks.workers(run.workers)
     try:
         dest = store.previous_run(out, run.cont, run.overwrite, [input_path(input_spec), model])
     except OutputError as e:
@@ -236,12 +243,15 @@ def check_options(options: PredictOptions, instances: InstanceOptions | None) ->
     """The options' own rules, before anything is read."""
     import torch
 
-    if not 0 < options.step_size <= 1:
-        raise VolumeError(f"-step_size must be in (0, 1], got {options.step_size}")
+    checks.number(options.step_size, "-step_size", 0.0, 1.0, low_open=True, what="a fraction of the patch")
+    if options.spacing is not None:
+        checks.voxel_size(options.spacing, "--spacing")
+    if options.block_size is not None:
+        checks.whole_numbers(options.block_size, "--block-size")
     if instances is not None and instances.connectivity not in inst.CONNECTIVITIES:
         raise VolumeError(f"--connectivity must be one of {inst.CONNECTIVITIES}, got {instances.connectivity}")
-    if instances is not None and not instances.min_size_nm3 >= 0:
-        raise VolumeError(f"--min-size is a volume in nm^3 and cannot be negative, got {instances.min_size_nm3}")
+    if instances is not None:
+        checks.number(instances.min_size_nm3, "--min-size", 0.0, math.inf, what="a volume in nm^3")
     if options.device == "cuda" and not torch.cuda.is_available():
         raise VolumeError("-device cuda but CUDA is not available here; pass -device cpu")
 
@@ -256,7 +266,7 @@ def plan_run(input_spec: str, model: Path, options: PredictOptions, info: ModelI
         raise VolumeError(str(e)) from None
     try:
         shape = vol.shape
-        sp = tuple(float(s) for s in options.spacing) if options.spacing is not None else vol.spacing_nm
+        sp = vol.stated_spacing(options.spacing)
         if sp is None:
             raise VolumeError(f"{vol.source}: no voxel size in the file; pass --spacing Z Y X in nm")
         n_channels = len(info.dataset_json["channel_names"])

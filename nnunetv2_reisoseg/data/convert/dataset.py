@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from nnunetv2_reisoseg.data.convert.downsample import downsample_image, downsamp
 from nnunetv2_reisoseg.data.convert.errors import ConvertError
 from nnunetv2_reisoseg.data.convert.labels import MAX_CLASSES, LabelRules
 from nnunetv2_reisoseg.data.raw_dataset import raw_dataset_target, write_dataset_json, write_image
+from nnunetv2_reisoseg.io.checks import number, voxel_size
 from nnunetv2_reisoseg.io.folders import staged_folder
 from nnunetv2_reisoseg.io.volumes import Volume, VolumeReadError, input_path, read_volume
 from nnunetv2_reisoseg.progress import progress_bar
@@ -120,10 +123,25 @@ class ConvertOptions:
             raise ConvertError(f"--hold-out is a fraction in [0, 1), got {self.hold_out}")
         if self.split < 1:
             raise ConvertError(f"--split must be >= 1, got {self.split}")
-        if self.spacing_nm is not None and (len(self.spacing_nm) != 3 or min(self.spacing_nm) <= 0):
-            raise ConvertError(f"--spacing takes three positive numbers Z Y X in nm, got {list(self.spacing_nm)}")
+        if self.spacing_nm is not None:
+            voxel_size(self.spacing_nm, "--spacing")
         if self.split_axis not in ("auto", "z", "y", "x"):
             raise ConvertError(f"--split-axis must be auto, z, y or x, got {self.split_axis}")
+        if self.rules.threshold is not None:
+            number(self.rules.threshold, "--threshold", -math.inf, math.inf)
+        both = sorted(set(self.rules.ignore) & set(self.rules.background))
+        if both:
+            raise ConvertError(f"--ignore-value {' '.join(map(str, both))} is also a background value (--background "
+                               f"{' '.join(map(str, self.rules.background))}): every such voxel would become 'not "
+                               "annotated'. If it does mean 'not annotated', pass --background with the values that "
+                               "mean background")
+        names = self.class_names or ()
+        reserved = [n for n in names if n.strip().lower() in ("background", "ignore") or not n.strip()]
+        if reserved:
+            raise ConvertError(f"--class-names names classes 1..K; {reserved[0]!r} is not a name for one (background "
+                               "is class 0 and ignore the 'not annotated' label, both named by convert itself)")
+        if len(set(names)) != len(names):
+            raise ConvertError(f"--class-names {' '.join(names)}: each class needs its own name")
 
 
 @dataclass
@@ -183,7 +201,9 @@ def _convert(target: Path, clashes: list[Path], name: str, train: Sequence[Pair]
     blocks = _cut_blocks(sources, options)
     with staged_folder(target, "convert", replaces=clashes) as tmp:
         labels, n_train, folds = _write_cases(tmp, name.lower(), blocks, options, progress)
-        write_dataset_json(tmp, labels, n_train, name, _description(sources, options), blocks[0].spacing,
+        spacing = blocks[0].spacing if len({b.spacing for b in blocks}) == 1 else \
+            {f"{name.lower()}_{i:03d}": b.spacing for i, b in enumerate(blocks)}
+        write_dataset_json(tmp, labels, n_train, name, _description(sources, options), spacing,
                            options.channel_name, ("that of the source volumes", "reisoseg convert"))
         if options.split > 1:
             _write_block_folds(tmp, folds)
@@ -203,15 +223,39 @@ def _open_sources(train: Sequence[Pair], test: Sequence[Pair], spacing_nm: Seque
                                    f"have {lab.shape}; they must cover the same voxels")
             if img.array.dtype.kind not in "iufb":
                 raise ConvertError(f"{img.source}: image dtype {img.array.dtype} is not numeric")
-            sp = tuple(float(s) for s in spacing_nm) if spacing_nm is not None else img.spacing_nm
-            if sp is None and lab is not None:
-                sp = lab.spacing_nm
-            if sp is None:
-                raise ConvertError(f"{img.source}: no voxel size in the file; pass --spacing Z Y X in nm "
-                                   "(e.g. --spacing 40 4 4 for 40 nm sections of 4 nm pixels)")
-            if spacing_nm is not None and img.spacing_nm and not np.allclose(img.spacing_nm, sp, rtol=1e-3):
-                print(f"convert: {img.source} says {img.spacing_nm} nm; using --spacing {sp}")
-            src.spacing = sp  # type: ignore[assignment]
+            src.spacing = _source_spacing(img, lab, spacing_nm)
+    spacings = sorted({s.spacing for s in sources})
+    if len(spacings) > 1:
+        print(f"convert: the volumes have {len(spacings)} voxel sizes ({', '.join(_nm(s) for s in spacings)}); "
+              "nnU-Net resamples them to one, and dataset.json lists each case's", file=sys.stderr)
+
+
+def _nm(spacing: Sequence[float]) -> str:
+    return "x".join(f"{v:g}" for v in spacing) + " nm"
+
+
+def _source_spacing(img: Volume, lab: Volume | None, given: Sequence[float] | None) -> tuple[float, float, float]:
+    """The voxel size a pair is converted at: ``--spacing`` (saying where it replaces a file's), or the files'
+    own, which must agree between image and labels and be a voxel size where a file states one."""
+    if given is not None:
+        sp = tuple(float(v) for v in given)
+        for vol in (img, lab):
+            if vol is not None and vol.spacing_problem:
+                print(f"convert: {vol.source}: {vol.spacing_problem}; using --spacing {_nm(sp)}", file=sys.stderr)
+            elif vol is not None and vol.spacing_nm and not np.allclose(vol.spacing_nm, sp, rtol=1e-3):
+                print(f"convert: {vol.source} says {vol.spacing_nm} nm; using --spacing {sp}")
+        return sp  # type: ignore[return-value]
+    img_sp = img.stated_spacing(None)
+    lab_sp = lab.stated_spacing(None) if lab is not None else None
+    if img_sp is not None and lab_sp is not None and not np.allclose(img_sp, lab_sp, rtol=1e-3):
+        raise ConvertError(f"voxel sizes differ: image {img.source} says {_nm(img_sp)}, labels {lab.source} "  # type: ignore[union-attr]
+                           f"say {_nm(lab_sp)}; they must describe the same grid. Pass --spacing Z Y X (nm) if one "
+                           "file's metadata is wrong")
+    sp = img_sp if img_sp is not None else lab_sp
+    if sp is None:
+        raise ConvertError(f"{img.source}: no voxel size in the file; pass --spacing Z Y X in nm "
+                           "(e.g. --spacing 40 4 4 for 40 nm sections of 4 nm pixels)")
+    return tuple(float(v) for v in sp)  # type: ignore[return-value]
 
 
 def _cut_blocks(sources: Sequence[_Source], options: ConvertOptions) -> list[_Block]:
@@ -260,6 +304,8 @@ def _write_cases(tmp: Path, prefix: str, blocks: Sequence[_Block], options: Conv
                                "them. Replace them in the source volume (e.g. numpy.nan_to_num) and convert again")
         if factors != (1, 1, 1):
             image = downsample_image(image, factors)
+        if image.dtype == np.float16:  # SimpleITK writes no float16; float32 holds every float16 value exactly
+            image = image.astype(np.float32)
         write_image(image.astype(np.uint8) if image.dtype == bool else image, b.spacing,
                     tmp / ("imagesTr" if tr else "imagesTs") / f"{case_id}_0000.nii.gz")
         lab = b.source.labels
@@ -279,9 +325,13 @@ def _write_cases(tmp: Path, prefix: str, blocks: Sequence[_Block], options: Conv
         bar.update()
     bar.close()
     _check_classes(seen, max_class, rules)
-    labels = _label_names(max_class, options.class_names, bool(rules.ignore))
+    ignored = any(ignore.any() for _, _, ignore, _ in label_files)
+    if rules.ignore and not ignored:  # an ignore label changes nnU-Net's loss and sampling: only where it is used
+        print(f"convert: no voxel holds --ignore-value {' '.join(map(str, rules.ignore))}; dataset.json declares no "
+              "ignore label", file=sys.stderr)
+    labels = _label_names(max_class, options.class_names, ignored)
     for path, classes, ignore, spc in label_files:
-        if rules.ignore:
+        if ignored:
             classes[ignore] = labels["ignore"]
         write_image(classes, spc, path)
     return labels, n_train, folds

@@ -36,6 +36,9 @@ class LabelRules:
         ignore = np.zeros(raw.shape, bool)
         values = [v for v in self.ignore
                   if raw.dtype.kind == "f" or (raw.dtype.kind in "iu" and fits_dtype(v, raw.dtype))]
+        if self.ignore and not values and self.threshold is None:
+            raise ConvertError(f"{source}: --ignore-value {' '.join(map(str, self.ignore))} cannot occur in labels of "
+                               f"dtype {raw.dtype}; give the value that marks 'not annotated' in this file")
         if values:
             ignore = np.isin(raw, np.asarray(values, dtype=raw.dtype))
         try:
