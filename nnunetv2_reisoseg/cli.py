@@ -262,6 +262,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.block_size is not None:
         checks.whole_numbers(args.block_size, "--block-size")
     checks.workers(args.workers)
+    if args.ignore_label is not None and args.ignore_label < 0:
+        raise SystemExit(f"evaluate: --ignore-label {args.ignore_label}: labels are non-negative integers, so no "
+                         "voxel can hold it; give the value that marks 'not annotated' in the reference")
     if args.output:  # before hours of blockwise work
         try:
             check_output(args.output, args.overwrite, _evaluate_json,
@@ -532,7 +535,7 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                         "on a 2-core CPU), plateau (stock nnU-Net levels off on a 2-core CPU, ~12 min per stock "
                         "training), phantom (mitochondria at physical scale, ~10 min per stock training), realcpu "
                         "(your own real dataset on a CPU, named as DATASET; generates nothing; vnc is the same budget "
-                        "under the VNC study's name), short and full (GPU; full = nnU-Net's 1000 x 250)")
+                        "under the VNC study's name, vnc4x 4x it), short and full (GPU; full = nnU-Net's 1000 x 250)")
     s.add_argument("--folds", type=int, nargs="+", default=None, help="folds to train (default 0)")
     s.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="seeds to train (default 0); every method trains each seed on each fold")

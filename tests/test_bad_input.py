@@ -174,7 +174,7 @@ SYNTH_CASES = [(("--voxel-size", *s), "--voxel-size") for s in BAD_SPACINGS[:4]]
     (("--shape", "0", "32", "32"), "--shape: .*at least 1"), (("--shape", "-8", "32", "32"), "--shape"),
     (("--xy-nm", "nan"), "--xy-nm"), (("--xy-nm", "0"), "--xy-nm"), (("--anisotropy", "0"), "--anisotropy"),
     (("--missing-sections", "2"), "--missing-sections"), (("--cases", "0"), "--cases"),
-    (("--missing-sections", "nan"), "--missing-sections"),
+    (("--missing-sections", "nan"), "--missing-sections"), (("--seed", "-1"), "--seed must be >= 0"),
 ]
 
 
@@ -189,11 +189,16 @@ EVALUATE_CASES = [(("--spacing", *s), "--spacing: ") for s in BAD_SPACINGS] + [
                                                            "--block-size"),
     (("-o", ""), "-o is empty"), (("-p", "nan.h5:lab", "-r", "nan.h5:lab"), "nan.h5:lab: its voxel size"),
     (("-p", "two.h5:lab", "-r", "two.h5:lab", "--blockwise"), "two.h5:lab: its voxel size"),
+    (("--probabilities", "a.h5:raw"), "dtype uint8 holds no probabilities"),
+    (("--probabilities", "logits.h5:p"), "are not probabilities in \\[0, 1\\]"),
+    (("--ignore-label", "-5"), "--ignore-label -5: labels are non-negative"),
 ]
 
 
 @pytest.mark.parametrize("args,match", EVALUATE_CASES)
 def test_evaluate_refuses(ws, args, match, capsys):
+    with h5py.File(ws / "logits.h5", "w") as f:
+        f["p"] = np.full((2, 8, 32, 32), 3.5, np.float32)
     pair = [] if "-p" in args else ["-p", "a.h5:lab", "-r", "a.h5:lab"]
     _refused(["evaluate", *pair, *args], match)
     assert capsys.readouterr().out == ""  # refused before any number
@@ -236,6 +241,12 @@ def test_info_refuses_what_is_not_plans(ws):
 
     (ws / "plans.json").write_text(json.dumps(load_plans("tiny_40x10x10")))
     _refused(["info", str(ws / "plans.json"), "-c", "2d_nope"], "no configuration '2d_nope'")
+
+
+def test_benchmark_refuses(ws):
+    _refused(["benchmark", "Dataset999_Nope", "--preset", "tiny"], "no dataset Dataset999_Nope in \\$nnUNet_raw")
+    _refused(["benchmark", "--preset", "tiny", "--folds", "-1"], "seeds and folds are numbers >= 0")
+    assert not list((ws / "nnUNet_raw").iterdir())
 
 
 def test_import_stock_refuses(ws):

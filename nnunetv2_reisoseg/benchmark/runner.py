@@ -364,6 +364,8 @@ def run_benchmark(dataset: str | None = None, preset: str = "smoke",
     pairs = [(int(s), int(f)) for s, f in pairs]
     if not pairs or len(set(pairs)) != len(pairs):
         raise BenchmarkError(f"training pairs {pairs}: give each (seed, fold) once, and at least one")
+    if min(min(p) for p in pairs) < 0:
+        raise BenchmarkError(f"training pairs {pairs}: seeds and folds are numbers >= 0")
 
     methods = _check_methods(preset, methods)
     if device == "auto":
@@ -450,6 +452,9 @@ def _check_methods(preset: str, methods: Sequence[str]) -> list[str]:
 def _open_dataset(dataset: str | None, preset: str) -> _Dataset:
     dataset_id, dataset_name = ensure_dataset(dataset, preset)
     folder = _env_paths()[0] / dataset_name
+    if not folder.is_dir():
+        raise BenchmarkError(f"no dataset {dataset_name} in $nnUNet_raw ({folder.parent}): convert it first "
+                             "(reisoseg convert), or name one that is there")
     labels = checks.json_shape(
         checks.read_json(folder / "dataset.json", "an nnU-Net dataset.json", "convert the dataset again"),
         str(folder / "dataset.json"), {"labels": dict, "file_ending": str}, "convert the dataset again")["labels"]

@@ -277,6 +277,8 @@ class SynthSpec:
         whole_numbers([self.anisotropy], "--anisotropy (section thickness in lateral pixels)", 1, 1)
         voxel_size((self.xy_nm * self.anisotropy, self.xy_nm, self.xy_nm), "--voxel-size")
         probability(self.missing_sections, "--missing-sections")
+        if self.seed < 0:
+            raise InputError(f"--seed must be >= 0 (numpy's generators take no negative seed), got {self.seed}")
 
 
 def generate_dataset(raw_root: str | os.PathLike, dataset_id: int, name: str, spec: SynthSpec | None = None,

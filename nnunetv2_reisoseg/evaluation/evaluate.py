@@ -18,6 +18,7 @@ import numpy as np
 from nnunetv2_reisoseg.errors import ReisosegError
 from nnunetv2_reisoseg.evaluation.objects import ContingencyTable, object_measures
 from nnunetv2_reisoseg.evaluation.surface import surface_distances
+from nnunetv2_reisoseg.io import checks
 from nnunetv2_reisoseg.io.checks import spacing_problem, voxel_size
 from nnunetv2_reisoseg.io.labels import DEFAULT_BACKGROUND, LabelValueError, integer_labels
 
@@ -270,5 +271,6 @@ def evaluate_files(pred: str, ref: str, spacing: Sequence[float] | None = None, 
         if missing:
             raise EvaluationError(f"class{'es' if len(missing) > 1 else ''} {missing} in neither volume (labels "
                                   f"present: {present}); pick --classes among those")
-    prob = read_probabilities(probabilities) if probabilities else None
+    prob = checks.probabilities(read_probabilities(probabilities), f"--probabilities {probabilities}") \
+        if probabilities else None
     return evaluate_labels(p, r, sp, classes, connectivity, prob, ignore_label)

@@ -98,6 +98,22 @@ def probability(value: Any, where: str) -> float:
     return number(value, where, 0.0, 1.0, what="a probability")
 
 
+def probabilities(array: Any, where: str, tolerance: float = 1e-3) -> Any:
+    """``array`` when it holds probabilities: a float dtype and every value finite in [0, 1] (within
+    ``tolerance``, for float16 stores); else an ``InputError`` (an image or labels given by mistake)."""
+    import numpy as np
+
+    a = np.asarray(array)
+    if a.dtype.kind != "f":
+        raise InputError(f"{where}: dtype {a.dtype} holds no probabilities (expected floats in [0, 1]); give the "
+                         "predicted probabilities, e.g. nnU-Net's .npz or predict-volume's OUT.zarr/probabilities")
+    if a.size and not (np.isfinite(a).all() and a.min() >= -tolerance and a.max() <= 1 + tolerance):
+        raise InputError(f"{where}: values from {float(np.nanmin(a)):g} to {float(np.nanmax(a)):g}"
+                         f"{' and NaN or inf' if not np.isfinite(a).all() else ''} are not probabilities in [0, 1]; "
+                         "give the predicted probabilities (softmax), not logits or an image")
+    return a
+
+
 def read_json(path: str | os.PathLike, what: str, fix: str) -> Any:
     """The JSON in ``path``; a missing, unreadable or malformed file is an ``InputError`` naming ``what`` it
     should be and ``fix``."""
