@@ -73,6 +73,10 @@ def test_both_controls_have_fixed_budget_trainers(nnunet_dirs):
         assert t.num_epochs == PRESETS["tiny"].epochs and t.num_iterations_per_epoch == PRESETS["tiny"].iterations
         loss = t._build_loss()
         assert isinstance(loss, loss_type) and loss.scale == scale
+    # the budget study's trainers save nnU-Net's checkpoint_latest every 10 epochs, not its default 50
+    long = bench.nnUNetTrainerBenchVnc4x({**load_plans("tiny_40x10x10"), "continue_training": False}, "3d_fullres", 0,
+                                         DATASET_JSON, torch.device("cpu"))
+    assert (long.save_every, long.num_epochs) == (10, 240)
 
 
 def test_the_budget_study_preset_is_vnc_with_4x_the_iterations_only():
