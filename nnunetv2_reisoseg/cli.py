@@ -42,13 +42,15 @@ def _dataset_folder(root: Path, dataset: str) -> str:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from nnunetv2_reisoseg.method.describe import describe_pi_plan
+    from nnunetv2_reisoseg.method.knobs import PISettings
 
     plans = _load_plans(args.dataset, args.plans)
     if args.configuration not in plans["configurations"]:
         raise SystemExit(f"info: the plans have no configuration {args.configuration!r} (they have "
                          f"{', '.join(plans['configurations']) or 'none'}); pass -c with one of those")
     try:
-        print(describe_pi_plan(plans, args.configuration, args.pi_levels, args.reduction), end="")
+        pi = PISettings(levels=args.pi_levels, reduction=args.reduction)
+        print(describe_pi_plan(plans, args.configuration, pi), end="")
     except (ValueError, KeyError, TypeError) as e:  # plans of another shape than nnU-Net writes
         raise SystemExit(f"info: {e}") from None
     return 0

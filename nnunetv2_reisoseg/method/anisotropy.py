@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnunetv2_reisoseg.method.knobs import PI_REDUCTION
+from nnunetv2_reisoseg.method.knobs import PISettings
 
 # A stage counts as isotropic once its section spacing is less than twice its lateral spacing: the
 # same rule nnU-Net's planner uses to start pooling the section axis (get_pool_and_conv_props).
@@ -140,10 +140,11 @@ def plan_pi_module(
     strides: Sequence[Sequence[int]],
     features_per_stage: Sequence[int],
     patch_size: Sequence[int] | None = None,
-    pi_levels: Sequence[int] | None = None,
-    reduction: int = PI_REDUCTION,
+    settings: PISettings = PISettings(),
 ) -> PIPlan:
-    """Validate and describe the PI module for a 3D plan; raise a clear error where it cannot work."""
+    """Validate and describe the PI module for a 3D plan and the user's ``settings`` (their levels, or the plan's
+    choice where they name none; their channel reduction); raise a clear error where it cannot work."""
+    pi_levels = settings.levels
     if len(spacing) != 3 or any(len(s) != 3 for s in strides):
         raise ValueError(
             f"ReIsoSeg works on 3D configurations only (spacing {tuple(spacing)}). Train a 3D configuration "
@@ -165,29 +166,29 @@ def plan_pi_module(
     else:
         levels = list(pi_levels)
     if not levels:
-        raise ValueError("pi_levels is empty: the PI module needs at least one encoder level")
+        raise ValueError("PISettings.levels is empty: the PI module needs at least one encoder level")
     if levels != list(range(levels[0], levels[0] + len(levels))):
-        raise ValueError(f"pi_levels must be consecutive encoder stages, got {levels}")
+        raise ValueError(f"PISettings.levels must be consecutive encoder stages, got {levels}")
     if levels[0] < 1 or levels[-1] > n_stages - 2:
         raise ValueError(
-            f"pi_levels {levels} are not usable on this plan: valid PI levels are 1..{n_stages - 2} "
+            f"PI levels {levels} are not usable on this plan: valid PI levels are 1..{n_stages - 2} "
             f"(the plan has {n_stages} stages; the full-resolution stage 0 and the bottleneck "
             f"{n_stages - 1} are never replaced)."
         )
     problems = [p for lv in levels[1:] if (p := _pi_transition_problem(strides, lv, axis))]
     if problems:
         raise ValueError(
-            f"pi_levels {levels} cannot be used on this plan: {'; '.join(problems)} (section axis {axis}). The PI "
+            f"PI levels {levels} cannot be used on this plan: {'; '.join(problems)} (section axis {axis}). The PI "
             "Net halves every axis between consecutive PI levels, so the plan must halve both lateral axes there. "
-            "Set pi_levels to stages joined by such strides in a subclass of nnUNetTrainerReIso.")
+            "Set pi = PISettings(levels=...) to stages joined by such strides in a subclass of nnUNetTrainerReIso.")
     shapes = stage_shapes(patch_size, strides) if patch_size is not None else []
     if shapes:
         for lvl in levels:
             if shapes[lvl][axis] < 2:
                 raise ValueError(
                     f"PI level {lvl} has a section axis of size {shapes[lvl][axis]} for patch size "
-                    f"{tuple(patch_size)}: there is nothing to make isotropic. Set pi_levels to shallower "
-                    f"stages (e.g. {[lv for lv in range(1, lvl)] or 'none possible'}) in a subclass of "
+                    f"{tuple(patch_size)}: there is nothing to make isotropic. Set pi = PISettings(levels=...) to "
+                    f"shallower stages (e.g. {[lv for lv in range(1, lvl)] or 'none possible'}) in a subclass of "
                     "nnUNetTrainerReIso, or plan a larger patch."
                 )
     level_ratios = tuple(ratios[lv] for lv in levels)
@@ -198,7 +199,7 @@ def plan_pi_module(
         levels=tuple(levels),
         ratios=level_ratios,
         channels=channels,
-        inner_channels=reduced_channels(channels, reduction),
+        inner_channels=reduced_channels(channels, settings.reduction),
         stage_ratios=tuple(ratios),
         stage_spacings=tuple(stage_spacings(spacing, strides)),
         stage_shapes=tuple(shapes),

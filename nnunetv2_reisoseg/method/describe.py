@@ -2,20 +2,17 @@
 per encoder stage its features, patch shape, spacing and anisotropy ratio, and what the PI module does there."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from nnunetv2_reisoseg.method.knobs import PISettings
 
 
-def describe_pi_plan(plans: dict, configuration: str = "3d_fullres", pi_levels: Sequence[int] | None = None,
-                     reduction: int | None = None) -> str:
+def describe_pi_plan(plans: dict, configuration: str = "3d_fullres", settings: PISettings = PISettings()) -> str:
     """The table for ``configuration`` of ``plans``, as printed (lines ending in newlines); a ValueError names why
     ReIsoSeg cannot train it."""
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from nnunetv2_reisoseg.method.knobs import PI_REDUCTION
     from nnunetv2_reisoseg.method.network import pi_plan_from_configuration
     from nnunetv2_reisoseg.method.pi_module import PIModule
 
-    reduction = PI_REDUCTION if reduction is None else reduction
     if configuration not in plans["configurations"]:
         raise ValueError(f"configuration {configuration} not in plans; available: {list(plans['configurations'])}")
     pm = PlansManager(plans)
@@ -23,10 +20,10 @@ def describe_pi_plan(plans: dict, configuration: str = "3d_fullres", pi_levels: 
     if len(cm.patch_size) != 3:
         raise ValueError(f"{configuration} is 2D: ReIsoSeg needs a 3D configuration such as 3d_fullres.")
     try:
-        plan = pi_plan_from_configuration(cm, pi_levels, reduction)
+        plan = pi_plan_from_configuration(cm, settings)
     except ValueError as e:
         raise ValueError(f"ReIsoSeg cannot train {configuration}: {e}") from None
-    pi = PIModule(plan.channels, plan.ratios, plan.levels, plan.section_axis, reduction)
+    pi = PIModule(plan.channels, plan.ratios, plan.levels, plan.section_axis, settings)
     n_pi = sum(p.numel() for p in pi.parameters())
     channels = cm.network_arch_init_kwargs["features_per_stage"]
     lines = [f"{pm.dataset_name} / {pm.plans_name} / {configuration} ({cm.network_arch_class_name})",

@@ -26,7 +26,7 @@ from torch import nn
 from torch.func import functional_call
 
 from nnunetv2_reisoseg.method.anisotropy import PIPlan, cumulative_strides, plan_pi_module
-from nnunetv2_reisoseg.method.knobs import LATERAL_DEGRADATION_P, PI_REDUCTION
+from nnunetv2_reisoseg.method.knobs import PISettings
 from nnunetv2_reisoseg.method.pi_module import PIModule
 
 # every training-only parameter lives under this prefix
@@ -180,11 +180,9 @@ class ReIsoSegNetwork(nn.Module):
         return self.isotropic.pi_module(skips)
 
 
-def pi_plan_from_configuration(
-    configuration_manager: ConfigurationManager, pi_levels: Sequence[int] | None = None,
-    reduction: int = PI_REDUCTION
-) -> PIPlan:
-    """Describe the PI module for an nnU-Net configuration (3D only)."""
+def pi_plan_from_configuration(configuration_manager: ConfigurationManager, settings: PISettings = PISettings()
+                               ) -> PIPlan:
+    """Describe the PI module for an nnU-Net configuration (3D only) and the user's ``settings``."""
     kwargs = configuration_manager.network_arch_init_kwargs
     strides = kwargs.get("strides")
     features = kwargs.get("features_per_stage")
@@ -198,7 +196,7 @@ def pi_plan_from_configuration(
     if isinstance(strides[0], int):
         strides = [[s] * len(configuration_manager.patch_size) for s in strides]
     return plan_pi_module(configuration_manager.spacing, strides, features, configuration_manager.patch_size,
-                          pi_levels, reduction)
+                          settings)
 
 
 def build_reiso_network(
@@ -207,12 +205,10 @@ def build_reiso_network(
     num_input_channels: int,
     num_output_channels: int,
     enable_deep_supervision: bool = True,
-    pi_levels: Sequence[int] | None = None,
-    pi_reduction: int = PI_REDUCTION,
-    lateral_degradation_p: float = LATERAL_DEGRADATION_P,
+    settings: PISettings = PISettings(),
 ) -> ReIsoSegNetwork:
     """The planned network (exactly as stock nnU-Net builds it) wrapped with the isotropic branch."""
-    plan = pi_plan_from_configuration(configuration_manager, pi_levels, pi_reduction)
+    plan = pi_plan_from_configuration(configuration_manager, settings)
     base = get_network_from_plans(
         configuration_manager.network_arch_class_name,
         configuration_manager.network_arch_init_kwargs,
@@ -222,7 +218,7 @@ def build_reiso_network(
         allow_init=True,
         deep_supervision=enable_deep_supervision,
     )
-    pi = PIModule(plan.channels, plan.ratios, plan.levels, plan.section_axis, pi_reduction, lateral_degradation_p)
+    pi = PIModule(plan.channels, plan.ratios, plan.levels, plan.section_axis, settings)
     return ReIsoSegNetwork(base, pi)
 
 

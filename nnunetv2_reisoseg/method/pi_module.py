@@ -27,7 +27,7 @@ from torch import nn
 
 from nnunetv2_reisoseg.method.anisotropy import PI_NET_STRIDE, isotropic_sizes, reduced_channels
 from nnunetv2_reisoseg.method.blocks import ConvNeXtStage, ResidualConvBlock
-from nnunetv2_reisoseg.method.knobs import LATERAL_DEGRADATION_P, PI_REDUCTION
+from nnunetv2_reisoseg.method.knobs import PISettings
 
 # the four axial choices of the reference, as pairs of (section=0, lateral1=1, lateral2=2) roles
 _SWAPS: tuple[tuple[int, int] | None, ...] = ((0, 2), (0, 1), (1, 2), None)
@@ -98,8 +98,8 @@ class PIModule(nn.Module):
         ratios: anisotropy ratio (section / lateral spacing) of each PI level.
         levels: encoder stage index of each PI level (consecutive).
         section_axis: spatial axis (0..2) with the coarsest spacing, in network space.
-        reduction: channel reduction inside the PI module (C -> C // reduction).
-        lateral_degradation_p: probability of degrading one lateral axis like the section axis.
+        settings: the user's knobs (``PISettings``): its channel reduction and lateral degradation apply here;
+            its ``levels`` were resolved into ``levels`` by the plan.
     """
 
     def __init__(
@@ -108,8 +108,7 @@ class PIModule(nn.Module):
         ratios: Sequence[float],
         levels: Sequence[int],
         section_axis: int = 0,
-        reduction: int = PI_REDUCTION,
-        lateral_degradation_p: float = LATERAL_DEGRADATION_P,
+        settings: PISettings = PISettings(),
     ) -> None:
         super().__init__()
         if not (len(channels) == len(ratios) == len(levels) > 0):
@@ -119,8 +118,9 @@ class PIModule(nn.Module):
         self.ratios = tuple(max(1.0, float(r)) for r in ratios)
         self.section_axis = int(section_axis)
         self.lateral_axes = tuple(a for a in range(3) if a != self.section_axis)
-        self.lateral_degradation_p = float(lateral_degradation_p)
-        inner = reduced_channels(channels, reduction)
+        self.settings = settings
+        self.lateral_degradation_p = float(settings.lateral_degradation_p)
+        inner = reduced_channels(channels, settings.reduction)
         self.reduce = nn.ModuleList([nn.Conv3d(int(c), i, 1) for c, i in zip(channels, inner)])
         self.restore = nn.ModuleList([nn.Conv3d(i, int(c), 1) for c, i in zip(channels, inner)])
         self.pi_net = PINet(inner, self.section_axis)

@@ -25,7 +25,7 @@ from dynamic_network_architectures.initialization.weight_init import InitWeights
 from torch import nn
 
 from nnunetv2_reisoseg.method.blocks import ResidualConvBlock, conv_norm_act, flat_kernel
-from nnunetv2_reisoseg.method.knobs import LATERAL_DEGRADATION_P, PI_REDUCTION
+from nnunetv2_reisoseg.method.knobs import PISettings
 from nnunetv2_reisoseg.method.network import IsotropicBranch, ReIsoOutput
 from nnunetv2_reisoseg.method.pi_module import PIModule
 
@@ -127,8 +127,11 @@ class ReIsoSegPaperNet(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, topology: PaperTopology,
                  features: Sequence[int] = PAPER_FEATURES, deep_supervision: bool = True,
-                 pi_reduction: int = PI_REDUCTION, lateral_degradation_p: float = LATERAL_DEGRADATION_P) -> None:
+                 pi: PISettings = PISettings()) -> None:
         super().__init__()
+        if pi.levels is not None and tuple(pi.levels) != tuple(PAPER_PI_LEVELS):
+            raise ValueError(f"the paper's network has its PI module at levels {list(PAPER_PI_LEVELS)}; "
+                             f"PISettings.levels {list(pi.levels)} cannot apply to it (leave levels None)")
         f, sa = list(features), topology.section_axis
         self.topology = topology
         self.stem = conv_norm_act(in_channels, f[0], flat_kernel(5, sa))
@@ -139,7 +142,7 @@ class ReIsoSegPaperNet(nn.Module):
         for part in (self.stem, self.encoder, self.decoder, iso_heads):  # as the reference; PIModule does alike
             part.apply(InitWeights_He(1e-2))
         pi = PIModule([f[lv] for lv in PAPER_PI_LEVELS], [topology.level_ratios[lv] for lv in PAPER_PI_LEVELS],
-                      PAPER_PI_LEVELS, sa, pi_reduction, lateral_degradation_p)
+                      PAPER_PI_LEVELS, sa, pi)
         self.isotropic = IsotropicBranch(pi, iso_heads)  # training only, as in ReIsoSegNetwork
 
     @property

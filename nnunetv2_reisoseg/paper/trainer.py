@@ -53,8 +53,7 @@ class nnUNetTrainerReIsoSegNet(nnUNetTrainerReIso):
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
         return ReIsoSegPaperNet(num_input_channels, num_output_channels, paper_topology(configuration_manager.spacing),
-                                deep_supervision=enable_deep_supervision, pi_reduction=cls.pi_reduction,
-                                lateral_degradation_p=cls.lateral_degradation_p)
+                                deep_supervision=enable_deep_supervision, pi=cls.pi)
 
     def _get_deep_supervision_scales(self):
         if not self.enable_deep_supervision:

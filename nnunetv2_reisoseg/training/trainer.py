@@ -18,6 +18,7 @@ from torch._dynamo import OptimizedModule
 
 from nnunetv2_reisoseg.io.checkpoints import load_checkpoint
 from nnunetv2_reisoseg.method import knobs
+from nnunetv2_reisoseg.method.knobs import PISettings
 from nnunetv2_reisoseg.method.loss import ReIsotropicLoss
 from nnunetv2_reisoseg.method.network import (
     ReIsoSegNetwork,
@@ -28,6 +29,8 @@ from nnunetv2_reisoseg.method.network import (
 from nnunetv2_reisoseg.training.progress import plot_reiso_progress
 
 LOSS_KEYS = ("train_loss_ani", "train_loss_iso")
+# class attributes that held the PI module's knobs before PISettings, and their field there
+_FORMER_KNOBS = {"pi_levels": "levels", "pi_reduction": "reduction", "lateral_degradation_p": "lateral_degradation_p"}
 
 
 class nnUNetTrainerReIso(nnUNetTrainer):
@@ -35,23 +38,29 @@ class nnUNetTrainerReIso(nnUNetTrainer):
 
     The method's knobs are class attributes, set in a subclass, because inference rebuilds the network from
     the class alone (``build_network_architecture`` is a classmethod); their defaults are the paper's
-    (``method/knobs.py``):
+    (``method/knobs.py``). The PI module's are one frozen ``PISettings``:
 
         class nnUNetTrainerReIsoTwoLevels(nnUNetTrainerReIso):
-            pi_levels = (1, 2)
+            pi = PISettings(levels=(1, 2))
     """
 
-    # encoder stages whose skips the PI module replaces; None: chosen from the plan's anisotropy
-    pi_levels: tuple[int, ...] | None = None
-    # channel reduction inside the PI module (C -> C // pi_reduction)
-    pi_reduction: int = knobs.PI_REDUCTION
+    # the PI module's knobs: its levels (None: chosen from the plan's anisotropy), channel reduction and lateral
+    # degradation, passed whole to the network
+    pi: PISettings = PISettings()
     # the paper's a: weight of the anisotropic branch in L = (1 - a) * L_iso + a * L_ani
     reiso_ani_weight: float = knobs.ANI_WEIGHT
-    # probability of degrading one lateral axis like the section axis (training only)
-    lateral_degradation_p: float = knobs.LATERAL_DEGRADATION_P
     # scale of the whole re-isotropic loss (the paper's: 1); under SGD the deployed branch gets scale * a of
     # stock nnU-Net's gradient (nnUNetTrainerReIsoAux sets it to 1 / a)
     reiso_loss_scale: float = knobs.LOSS_SCALE
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # the loose knobs of before PISettings: a subclass that still sets one would train without it, silently
+        old = [k for k in _FORMER_KNOBS if k in vars(cls)]
+        if old:
+            raise TypeError(f"{cls.__name__} sets {', '.join(old)}: the PI module's knobs are one value now; set "
+                            f"pi = PISettings({', '.join(f'{_FORMER_KNOBS[k]}=...' for k in old)}) instead "
+                            "(from nnunetv2_reisoseg.method.knobs import PISettings)")
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -64,15 +73,14 @@ class nnUNetTrainerReIso(nnUNetTrainer):
     @classmethod
     def check_plans(cls, plans: dict, configuration: str) -> None:
         """Raise a clear error for a configuration this trainer cannot train (before any folder exists)."""
-        check_configuration(PlansManager(plans).get_configuration(configuration), cls.pi_levels)
+        check_configuration(PlansManager(plans).get_configuration(configuration), cls.pi)
 
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
         return build_reiso_network(plans_manager, configuration_manager, num_input_channels, num_output_channels,
-                                   enable_deep_supervision, pi_levels=cls.pi_levels, pi_reduction=cls.pi_reduction,
-                                   lateral_degradation_p=cls.lateral_degradation_p)
+                                   enable_deep_supervision, cls.pi)
 
     def reiso_network(self) -> ReIsoSegNetwork:
         """The ReIsoSegNetwork inside whatever DDP / torch.compile wrapped it."""
@@ -140,10 +148,10 @@ class nnUNetTrainerReIsoAux(nnUNetTrainerReIso):
         super().__init__(plans, configuration, fold, dataset_json, device)
 
 
-def check_configuration(configuration_manager: ConfigurationManager, pi_levels=None) -> None:
+def check_configuration(configuration_manager: ConfigurationManager, pi: PISettings = PISettings()) -> None:
     """Raise a clear error for configurations the PI module cannot work on (2D, too few stages...)."""
     try:
-        pi_plan_from_configuration(configuration_manager, pi_levels)
+        pi_plan_from_configuration(configuration_manager, pi)
     except ValueError as e:
         raise RuntimeError(f"nnUNetTrainerReIso cannot train this configuration: {e}") from None
 

@@ -2,6 +2,7 @@ import pytest
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_reisoseg.method.anisotropy import default_pi_levels, plan_pi_module, section_axis, stage_anisotropy
+from nnunetv2_reisoseg.method.knobs import PISettings
 from nnunetv2_reisoseg.method.network import pi_plan_from_configuration
 from tests.fixtures import load_plans
 
@@ -69,15 +70,15 @@ def test_too_few_stages_is_an_error():
 def test_invalid_levels_are_errors():
     strides = [[1, 1, 1], [1, 2, 2], [1, 2, 2], [2, 2, 2], [2, 2, 2]]
     with pytest.raises(ValueError, match="bottleneck"):
-        plan_pi_module((40, 5, 5), strides, [8] * 5, pi_levels=[3, 4])
+        plan_pi_module((40, 5, 5), strides, [8] * 5, settings=PISettings(levels=[3, 4]))
     with pytest.raises(ValueError, match="consecutive"):
-        plan_pi_module((40, 5, 5), strides, [8] * 5, pi_levels=[1, 3])
+        plan_pi_module((40, 5, 5), strides, [8] * 5, settings=PISettings(levels=[1, 3]))
 
 
 def test_size_one_section_axis_is_an_error():
     strides = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]]
     with pytest.raises(ValueError, match="section axis of size 1"):
-        plan_pi_module((40, 5, 5), strides, [8] * 4, patch_size=(4, 64, 64), pi_levels=[1, 2])
+        plan_pi_module((40, 5, 5), strides, [8] * 4, patch_size=(4, 64, 64), settings=PISettings(levels=[1, 2]))
 
 
 def test_2d_is_an_error():
@@ -109,6 +110,6 @@ def test_pi_levels_must_halve_the_lateral_axes_between_them():
     # a plan that stops pooling one lateral axis early: stride (1, 2, 1) into stage 3
     strides = [[1, 1, 1], [1, 2, 2], [1, 2, 2], [1, 2, 1], [2, 2, 2]]
     with pytest.raises(ValueError, match=r"stride \(1, 2, 1\) into stage 3.*halve both lateral axes"):
-        plan_pi_module((40, 5, 5), strides, [8] * 5, pi_levels=[1, 2, 3])
+        plan_pi_module((40, 5, 5), strides, [8] * 5, settings=PISettings(levels=[1, 2, 3]))
     # the automatic choice keeps the window up to that transition
     assert plan_pi_module((40, 5, 5), strides, [8] * 5).levels == (1, 2)

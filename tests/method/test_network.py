@@ -7,6 +7,7 @@ from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecod
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+from nnunetv2_reisoseg.method.knobs import PISettings
 from nnunetv2_reisoseg.method.network import (
     ReIsoOutput,
     ReIsoSegNetwork,
@@ -20,7 +21,7 @@ def _build(name, ds=True, input_shape=None, pi_levels=None):
     pm = PlansManager(load_plans(name))
     cm = pm.get_configuration("3d_fullres")
     torch.manual_seed(0)
-    net = build_reiso_network(pm, cm, 1, 2, ds, pi_levels=pi_levels)
+    net = build_reiso_network(pm, cm, 1, 2, ds, PISettings(levels=pi_levels))
     stock = nnUNetTrainer.build_network_architecture(pm, cm, 1, 2, ds)
     return net, stock, tuple(input_shape or cm.patch_size)
 

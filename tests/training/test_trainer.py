@@ -8,6 +8,7 @@ from nnunetv2.training.nnUNetTrainer.variants.training_length import nnUNetTrain
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
 from nnunetv2_reisoseg import trainer_dir
+from nnunetv2_reisoseg.method.knobs import PISettings
 from nnunetv2_reisoseg.method.loss import ReIsotropicLoss
 from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
 from tests.fixtures import load_plans
@@ -91,9 +92,7 @@ def test_every_knob_is_a_class_attribute_that_reaches_the_model(nnunet_dirs):
     """A subclass sets the knobs; the network gets them from the class alone (as inference and nnU-Net's
     initialize build it), the loss from the trainer."""
     class Knobs(nnUNetTrainerReIso):
-        pi_levels = (2,)
-        pi_reduction = 2
-        lateral_degradation_p = 0.7
+        pi = PISettings(levels=(2,), reduction=2, lateral_degradation_p=0.7)
         reiso_ani_weight = 0.3
 
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -104,8 +103,20 @@ def test_every_knob_is_a_class_attribute_that_reaches_the_model(nnunet_dirs):
     assert net.pi_module.reduce[0].out_channels == 128 // 2
     assert _trainer(Knobs)._build_loss().ani_weight == 0.3
     default = nnUNetTrainerReIso.build_network_architecture(pm, pm.get_configuration("3d_fullres"), 1, 2, False)
-    assert default.pi_module.lateral_degradation_p == nnUNetTrainerReIso.lateral_degradation_p == 0.2
+    assert default.pi_module.lateral_degradation_p == nnUNetTrainerReIso.pi.lateral_degradation_p == 0.2
     assert _trainer()._build_loss().ani_weight == nnUNetTrainerReIso.reiso_ani_weight == 0.5  # the paper's
+
+
+def test_a_knob_set_the_former_way_is_refused_with_the_fix():
+    """Before PISettings a subclass set pi_levels (and friends) as attributes; now nothing would read them, so the
+    class is refused where it is defined instead of training without them."""
+    fix = r"sets pi_levels, pi_reduction: .*pi = PISettings\(levels=..., reduction=...\)"
+    with pytest.raises(TypeError, match=fix):
+        class Old(nnUNetTrainerReIso):
+            pi_levels = (1, 2)
+            pi_reduction = 2
+    with pytest.raises(ValueError, match="probability"):
+        PISettings(lateral_degradation_p=1.5)
 
 
 def _heads_gradient(cls, seed_batch=1):
