@@ -527,7 +527,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
-    from nnunetv2_reisoseg.benchmark.presets import METHODS, PRESETS
+    from nnunetv2_reisoseg.benchmark.methods import METHODS
+    from nnunetv2_reisoseg.benchmark.presets import PRESETS
 
     s = sub.add_parser("benchmark", help="train and evaluate stock nnU-Net and ReIsoSeg side by side")
     s.add_argument("dataset", nargs="?", default=None,

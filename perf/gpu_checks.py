@@ -36,7 +36,7 @@ def check(trainer_name: str, plans: dict, device: str, steps: int, warmup: int) 
     import torch
     from torch._dynamo.utils import counters
 
-    from nnunetv2_reisoseg.paper.trainer import nnUNetTrainerReIsoSegNet
+    from nnunetv2_reisoseg.training.paper import nnUNetTrainerReIsoSegNet
     from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
 
     cls = {"reiso": nnUNetTrainerReIso, "paper": nnUNetTrainerReIsoSegNet}[trainer_name]

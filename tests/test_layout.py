@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from nnunetv2_reisoseg import trainer_dir
-from nnunetv2_reisoseg.benchmark.runner import TRAINER_DIR, ext_trainer_path
+from nnunetv2_reisoseg.benchmark.environment import TRAINER_DIR, ext_trainer_path
 
 PROBE = """
 import sys

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunetv2_reisoseg.benchmark.presets import METHOD_TITLES
+from nnunetv2_reisoseg.benchmark.methods import METHOD_TITLES
 
 FIGURE = "xz_cut.png"
 WINDOW = 256  # lateral voxels shown at most: a wide block is cropped to the window with the most breaks

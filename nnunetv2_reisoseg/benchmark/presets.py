@@ -1,10 +1,13 @@
-"""The benchmark's presets (training budget and the synthetic dataset each generates), its methods and
-the names of the fixed-budget trainers that ``benchmark/trainers/`` defines for them."""
+"""The benchmark's presets: each a ``Budget`` (the training budget, the plan it trains, its primary measures and
+the synthetic dataset it generates), named once in ``PRESETS`` and passed around whole."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from nnunetv2_reisoseg.data.synth import SynthSpec
+
+CONFIGURATION = "3d_fullres"  # the configuration every preset trains
+PLANS = "nnUNetPlans"  # nnU-Net's plans, which a preset trains or narrows
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +41,7 @@ class SyntheticData:
 class Budget:
     """Training budget of a preset, and the synthetic dataset it generates when none is named."""
 
+    name: str = ""  # the preset's name (PRESETS sets it)
     epochs: int
     iterations: int
     val_iterations: int
@@ -59,6 +63,24 @@ class Budget:
     # so that one cut by a session's end and continued with --c on the same machine loses little
     save_every: int = 50
 
+    @property
+    def plans_name(self) -> str:
+        """The plans identifier this budget trains: nnU-Net's own, or its narrower copy."""
+        name = PLANS if self.width == 1.0 else f"{PLANS}Width{round(self.width * 100)}"
+        return name if self.patch is None else f"{name}Patch{'x'.join(map(str, self.patch))}"
+
+    def trainer_attrs(self) -> dict:
+        """The class attributes of its fixed-budget trainers (``training/budget.py``'s ``bench_*``)."""
+        return {"bench_epochs": self.epochs, "bench_iterations": self.iterations,
+                "bench_val_iterations": self.val_iterations, "bench_test_time_mirroring": self.test_time_mirroring,
+                "bench_save_every": self.save_every}
+
+    def record(self) -> dict:
+        """The budget as results.json keeps it (its name is the preset's, kept beside it)."""
+        out = asdict(self)
+        out.pop("name")
+        return out
+
 
 # the synthetic dataset of the short and full presets (the same data for both)
 _SYNTH_FULL = SyntheticData(dataset_id=953, name="SynthEM", cases=20, test_cases=5, shape=(32, 256, 256),
@@ -78,7 +100,7 @@ _SYNTH_PHANTOM = SyntheticData(dataset_id=955, name="SynthEMPhantom", cases=40, 
 _REAL_CPU = Budget(epochs=60, iterations=25, val_iterations=5, test_time_mirroring=False,
                    note="1,500 iterations of a 20x64x64 patch on a quarter-width plan, sized for 3 training pairs in "
                         "under 2 hours on a 2-core CPU", width=0.25, patch=(20, 64, 64))
-PRESETS: dict[str, Budget] = {
+_BUDGETS: dict[str, Budget] = {
     "tiny": Budget(epochs=1, iterations=2, val_iterations=1, test_time_mirroring=False,
                    synth=SyntheticData(dataset_id=951, name="SynthEMTiny", cases=5, test_cases=1, shape=(8, 32, 32),
                                        anisotropy=4, xy_nm=10.0),
@@ -114,27 +136,4 @@ PRESETS: dict[str, Budget] = {
     "full": Budget(epochs=1000, iterations=250, val_iterations=50, test_time_mirroring=True, synth=_SYNTH_FULL,
                    note="nnU-Net's default budget (1000 epochs x 250 iterations)"),
 }
-
-# aux and stock_half are the two controls of why ReIsoSeg trails (docs/study_why): the isotropic branch on top of
-# stock's loss, and stock nnU-Net with the gradient scale the paper's loss leaves the deployed branch
-METHODS = {"stock": "nnUNetTrainer", "reiso": "nnUNetTrainerReIso", "aux": "nnUNetTrainerReIsoAux",
-           "stock_half": "nnUNetTrainerHalfLoss", "paper": "nnUNetTrainerReIsoSegNet"}
-METHOD_TITLES = {"stock": "stock nnU-Net", "reiso": "ReIsoSeg", "aux": "ReIsoSeg aux (stock loss + isotropic)",
-                 "stock_half": "stock nnU-Net, loss x a", "paper": "ReIsoSeg paper network",
-                 "stock_time": "stock nnU-Net at ReIsoSeg's wall time"}
-EQUAL_TIME_SUFFIX = "EqualTime"  # stock trainer whose epochs come from budget.EPOCHS_ENV
-CONFIGURATION = "3d_fullres"
-PLANS = "nnUNetPlans"
-
-
-def plans_name(preset: str) -> str:
-    """The plans identifier the preset trains: nnU-Net's own, or its narrower copy."""
-    budget = PRESETS[preset]
-    name = PLANS if budget.width == 1.0 else f"{PLANS}Width{round(budget.width * 100)}"
-    return name if budget.patch is None else f"{name}Patch{'x'.join(map(str, budget.patch))}"
-
-
-def trainer_name(method: str, preset: str) -> str:
-    if method == "stock_time":
-        return f"{METHODS['stock']}Bench{preset.capitalize()}{EQUAL_TIME_SUFFIX}"
-    return f"{METHODS[method]}Bench{preset.capitalize()}"
+PRESETS: dict[str, Budget] = {name: replace(b, name=name) for name, b in _BUDGETS.items()}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_reisoseg.benchmark.methods import METHOD_TITLES
 from nnunetv2_reisoseg.benchmark.metrics import HIGHER_IS_BETTER, METRIC_TITLES
-from nnunetv2_reisoseg.benchmark.presets import METHOD_TITLES
 from nnunetv2_reisoseg.benchmark.stats import (
     ALPHA,
     CONFIDENCE,

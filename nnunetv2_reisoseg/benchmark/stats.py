@@ -25,8 +25,8 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 
+from nnunetv2_reisoseg.benchmark.methods import METHOD_TITLES
 from nnunetv2_reisoseg.benchmark.metrics import HIGHER_IS_BETTER, METRIC_TITLES
-from nnunetv2_reisoseg.benchmark.presets import METHOD_TITLES
 from nnunetv2_reisoseg.benchmark.records import CaseRow, TrainingRecord
 
 MIN_PAIRS = 3  # fewer independent trainings per method say nothing about the variation between trainings

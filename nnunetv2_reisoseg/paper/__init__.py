@@ -1,1 +1,1 @@
-"""The published ReIsoSeg encoder-decoder and ``nnUNetTrainerReIsoSegNet``, which trains it with nnU-Net."""
+"""The published ReIsoSeg encoder-decoder; ``training/paper.py`` trains it with nnU-Net."""

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from nnunetv2_reisoseg.benchmark.presets import PLANS, PRESETS, plans_name
-from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, narrower_plans
+from nnunetv2_reisoseg.benchmark.environment import BenchmarkError
+from nnunetv2_reisoseg.benchmark.planning import narrower_plans
+from nnunetv2_reisoseg.benchmark.presets import PLANS, PRESETS
 
 PLANS_FILE = Path(__file__).parent.parent / "fixtures" / "plans" / "em_40x5x5_patch20x128x128.json"
 
@@ -25,9 +26,10 @@ def test_narrower_plans_scale_features_only():
 
 def test_every_preset_names_its_primary_measures_and_plans():
     for name, budget in PRESETS.items():
+        assert budget.name == name
         assert budget.primary and all(split in ("test", "validation") for split, _ in budget.primary), name
-    assert plans_name("smoke") == PLANS and plans_name("phantom") == "nnUNetPlansWidth25"
-    assert plans_name("vnc") == "nnUNetPlansWidth25Patch20x64x64"
+    assert PRESETS["smoke"].plans_name == PLANS and PRESETS["phantom"].plans_name == "nnUNetPlansWidth25"
+    assert PRESETS["vnc"].plans_name == "nnUNetPlansWidth25Patch20x64x64"
 
 
 def test_a_smaller_patch_gets_the_topology_nnunet_plans_for_it():
@@ -57,16 +59,15 @@ def test_both_controls_have_fixed_budget_trainers(nnunet_dirs):
     """aux and stock_half train through the benchmark's trainers like stock and reiso, with the preset's budget."""
     import torch
 
-    from nnunetv2_reisoseg.benchmark.budget import BenchmarkBudgetMixin
-    from nnunetv2_reisoseg.benchmark.presets import METHODS, trainer_name
+    from nnunetv2_reisoseg.benchmark.methods import METHODS
     from nnunetv2_reisoseg.benchmark.trainers import nnUNetTrainerBenchmark as bench
     from nnunetv2_reisoseg.method.loss import ReIsotropicLoss, ScaledLoss
+    from nnunetv2_reisoseg.training.budget import BenchmarkBudgetMixin
     from tests.fixtures import load_plans
     from tests.training.test_trainer import DATASET_JSON
 
     for method, loss_type, scale in (("aux", ReIsotropicLoss, 2.0), ("stock_half", ScaledLoss, 0.5)):
-        assert method in METHODS
-        cls = getattr(bench, trainer_name(method, "tiny"))
+        cls = getattr(bench, METHODS[method].trainer_name(PRESETS["tiny"]))
         assert issubclass(cls, BenchmarkBudgetMixin)
         plans = {**load_plans("tiny_40x10x10"), "continue_training": False}  # nnU-Net pops the flag
         t = cls(plans, "3d_fullres", 0, DATASET_JSON, torch.device("cpu"))
@@ -88,7 +89,23 @@ def test_the_budget_study_preset_is_vnc_with_4x_the_iterations_only():
     long, short = asdict(PRESETS["vnc4x"]), asdict(PRESETS["vnc"])
     assert long["epochs"] * long["iterations"] == 4 * short["epochs"] * short["iterations"] == 6000
     differ = {k for k in long if long[k] != short[k]}
-    assert differ == {"epochs", "note", "save_every"}, differ
-    assert plans_name("vnc4x") == plans_name("vnc")
+    assert differ == {"name", "epochs", "note", "save_every"}, differ
+    assert PRESETS["vnc4x"].plans_name == PRESETS["vnc"].plans_name
     cls = bench.nnUNetTrainerReIsoAuxBenchVnc4x
     assert (cls.bench_epochs, cls.bench_save_every) == (240, 10)
+
+
+def test_every_method_and_preset_has_its_fixed_budget_trainer():
+    """The benchmark's trainer folder defines one class per (method, preset), named as the driver names it, each
+    from the factory with the budget's attributes and the method's trainer as its base."""
+    from nnunetv2_reisoseg.benchmark.methods import ALL_METHODS
+    from nnunetv2_reisoseg.benchmark.trainers import nnUNetTrainerBenchmark as bench
+    from nnunetv2_reisoseg.training.budget import BenchmarkBudgetMixin
+
+    assert len(bench.__all__) == len(ALL_METHODS) * len(PRESETS)
+    for budget in PRESETS.values():
+        for method in ALL_METHODS.values():
+            cls = getattr(bench, method.trainer_name(budget))
+            assert cls.__mro__[1] is BenchmarkBudgetMixin and cls.__mro__[2].__name__ == method.trainer
+            assert (cls.bench_epochs, cls.bench_iterations, cls.bench_epochs_from_env) == \
+                (budget.epochs, budget.iterations, method.equal_time)

@@ -7,7 +7,7 @@ from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2_reisoseg import trainer_dir
 from nnunetv2_reisoseg.method.network import ReIsoOutput
 from nnunetv2_reisoseg.paper.network import ReIsoSegPaperNet, fit_patch_size, paper_topology
-from nnunetv2_reisoseg.paper.trainer import nnUNetTrainerReIsoSegNet
+from nnunetv2_reisoseg.training.paper import nnUNetTrainerReIsoSegNet
 from tests.fixtures import load_plans
 from tests.training.test_trainer import DATASET_JSON
 

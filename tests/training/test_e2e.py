@@ -28,7 +28,7 @@ import os
 import signal
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2_reisoseg.paper.trainer import nnUNetTrainerReIsoSegNet
+from nnunetv2_reisoseg.training.paper import nnUNetTrainerReIsoSegNet
 from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
 
 

@@ -8,8 +8,8 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_reisoseg.cli import main
 from nnunetv2_reisoseg.method.network import build_reiso_network
-from nnunetv2_reisoseg.paper.trainer import nnUNetTrainerReIsoSegNet
 from nnunetv2_reisoseg.training.export import import_stock
+from nnunetv2_reisoseg.training.paper import nnUNetTrainerReIsoSegNet
 from tests.fixtures import load_plans
 from tests.training.test_trainer import DATASET_JSON
 

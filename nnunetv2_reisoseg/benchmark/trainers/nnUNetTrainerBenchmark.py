@@ -1,43 +1,21 @@
-"""Fixed-budget trainers used by ``reisoseg benchmark``: ``nnUNetTrainerBench<Preset>`` (stock
-nnU-Net), ``nnUNetTrainerReIsoBench<Preset>`` (ReIsoSeg), ``nnUNetTrainerReIsoAuxBench<Preset>`` (ReIsoSeg with
-stock's loss on the deployed branch), ``nnUNetTrainerHalfLossBench<Preset>`` (stock with its loss x a) and
-``nnUNetTrainerReIsoSegNetBench<Preset>`` (the paper's network), with the same budget per preset."""
-import torch
+"""The benchmark's fixed-budget trainers, ``<trainer>Bench<Preset>`` for every method and preset (and the
+equal-time stock trainer): this file only names them; the classes come from ``training/variants.py``'s factory
+with ``training/budget.py``'s mixin, the budgets from ``benchmark/presets.py`` and the methods from
+``benchmark/methods.py``."""
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunetv2_reisoseg.benchmark.budget import BenchmarkBudgetMixin
-from nnunetv2_reisoseg.benchmark.controls import nnUNetTrainerHalfLoss
-from nnunetv2_reisoseg.benchmark.presets import EQUAL_TIME_SUFFIX, PRESETS
-from nnunetv2_reisoseg.paper.trainer import nnUNetTrainerReIsoSegNet
+from nnunetv2_reisoseg.benchmark.methods import ALL_METHODS
+from nnunetv2_reisoseg.benchmark.presets import PRESETS
+from nnunetv2_reisoseg.training.budget import BenchmarkBudgetMixin
+from nnunetv2_reisoseg.training.controls import nnUNetTrainerHalfLoss
+from nnunetv2_reisoseg.training.paper import nnUNetTrainerReIsoSegNet
 from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso, nnUNetTrainerReIsoAux
+from nnunetv2_reisoseg.training.variants import add_variants
 
-__all__ = []
+_BASES = {c.__name__: c for c in (nnUNetTrainer, nnUNetTrainerReIso, nnUNetTrainerReIsoAux, nnUNetTrainerHalfLoss,
+                                  nnUNetTrainerReIsoSegNet)}
 
-
-def _budget_trainer(base: type, prefix: str, preset: str, suffix: str = "") -> type:
-    budget = PRESETS[preset]
-
-    # nnU-Net records init arguments through locals(), so __init__ spells out its parameters
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        BenchmarkBudgetMixin.__init__(self, plans, configuration, fold, dataset_json, device)
-
-    name = f"{prefix}Bench{preset.capitalize()}{suffix}"
-    attrs = {"__init__": __init__, "__module__": __name__, "__qualname__": name,
-             "bench_epochs": budget.epochs, "bench_iterations": budget.iterations,
-             "bench_val_iterations": budget.val_iterations,
-             "bench_test_time_mirroring": budget.test_time_mirroring, "bench_epochs_from_env": bool(suffix),
-             "bench_save_every": budget.save_every}
-    return type(name, (BenchmarkBudgetMixin, base), attrs)
-
-
-for _preset in PRESETS:
-    for _base in (nnUNetTrainer, nnUNetTrainerReIso, nnUNetTrainerReIsoAux, nnUNetTrainerHalfLoss,
-                  nnUNetTrainerReIsoSegNet):
-        _cls = _budget_trainer(_base, _base.__name__, _preset)
-        globals()[_cls.__name__] = _cls
-        __all__.append(_cls.__name__)
-    # stock nnU-Net trained for as long as ReIsoSeg took (reisoseg benchmark --equal-time)
-    _cls = _budget_trainer(nnUNetTrainer, "nnUNetTrainer", _preset, EQUAL_TIME_SUFFIX)
-    globals()[_cls.__name__] = _cls
-    __all__.append(_cls.__name__)
+__all__ = add_variants(globals(), [
+    (m.trainer_name(b), (BenchmarkBudgetMixin, _BASES[m.trainer]), {**b.trainer_attrs(),
+                                                                     "bench_epochs_from_env": m.equal_time}, {})
+    for b in PRESETS.values() for m in ALL_METHODS.values()])

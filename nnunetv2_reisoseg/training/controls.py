@@ -1,4 +1,4 @@
-"""Controls of the benchmark, not methods to deploy: ``nnUNetTrainerHalfLoss`` is stock nnU-Net with its loss
+"""Controls of the studies, not methods to deploy: ``nnUNetTrainerHalfLoss`` is stock nnU-Net with its loss
 times the paper's ``a``, the gradient scale the paper's re-isotropic loss gives the deployed branch under SGD.
 ReIsoSeg against it asks whether the isotropic branch adds anything beyond that scale."""
 from __future__ import annotations
