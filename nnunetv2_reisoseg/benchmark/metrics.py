@@ -7,25 +7,31 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunetv2_reisoseg.evaluation import evaluate_labels
+from nnunetv2_reisoseg.evaluation import evaluate_labels, measures
 
-_BASE_TITLES = {
-    "dice": "Dice", "iou": "IoU", "precision": "voxel precision", "recall": "voxel recall",
-    "hd95_nm": "HD95 (nm)", "assd_nm": "ASSD (nm)", "ref_objects": "reference objects",
-    "pred_objects": "predicted objects", "f1_50": "object F1 (IoU 0.5)", "f1_75": "object F1 (IoU 0.75)",
-    "ap50": "AP-50", "ap75": "AP-75", "voi_split": "VOI split (bits)", "voi_merge": "VOI merge (bits)",
-    "arand": "adapted Rand error", "split_objects": "split objects", "merged_objects": "merged objects",
-    "missed_objects": "missed objects", "false_objects": "false objects"}
-# None: no better direction (the reference's own count; a prediction's count is neither good nor bad)
-_BASE_DIRECTION = {"dice": True, "iou": True, "precision": True, "recall": True, "hd95_nm": False, "assd_nm": False,
-                   "ref_objects": None, "pred_objects": None, "f1_50": True, "f1_75": True, "ap50": True,
-                   "ap75": True, "voi_split": False, "voi_merge": False, "arand": False, "split_objects": False,
-                   "merged_objects": False, "missed_objects": False, "false_objects": False}
 ISO_PREFIX = "iso_"
-METRIC_TITLES = {**_BASE_TITLES, **{ISO_PREFIX + k: f"{v} vs isotropic truth" for k, v in _BASE_TITLES.items()},
-                 # runs before the object measures (docs/study_cpu) stored this count ratio
-                 "components_ratio": "3D component count ratio (predicted / reference)"}
-HIGHER_IS_BETTER = {**_BASE_DIRECTION, **{ISO_PREFIX + k: v for k, v in _BASE_DIRECTION.items()}}
+# runs before the object measures (docs/study_cpu) stored this count ratio
+_LEGACY = {"components_ratio": ("3D component count ratio (predicted / reference)", None)}
+
+
+def _compared() -> list:
+    return [m for m in measures.MEASURES.values() if m.compared]
+
+
+def metric_titles() -> dict[str, str]:
+    """The title of every measure the benchmark compares methods on (``evaluation/measures.py``), and of the same
+    against the isotropic truth, in the registry's order."""
+    return {**{m.name: m.title for m in _compared()},
+            **{ISO_PREFIX + m.name: f"{m.title} vs isotropic truth" for m in _compared()},
+            **{k: title for k, (title, _) in _LEGACY.items()}}
+
+
+def higher_is_better(metric: str) -> bool | None:
+    """Which way is better for ``metric`` (a measure, or one against the isotropic truth); None: neither."""
+    if metric in _LEGACY:
+        return _LEGACY[metric][1]
+    m = measures.MEASURES.get(metric[len(ISO_PREFIX):] if metric.startswith(ISO_PREFIX) else metric)
+    return None if m is None else m.higher_is_better
 
 
 def evaluate_case(pred_file: Path, ref_file: Path, labels: Sequence[int], ignore_label: int | None,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunetv2_reisoseg.benchmark.methods import METHOD_TITLES
-from nnunetv2_reisoseg.benchmark.metrics import HIGHER_IS_BETTER, METRIC_TITLES
+from nnunetv2_reisoseg.benchmark.metrics import higher_is_better, metric_titles
 from nnunetv2_reisoseg.benchmark.stats import (
     ALPHA,
     CONFIDENCE,
@@ -73,7 +73,7 @@ def _header(results: dict) -> list[str]:
              + ", ".join(f"{METHOD_TITLES[m]}: {n_trainings[m]}" for m in methods) + "); the same plans, folds, "
              "seeds and budget for every method.",
              "- Primary measures, named in the preset before training: "
-             + ", ".join(f"{METRIC_TITLES[m]} on the {split} cases" for split, m in primary)
+             + ", ".join(f"{metric_titles()[m]} on the {split} cases" for split, m in primary)
              + (f" ({', '.join(classes[c] for c in results['primary_classes'])} only; every other class is "
                 "secondary)." if results.get("primary_classes") else " (every class)."),
              f"- Statistics: the unit is the training. Methods are paired by (seed, fold); a verdict needs at least "
@@ -138,7 +138,7 @@ def _verdicts(results: dict) -> list[str]:
                         if entry["primary"] != want_primary or (not want_primary and m not in HEADLINE_METRICS):
                             continue
                         p = entry["paired"][f"{a} - {b}"]
-                        name = f"**{METRIC_TITLES[m]} (primary)**" if want_primary else METRIC_TITLES[m]
+                        name = f"**{metric_titles()[m]} (primary)**" if want_primary else metric_titles()[m]
                         rows.append([f"{METHOD_TITLES[a]} - {METHOD_TITLES[b]}", split, classes.get(c, c), name,
                                      fmt_paired(p), p["verdict"]])
     ci = f"paired difference [{int(CONFIDENCE * 100)}% CIs]"
@@ -180,7 +180,7 @@ def _split_tables(results: dict) -> list[str]:
         rows = []
         for c, per_metric in summary[split].items():
             for m, entry in per_metric.items():
-                cells = [classes.get(c, c), METRIC_TITLES[m], *(fmt_stats(entry["trainings"][x]) for x in methods)]
+                cells = [classes.get(c, c), metric_titles()[m], *(fmt_stats(entry["trainings"][x]) for x in methods)]
                 for a, b in pairs:
                     p = entry["paired"][f"{a} - {b}"]
                     cells += [fmt_paired(p), p["verdict"]]
@@ -212,7 +212,7 @@ def _trainings(results: dict) -> list[str]:
               "new), which carries the first epochs long after and makes a slow start look like a steep late rise. "
               "The poly learning-rate schedule flattens every curve at its end, so a level curve is necessary, not "
               "sufficient, for a training that has converged.", ""]
-    title = METRIC_TITLES[first]
+    title = metric_titles()[first]
     lines += [*_table(["method", "seed", "fold", "epochs x iterations", "wall (min)", "raw pseudo Dice",
                        f"validation {title} (cases)", f"test {title} (cases)"], rows), ""]
 
@@ -231,7 +231,7 @@ def _spread(results: dict) -> list[str]:
         for c, per_metric in summary.get(split, {}).items():
             for m in HEADLINE_METRICS:
                 if m in per_metric:
-                    rows.append([split, classes.get(c, c), METRIC_TITLES[m],
+                    rows.append([split, classes.get(c, c), metric_titles()[m],
                                  *(fmt_stats(per_metric[m]["cases"][x]) for x in methods)])
     lines += [*_table(["cases", "class", "metric", *(METHOD_TITLES[m] for m in methods)], rows), ""]
 
@@ -358,10 +358,10 @@ def _plot_per_case(results: dict, path: Path, plt) -> None:
             lim = ax.get_xlim() + ax.get_ylim()
             lo, hi = min(lim), max(lim)
             ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
-            ax.set_xlabel(f"stock nnU-Net {METRIC_TITLES[m]}")
-            ax.set_ylabel(f"other method's {METRIC_TITLES[m]}")
+            ax.set_xlabel(f"stock nnU-Net {metric_titles()[m]}")
+            ax.set_ylabel(f"other method's {metric_titles()[m]}")
             ax.legend(fontsize=7)
-        ax.set_title(f"{METRIC_TITLES[m]} per case" + (" (higher is better)" if HIGHER_IS_BETTER.get(m)
+        ax.set_title(f"{metric_titles()[m]} per case" + (" (higher is better)" if higher_is_better(m)
                                                        else " (lower is better)"), fontsize=9)
     fig.suptitle("Per case, against stock nnU-Net on the same case and training (description only)", fontsize=9)
     fig.tight_layout()

@@ -26,7 +26,7 @@ from collections.abc import Collection, Sequence
 import numpy as np
 
 from nnunetv2_reisoseg.benchmark.methods import METHOD_TITLES
-from nnunetv2_reisoseg.benchmark.metrics import HIGHER_IS_BETTER, METRIC_TITLES
+from nnunetv2_reisoseg.benchmark.metrics import higher_is_better, metric_titles
 from nnunetv2_reisoseg.benchmark.records import CaseRow, TrainingRecord
 
 MIN_PAIRS = 3  # fewer independent trainings per method say nothing about the variation between trainings
@@ -181,7 +181,7 @@ def summarize(rows: Sequence[CaseRow], methods: Sequence[str], primary: Sequence
     values as strings), or for every class when it is empty."""
     values = _case_values(rows)
     summary: dict = {}
-    metrics = [m for m in METRIC_TITLES if any(m in r["metrics"] for r in rows)]
+    metrics = [m for m in metric_titles() if any(m in r["metrics"] for r in rows)]
     for split in sorted({r["split"] for r in rows}):
         for c in sorted({str(r["class"]) for r in rows if r["split"] == split}):
             sel = [r for r in rows if r["split"] == split and str(r["class"]) == c]
@@ -207,7 +207,7 @@ def summarize(rows: Sequence[CaseRow], methods: Sequence[str], primary: Sequence
                         shared = sorted(x for x in ca if x in cb and _finite(ca[x]) and _finite(cb[x]))
                         diffs.append(np.array([ca[x] - cb[x] for x in shared], float))
                     res = paired_comparison([means[a][k] for k in keys], [means[b][k] for k in keys],
-                                            diffs if HIGHER_IS_BETTER.get(m) is not None else None, n_resamples)
+                                            diffs if higher_is_better(m) is not None else None, n_resamples)
                     res["pairs"] = [{"seed": k[0], "fold": k[1], "a": means[a][k], "b": means[b][k]} for k in keys]
                     entry["paired"][f"{a} - {b}"] = res
                 summary.setdefault(split, {}).setdefault(c, {})[m] = entry
@@ -226,7 +226,7 @@ def _apply_holm(summary: dict, methods: Sequence[str]) -> None:
             for m, entry in per_metric.items():
                 for a, b in pairs:
                     p = entry["paired"][f"{a} - {b}"]
-                    if p.get("p_both") is not None and HIGHER_IS_BETTER.get(m) is not None:
+                    if p.get("p_both") is not None and higher_is_better(m) is not None:
                         families[entry["primary"]].append(p)
     names = ", ".join(f"{a} - {b}" for a, b in pairs)
     for is_primary, members in families.items():
@@ -238,7 +238,7 @@ def _apply_holm(summary: dict, methods: Sequence[str]) -> None:
             for m, entry in per_metric.items():
                 for a, b in pairs:
                     p = entry["paired"][f"{a} - {b}"]
-                    p["verdict"] = decide(p, HIGHER_IS_BETTER.get(m), (METHOD_TITLES[a], METHOD_TITLES[b]))
+                    p["verdict"] = decide(p, higher_is_better(m), (METHOD_TITLES[a], METHOD_TITLES[b]))
 
 
 PLATEAU_CURVE = "mean_fg_dice"  # nnU-Net's raw per-epoch pseudo Dice, not its moving average (ema_fg_dice)

@@ -19,16 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from nnunetv2_reisoseg.evaluation.evaluate import (
-    FIELDS,
     ITK_SUFFIXES,
     EvaluationError,
     ReadOptions,
     check_finished,
     checked_labels,
     resolve_spacing,
-    voxel_measures,
 )
-from nnunetv2_reisoseg.evaluation.objects import ContingencyTable, object_measures
+from nnunetv2_reisoseg.evaluation.measures import ClassSummary, ObjectView, VoxelCounts, measure_row
+from nnunetv2_reisoseg.evaluation.objects import ContingencyTable
 from nnunetv2_reisoseg.io.checks import voxel_size, whole_numbers
 from nnunetv2_reisoseg.io.checks import workers as checks_workers
 from nnunetv2_reisoseg.io.labels import LabelValueError
@@ -40,7 +39,6 @@ from nnunetv2_reisoseg.volume.tasks import TaskRunner
 # volumes above this many voxels are evaluated block by block (in memory a pair costs ~15 bytes per voxel)
 BLOCKWISE_ABOVE = 2**28
 DEFAULT_BLOCK = (64, 1024, 1024)
-SURFACE_FIELDS = ("hd95_nm", "assd_nm")
 # a note that the blocks are tiny: more blocks than this, each of fewer voxels than that
 SMALL_BLOCKS_NOTE, SMALL_BLOCK_VOXELS = 1000, 32**3
 
@@ -109,15 +107,14 @@ def contingency_block(work: str, index: int) -> int:
 
 
 def _class_result(work: Path, n_blocks: int, c: int) -> dict:
-    tables, counts = [], np.zeros(3, np.int64)
+    """Every measure of class ``c`` from the blocks' counts and tables, summed (surface distances: null)."""
+    tables, counts = [], VoxelCounts(0, 0, 0)
     for i in range(n_blocks):
         with np.load(work / "tables" / f"{i}.npz") as z:
             tables.append(z[f"{c}_table"])
-            counts += z[f"{c}_counts"]
+            counts += VoxelCounts(*(int(v) for v in z[f"{c}_counts"]))
     t = ContingencyTable.total([ContingencyTable(*a) for a in tables])
-    row: dict = {**voxel_measures(*(int(v) for v in counts)), "hd95_nm": None, "assd_nm": None}
-    row.update(object_measures(t))
-    return {k: row[k] for k in FIELDS}
+    return measure_row(ClassSummary(counts, ObjectView(t)))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,16 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from nnunetv2_reisoseg.errors import ReisosegError
-from nnunetv2_reisoseg.evaluation.objects import ContingencyTable, object_measures
+from nnunetv2_reisoseg.evaluation.measures import ClassSummary, ObjectView, Surfaces, VoxelCounts, measure_row
+from nnunetv2_reisoseg.evaluation.objects import ContingencyTable
 from nnunetv2_reisoseg.evaluation.surface import surface_distances
 from nnunetv2_reisoseg.io import checks
 from nnunetv2_reisoseg.io.checks import spacing_problem, voxel_size
 from nnunetv2_reisoseg.io.labels import DEFAULT_BACKGROUND, LabelValueError, integer_labels
 
-# the fields of every class's result, in this order
-FIELDS = ("dice", "iou", "precision", "recall", "hd95_nm", "assd_nm", "empty_prediction", "empty_reference",
-          "ref_objects", "pred_objects", "f1_50", "f1_75", "ap50", "ap75", "voi_split", "voi_merge", "arand",
-          "split_objects", "merged_objects", "missed_objects", "false_objects")
 CONNECTIVITIES = (6, 18, 26)
 ITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd")
 
@@ -34,33 +31,16 @@ class EvaluationError(ReisosegError, ValueError):
     """Bad input for ``reisoseg evaluate``; the message names the problem and the fix."""
 
 
-def _ratio(num: float, den: float, both_empty: bool) -> float:
-    """num / den; where den is 0, 1 when both masks are empty (nothing to find, nothing found), else 0."""
-    if den == 0:
-        return 1.0 if both_empty else 0.0
-    return float(num / den)
-
-
-def voxel_measures(n_pred: int, n_ref: int, tp: int) -> dict:
-    """Dice, IoU, precision, recall and the empty flags from the voxel counts of one class."""
-    empty = n_pred == n_ref == 0
-    return {"dice": _ratio(2 * tp, n_pred + n_ref, empty), "iou": _ratio(tp, n_pred + n_ref - tp, empty),
-            "precision": _ratio(tp, n_pred, empty), "recall": _ratio(tp, n_ref, empty),
-            "empty_prediction": n_pred == 0, "empty_reference": n_ref == 0}
-
-
 def evaluate_class(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], connectivity: int = 26,
                    probability: np.ndarray | None = None, valid: np.ndarray | None = None) -> dict:
-    """All ``FIELDS`` for one class given as two boolean masks. ``probability`` (the class's predicted
-    probability per voxel) ranks predicted objects for AP by their mean; without it, by size. Voxels
-    outside ``valid`` (an ignore label) count nowhere."""
+    """Every measure of ``measures.MEASURES`` for one class given as two boolean masks. ``probability`` (the
+    class's predicted probability per voxel) ranks predicted objects for AP by their mean; without it, by size.
+    Voxels outside ``valid`` (an ignore label) count nowhere."""
     import cc3d
 
     if valid is not None:
         pred, ref = pred & valid, ref & valid
     hd95, assd = surface_distances(pred, ref, spacing)
-    row = {**voxel_measures(int(pred.sum()), int(ref.sum()), int(np.count_nonzero(pred & ref))),
-           "hd95_nm": hd95, "assd_nm": assd}
     ref_obj = cc3d.connected_components(ref, connectivity=connectivity)
     pred_obj = cc3d.connected_components(pred, connectivity=connectivity)
     scores = None
@@ -69,8 +49,7 @@ def evaluate_class(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], 
         sizes = np.bincount(pred_obj.ravel(), minlength=sums.size)
         scores = {j: float(sums[j] / sizes[j]) for j in np.flatnonzero(sizes[1:]) + 1}
     table = ContingencyTable.from_labels(ref_obj, pred_obj, valid)
-    row.update(object_measures(table, scores))
-    return {k: row[k] for k in FIELDS}
+    return measure_row(ClassSummary(VoxelCounts.of(pred, ref), ObjectView(table, scores), Surfaces(hd95, assd)))
 
 
 def evaluate_labels(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], classes: Sequence[int] | None = None,

@@ -228,19 +228,3 @@ def error_counts(pairs: ObjectPairs, fraction: float = OVERLAP_FRACTION) -> dict
 def _count_by(ids: np.ndarray) -> dict[int, int]:
     uniq, counts = np.unique(ids, return_counts=True)
     return dict(zip(uniq.tolist(), counts.tolist()))
-
-
-def object_measures(table: ContingencyTable, scores: dict[int, float] | None = None,
-                    thresholds: Sequence[float] = (0.5, 0.75)) -> dict[str, float | int]:
-    """Every object measure of one class from its table: object counts, F1 and AP at each threshold
-    (``f1_50``, ``ap75``, ...), VOI split / merge, adapted Rand error, error counts."""
-    pairs = ObjectPairs.from_table(table)
-    out: dict[str, float | int] = {"ref_objects": len(pairs.ref_sizes), "pred_objects": len(pairs.pred_sizes)}
-    for t in thresholds:
-        out[f"f1_{round(t * 100)}"] = f1_at(pairs, t)
-    for t in thresholds:
-        out[f"ap{round(t * 100)}"] = average_precision(pairs, t, scores)
-    out["voi_split"], out["voi_merge"] = variation_of_information(table)
-    out["arand"] = adapted_rand_error(table)
-    out.update(error_counts(pairs))
-    return out

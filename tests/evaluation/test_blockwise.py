@@ -10,7 +10,8 @@ from scipy import ndimage as ndi
 
 from nnunetv2_reisoseg.cli import main
 from nnunetv2_reisoseg.evaluation import EvaluationError, evaluate_files
-from nnunetv2_reisoseg.evaluation.blockwise import SURFACE_FIELDS, BlockwiseRun, evaluate_blockwise
+from nnunetv2_reisoseg.evaluation.blockwise import BlockwiseRun, evaluate_blockwise
+from nnunetv2_reisoseg.evaluation.measures import surface_fields
 
 SPACING = (40.0, 8.0, 8.0)
 
@@ -45,7 +46,7 @@ def _same(blockwise: dict, memory: dict) -> None:
     assert blockwise.keys() == memory.keys()
     for c in memory:
         for k, v in memory[c].items():
-            if k in SURFACE_FIELDS:
+            if k in surface_fields():
                 assert blockwise[c][k] is None
             elif isinstance(v, float):
                 assert blockwise[c][k] == pytest.approx(v, abs=1e-12), (c, k)

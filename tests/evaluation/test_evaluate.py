@@ -7,9 +7,10 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2_reisoseg.cli import main
-from nnunetv2_reisoseg.evaluation import FIELDS, EvaluationError, evaluate_files, evaluate_labels
+from nnunetv2_reisoseg.evaluation import EvaluationError, evaluate_files, evaluate_labels, fields
 from nnunetv2_reisoseg.evaluation.evaluate import ReadOptions
-from nnunetv2_reisoseg.evaluation.objects import ContingencyTable, object_measures
+from nnunetv2_reisoseg.evaluation.measures import object_measures
+from nnunetv2_reisoseg.evaluation.objects import ContingencyTable
 from nnunetv2_reisoseg.evaluation.surface import diagonal
 
 SPACING = (40.0, 5.0, 5.0)
@@ -26,7 +27,7 @@ def test_identical_volumes_are_perfect():
     ref = _tube()
     _tube(z=(2, 6), y=(14, 20), x=(14, 20), out=ref)
     m = evaluate_labels(ref.copy(), ref, SPACING)["1"]
-    assert list(m) == list(FIELDS)
+    assert list(m) == list(fields())
     assert m["dice"] == m["iou"] == m["precision"] == m["recall"] == 1.0
     assert m["ap50"] == m["ap75"] == m["f1_50"] == m["f1_75"] == 1.0
     assert m["voi_split"] == m["voi_merge"] == m["arand"] == m["hd95_nm"] == m["assd_nm"] == 0.0
@@ -172,7 +173,7 @@ def test_cli_json_output_and_errors(tmp_path, capsys):
     written = json.loads(out.read_text())
     assert written.pop("reisoseg")["command"] == "evaluate"  # the file carries evaluate's mark, stdout the classes
     assert printed == written and list(printed) == ["1"]
-    assert printed["1"]["split_objects"] == 1 and list(printed["1"]) == list(FIELDS)
+    assert printed["1"]["split_objects"] == 1 and list(printed["1"]) == list(fields())
 
     def fails(args, match):
         with pytest.raises(SystemExit, match=match):
