@@ -237,7 +237,7 @@ def cmd_predict_volume(args: argparse.Namespace) -> int:
 
 
 def cmd_objects(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.volume.instances import Objects
+    from nnunetv2_reisoseg.blockwise.components import Objects
 
     group = Path(args.output) / "objects"
     if not (group / ".zgroup").is_file():

@@ -61,17 +61,17 @@ def _write_block(args: tuple) -> None:
     import numpy as np
     import zarr
 
-    from nnunetv2_reisoseg.volume import grid as g
+    from nnunetv2_reisoseg.blockwise import roi
 
     folder, i, box = args
     base = _field(0, box)
     ref = zarr.open_array(f"{folder}/reference.zarr/0", mode="r+")
     pred_store = zarr.open_array(f"{folder}/prediction.zarr/0", mode="r+")
-    ref[g.slices(box)] = _labels(base, 0.6, 0.7)
+    ref[roi.slices(box)] = _labels(base, 0.6, 0.7)
     noisy = base + 0.25 * _field(1, box)
     pred = _labels(noisy, 0.65, 0.75)
     pred[np.random.default_rng(1000 + i).random(pred.shape, np.float32) < 1e-4] = 1  # false specks
-    pred_store[g.slices(box)] = pred
+    pred_store[roi.slices(box)] = pred
 
 
 def generate(folder: Path, shape: list[int], block: list[int], processes: int = 1) -> None:
@@ -80,7 +80,7 @@ def generate(folder: Path, shape: list[int], block: list[int], processes: int = 
     import numpy as np
     import zarr
 
-    from nnunetv2_reisoseg.volume import grid as g
+    from nnunetv2_reisoseg.blockwise import roi
 
     for name in ("reference", "prediction"):
         root = zarr.open_group(str(folder / f"{name}.zarr"), mode="w", zarr_format=2)
@@ -89,7 +89,7 @@ def generate(folder: Path, shape: list[int], block: list[int], processes: int = 
                                                                  for a in "zyx"],
                                       "datasets": [{"path": "0", "coordinateTransformations":
                                                     [{"type": "scale", "scale": list(SPACING)}]}]}]
-    jobs = [(str(folder), i, box) for i, box in enumerate(g.blocks(shape, block))]
+    jobs = [(str(folder), i, box) for i, box in enumerate(roi.partition(shape, block))]
     t0 = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(max(1, processes)) as pool:
         for k, _ in enumerate(pool.imap_unordered(_write_block, jobs), 1):

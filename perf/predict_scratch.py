@@ -52,6 +52,7 @@ def total_pieces_bytes(out: Path, n_classes: int) -> int:
     """What every block's pieces take together (float16 sums per class, float16 weights; one fold)."""
     import json
 
+    from nnunetv2_reisoseg.blockwise import roi
     from nnunetv2_reisoseg.volume import grid as g
     from nnunetv2_reisoseg.volume import output as store
     from nnunetv2_reisoseg.volume.settings import RunSettings
@@ -61,7 +62,7 @@ def total_pieces_bytes(out: Path, n_classes: int) -> int:
     patch = tuple(plans["configurations"][s.configuration]["patch_size"])
     grid = g.TileGrid(g.to_network(s.volume_stats.bbox, s.transpose_forward), patch, s.step_size)
     layout = g.Layout(grid, tuple(s.shape), tuple(s.block_shape), tuple(s.transpose_forward))
-    voxels = sum(math.prod(g.size(box)) for i in range(len(layout.boxes)) for _, box in layout.plan(i).pieces)
+    voxels = sum(math.prod(roi.size(box)) for i in range(len(layout.boxes)) for _, box in layout.plan(i).pieces)
     return voxels * (n_classes + 1) * 2 * len(s.folds)
 
 

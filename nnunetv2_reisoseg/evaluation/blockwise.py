@@ -1,10 +1,10 @@
 """``reisoseg evaluate`` on volumes of any size: the same measures, block by block, in bounded memory.
 
-Objects are labelled across blocks by predict-volume's passes (``volume/instances.py``, ids equal to cc3d on
-the whole volume), then one more pass adds up, per block, the voxel counts and the contingency table of
-every class (``ContingencyTable`` sums over disjoint voxels). Every voxel and object measure then equals
-``evaluate_labels`` on the whole volume. Surface distances do not: a nearest surface can lie anywhere, so
-HD95 and ASSD would need the whole masks in memory, and they are reported as null here.
+Objects are labelled across blocks by the blockwise engine's components passes (``blockwise/components.py``, ids
+equal to cc3d on the whole volume), then one more pass adds up, per block, the voxel counts and the contingency
+table of every class (``measures.py``: counts and tables sum over disjoint voxels). Every voxel and object
+measure then equals ``evaluate_labels`` on the whole volume. Surface distances do not: a nearest surface can lie
+anywhere, so HD95 and ASSD would need the whole masks in memory, and they are reported as null here.
 """
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_reisoseg.blockwise import components as cc
+from nnunetv2_reisoseg.blockwise import roi
+from nnunetv2_reisoseg.blockwise.state import Markers, save_npz
+from nnunetv2_reisoseg.blockwise.tasks import BlockTask, TaskRunner
 from nnunetv2_reisoseg.evaluation.evaluate import (
     ITK_SUFFIXES,
     EvaluationError,
@@ -32,12 +36,10 @@ from nnunetv2_reisoseg.io.checks import voxel_size, whole_numbers
 from nnunetv2_reisoseg.io.checks import workers as checks_workers
 from nnunetv2_reisoseg.io.labels import LabelValueError
 from nnunetv2_reisoseg.io.volumes import VolumeReadError
-from nnunetv2_reisoseg.volume import grid as g
-from nnunetv2_reisoseg.volume import instances as inst
-from nnunetv2_reisoseg.volume.tasks import TaskRunner
 
 # volumes above this many voxels are evaluated block by block (in memory a pair costs ~15 bytes per voxel)
 BLOCKWISE_ABOVE = 2**28
+TABLES = "tables"  # the tables pass's folder in the work folder: its markers and each block's counts and tables
 DEFAULT_BLOCK = (64, 1024, 1024)
 # a note that the blocks are tiny: more blocks than this, each of fewer voxels than that
 SMALL_BLOCKS_NOTE, SMALL_BLOCK_VOXELS = 1000, 32**3
@@ -74,12 +76,12 @@ def volume_info(spec: str, allow_unfinished: bool = False, spacing_given: bool =
 
 def contingency_block(work: str, index: int) -> int:
     """Per class, the voxel counts and the contingency table of one block; saved in the work folder."""
-    done = Path(work) / "tables" / f"{index}.npz"
-    if done.is_file():
+    markers = Markers(Path(work) / TABLES)
+    if markers.is_done(index):
         return index
     s = json.loads((Path(work) / "evaluation.json").read_text())
-    box = g.blocks(s["shape"], s["block_shape"])[index]
-    sl = g.slices(box)
+    box = roi.partition(s["shape"], s["block_shape"])[index]
+    sl = roi.slices(box)
     pv, rv = _open(s["prediction"]), _open(s["reference"])
     try:
         reading = ReadOptions(background=tuple(s["background"]), binary=s["binary"])
@@ -88,8 +90,8 @@ def contingency_block(work: str, index: int) -> int:
     finally:
         pv.close()
         rv.close()
-    pred_ids = inst.final_ids(Path(work) / "prediction", index)
-    ref_ids = inst.final_ids(Path(work) / "reference", index)
+    pred_ids = cc.final_ids(Path(work) / "prediction", index)
+    ref_ids = cc.final_ids(Path(work) / "reference", index)
     valid = ref != s["ignore_label"] if s["ignore_label"] is not None else None
     out: dict[str, np.ndarray] = {}
     for c in s["classes"]:
@@ -99,10 +101,8 @@ def contingency_block(work: str, index: int) -> int:
         t = ContingencyTable.from_labels(np.where(rm, ref_ids, 0), np.where(pm, pred_ids, 0), valid)
         out[f"{c}_table"] = np.stack([t.ref_ids, t.pred_ids, t.counts])
         out[f"{c}_counts"] = np.array([pm.sum(), rm.sum(), np.count_nonzero(pm & rm)], np.int64)
-    done.parent.mkdir(exist_ok=True)
-    tmp = done.with_suffix(".tmp.npz")
-    np.savez(tmp, **out)
-    tmp.replace(done)
+    save_npz(Path(work) / TABLES / f"{index}.npz", **out)
+    markers.mark(index)
     return index
 
 
@@ -110,7 +110,7 @@ def _class_result(work: Path, n_blocks: int, c: int) -> dict:
     """Every measure of class ``c`` from the blocks' counts and tables, summed (surface distances: null)."""
     tables, counts = [], VoxelCounts(0, 0, 0)
     for i in range(n_blocks):
-        with np.load(work / "tables" / f"{i}.npz") as z:
+        with np.load(work / TABLES / f"{i}.npz") as z:
             tables.append(z[f"{c}_table"])
             counts += VoxelCounts(*(int(v) for v in z[f"{c}_counts"]))
     t = ContingencyTable.total([ContingencyTable(*a) for a in tables])
@@ -156,8 +156,8 @@ def _evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None, cl
                         reading: ReadOptions) -> dict[str, dict]:
     block_shape, workers, scheduler, work_dir, progress = (run.block_shape, run.workers, run.scheduler, run.work_dir,
                                                            run.progress)
-    if connectivity not in inst.CONNECTIVITIES:
-        raise EvaluationError(f"--connectivity must be one of {inst.CONNECTIVITIES}, got {connectivity}")
+    if connectivity not in cc.CONNECTIVITIES:
+        raise EvaluationError(f"--connectivity must be one of {cc.CONNECTIVITIES}, got {connectivity}")
     workers = _check_numbers(spacing, block_shape, workers)
     p_shape, p_sp = volume_info(pred, reading.allow_unfinished, spacing is not None)
     r_shape, r_sp = volume_info(ref, reading.allow_unfinished, spacing is not None)
@@ -168,7 +168,7 @@ def _evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None, cl
         raise EvaluationError(f"volumes must be 3D (Z, Y, X), got shape {p_shape}")
     sp = resolve_spacing(p_sp, r_sp, spacing)
     block = tuple(max(1, min(int(b), n)) for b, n in zip(block_shape or DEFAULT_BLOCK, p_shape))
-    n_blocks = len(g.blocks(p_shape, block))
+    n_blocks = len(roi.partition(p_shape, block))
     if progress and n_blocks > SMALL_BLOCKS_NOTE and np.prod(block) < SMALL_BLOCK_VOXELS:
         print(f"evaluate: {n_blocks:,} blocks of {'x'.join(map(str, block))} voxels; blocks this small spend their "
               f"time on overhead (the default is {'x'.join(map(str, DEFAULT_BLOCK))})", file=sys.stderr, flush=True)
@@ -179,14 +179,14 @@ def _evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None, cl
         with TaskRunner(workers, scheduler, progress, stream=sys.stderr) as runner:
             labelled = {}
             for name, spec, mask in (("reference", ref, None), ("prediction", pred, ref)):
-                s = inst.InstanceSettings(source=spec, shape=p_shape, block_shape=block, chunks=block, spacing_nm=sp,
+                s = cc.InstanceSettings(source=spec, shape=p_shape, block_shape=block, chunks=block, spacing_nm=sp,
                                           connectivity=connectivity, mask=mask if ignore_label is not None else None,
                                           ignore_label=ignore_label, background=tuple(reading.background),
                                           binary=reading.binary)
                 if progress:
                     print(f"evaluate: objects of the {name} ({len(s.blocks)} blocks of {'x'.join(map(str, block))})",
                           file=sys.stderr, flush=True)
-                labelled[name] = inst.label_volume(work / name, s, runner)
+                labelled[name] = cc.label_volume(work / name, s, runner)
             present = sorted({int(c) for o in labelled.values() for c in np.unique(o.classes)} - {0, ignore_label})
             if classes is None:
                 classes = present
@@ -201,7 +201,7 @@ def _evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None, cl
                         "classes": [int(c) for c in classes], "ignore_label": ignore_label,
                         "background": [int(b) for b in reading.background], "binary": reading.binary}
             (work / "evaluation.json").write_text(json.dumps(settings))
-            runner.map(contingency_block, str(work), list(range(n_blocks)), "evaluate: tables")
+            runner.run(BlockTask("evaluate: tables", contingency_block, str(work), n_blocks, Markers(work / TABLES)))
         return {str(c): _class_result(work, n_blocks, int(c)) for c in classes}
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunetv2_reisoseg import our_trainers
+from nnunetv2_reisoseg.blockwise import roi
 from nnunetv2_reisoseg.io.volumes import read_volume
 from nnunetv2_reisoseg.volume import grid as g
 from nnunetv2_reisoseg.volume import output as store
@@ -62,16 +63,16 @@ class BlockPredictor:
         # as nnU-Net's predict_sliding_window_return_logits: autocast on CUDA only
         return torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else nullcontext()
 
-    def input_region(self, region: g.Box) -> np.ndarray:
+    def input_region(self, region: roi.Box) -> np.ndarray:
         """Normalised data of a padded-space region, zero where nnU-Net pads (network axes, channel first)."""
         valid = tuple((pb, pb + n) for pb, n in zip(self.grid.pad_below, self.grid.cropped_shape))
-        inner = g.intersect(region, valid)
-        data = np.zeros((1, *g.size(region)), np.float32)
+        inner = roi.intersect(region, valid)
+        data = np.zeros((1, *roi.size(region)), np.float32)
         if inner is not None:
             box_in = g.to_input(self.grid.network_from_padded(inner), self.tf)
-            raw = np.asarray(self.volume.array[g.slices(box_in)]).transpose(self.tf)
-            rel = g.shift(inner, [-lo for lo, _ in region])
-            data[(0, *g.slices(rel))] = self.normalize(raw)
+            raw = np.asarray(self.volume.array[roi.slices(box_in)]).transpose(self.tf)
+            rel = roi.shift(inner, [-lo for lo, _ in region])
+            data[(0, *roi.slices(rel))] = self.normalize(raw)
         return data
 
     def sums(self, plan: g.BlockPlan):
@@ -84,9 +85,9 @@ class BlockPredictor:
         p = self.predictor
         x = torch.from_numpy(self.input_region(plan.read))
         read_lo = [-v for v, _ in plan.read]
-        size = g.size(plan.read)
+        size = roi.size(plan.read)
         heads = p.label_manager.num_segmentation_heads
-        inner = None if plan.interior is None else g.slices(g.shift(plan.interior, read_lo))
+        inner = None if plan.interior is None else roi.slices(roi.shift(plan.interior, read_lo))
         total = None
         with torch.inference_mode(), self._autocast():
             for f, params in enumerate(p.list_of_parameters):
@@ -96,14 +97,14 @@ class BlockPredictor:
                 acc = torch.zeros((heads, *size), dtype=torch.half, device=self.device)
                 weight = torch.zeros(size, dtype=torch.half, device=self.device)
                 for tile in plan.tiles:
-                    sl = g.slices(g.shift(tile, read_lo))
+                    sl = roi.slices(roi.shift(tile, read_lo))
                     work = torch.clone(x[(slice(None), *sl)][None], memory_format=torch.contiguous_format)
                     pred = p._internal_maybe_mirror_and_predict(work.to(self.device))[0].to(self.device)
                     pred *= self.gaussian
                     acc[(slice(None), *sl)] += pred
                     weight[sl] += self.gaussian
                 for k, (j, box) in enumerate(plan.pieces):
-                    sl = g.slices(g.shift(box, read_lo))
+                    sl = roi.slices(roi.shift(box, read_lo))
                     store.save_piece(self.out, j, plan.index, k, f, box, acc[(slice(None), *sl)].cpu().numpy(),
                                      weight[sl].cpu().numpy())
                 if inner is not None:
@@ -116,7 +117,7 @@ class BlockPredictor:
 
     def _blank(self, plan: g.BlockPlan) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels and probabilities of a block before any logits: background."""
-        shape = g.size(plan.box)
+        shape = roi.size(plan.box)
         probs = None
         if self.probabilities is not None:
             probs = np.zeros((self.probabilities.shape[0], *shape), np.float16)
@@ -124,11 +125,11 @@ class BlockPredictor:
                 probs[0] = 1  # outside nnU-Net's crop: background, as its revert_cropping_on_probabilities
         return np.zeros(shape, dtype=self.labels.dtype), probs
 
-    def _place(self, logits, region: g.Box, plan: g.BlockPlan, labels: np.ndarray, probs: np.ndarray | None) -> None:
+    def _place(self, logits, region: roi.Box, plan: g.BlockPlan, labels: np.ndarray, probs: np.ndarray | None) -> None:
         """Labels (and probabilities) from the logits of a padded-space region, into the block's arrays."""
         lm = self.predictor.label_manager
         inside = g.to_input(self.grid.network_from_padded(region), self.tf)
-        rel = g.slices(g.shift(inside, [-lo for lo, _ in plan.box]))
+        rel = roi.slices(roi.shift(inside, [-lo for lo, _ in plan.box]))
         tb = [self.tf.index(a) for a in range(3)]  # transpose_backward
         labels[rel] = np.asarray(lm.convert_logits_to_segmentation(logits.numpy())).transpose(tb)
         if probs is not None:
@@ -136,9 +137,9 @@ class BlockPredictor:
             probs[(slice(None), *rel)] = pr.transpose([0, *(a + 1 for a in tb)])
 
     def _write(self, plan: g.BlockPlan, labels: np.ndarray, probs: np.ndarray | None) -> None:
-        self.labels[g.slices(plan.box)] = labels
+        self.labels[roi.slices(plan.box)] = labels
         if probs is not None:
-            self.probabilities[(slice(None), *g.slices(plan.box))] = probs
+            self.probabilities[(slice(None), *roi.slices(plan.box))] = probs
 
     def run(self, plan: g.BlockPlan) -> dict:
         """Pass 1: predict the block's own tiles, write the labels of its interior, and hand the sums over
@@ -151,12 +152,12 @@ class BlockPredictor:
                 self._place(total, plan.interior, plan, labels, probs)
         self._write(plan, labels, probs)
         if self.image is not None:  # the input as read, under the labels in a viewer
-            self.image[g.slices(plan.box)] = np.asarray(self.volume.array[g.slices(plan.box)])
+            self.image[roi.slices(plan.box)] = np.asarray(self.volume.array[roi.slices(plan.box)])
         info = {"seconds": time.perf_counter() - t0, "tiles": len(plan.tiles)}
         store.mark_summed(self.out, plan.index, info)
         return info
 
-    def _border_logits(self, index: int, region: g.Box):
+    def _border_logits(self, index: int, region: roi.Box):
         """Fold-averaged logits of a border region of block ``index`` from every block's pieces, with nnU-Net's
         float16 steps from each fold's logits on."""
         import torch
@@ -166,12 +167,12 @@ class BlockPredictor:
         n_folds = len(self.predictor.list_of_parameters)
         total = None
         for f in range(n_folds):
-            acc = torch.zeros((heads, *g.size(region)), dtype=torch.float32)
-            weight = torch.zeros(g.size(region), dtype=torch.float32)
+            acc = torch.zeros((heads, *roi.size(region)), dtype=torch.float32)
+            weight = torch.zeros(roi.size(region), dtype=torch.float32)
             for box, a, w in store.pieces_for(self.out, index, f, region):
-                inter = g.intersect(box, region)
-                src = g.slices(g.shift(inter, [-v for v, _ in box]))
-                dst = g.slices(g.shift(inter, lo))
+                inter = roi.intersect(box, region)
+                src = roi.slices(roi.shift(inter, [-v for v, _ in box]))
+                dst = roi.slices(roi.shift(inter, lo))
                 # np.array copies the memory-mapped piece: torch wants writable memory
                 acc[(slice(None), *dst)] += torch.from_numpy(np.array(a[(slice(None), *src)])).float()
                 weight[dst] += torch.from_numpy(np.array(w[src])).float()
@@ -185,11 +186,11 @@ class BlockPredictor:
         """Pass 2: add up every block's sums over this block's border and write its labels there."""
         t0 = time.perf_counter()
         if plan.border:
-            labels = np.asarray(self.labels[g.slices(plan.box)])
-            probs = (np.asarray(self.probabilities[(slice(None), *g.slices(plan.box))])
+            labels = np.asarray(self.labels[roi.slices(plan.box)])
+            probs = (np.asarray(self.probabilities[(slice(None), *roi.slices(plan.box))])
                      if self.probabilities is not None else None)
             # region by region (bounded in size), fold by fold: memory stays near one fold's sums of one slab
-            for region in (r for b in plan.border for r in g.split_box(b, BORDER_VOXELS)):
+            for region in (r for b in plan.border for r in roi.split_box(b, BORDER_VOXELS)):
                 self._place(self._border_logits(plan.index, region), region, plan, labels, probs)
             self._write(plan, labels, probs)
         info = {"seconds": time.perf_counter() - t0}

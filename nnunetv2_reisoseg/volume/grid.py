@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-Box = tuple[tuple[int, int], ...]
+from nnunetv2_reisoseg.blockwise.roi import Box, box_difference, intersect, partition, shift, size
 
 
 def tile_starts(shape: Sequence[int], patch: Sequence[int], step_size: float) -> list[list[int]]:
@@ -35,15 +35,6 @@ def padding(shape: Sequence[int], patch: Sequence[int]) -> tuple[int, ...]:
     return tuple(max(0, p - s) // 2 for s, p in zip(shape, patch))
 
 
-def intersect(a: Box, b: Box) -> Box | None:
-    out = tuple((max(x0, y0), min(x1, y1)) for (x0, x1), (y0, y1) in zip(a, b))
-    return out if all(lo < hi for lo, hi in out) else None
-
-
-def shift(box: Box, offset: Sequence[int]) -> Box:
-    return tuple((lo + o, hi + o) for (lo, hi), o in zip(box, offset))
-
-
 def to_network(box: Box, transpose_forward: Sequence[int]) -> Box:
     return tuple(box[a] for a in transpose_forward)
 
@@ -53,14 +44,6 @@ def to_input(box: Box, transpose_forward: Sequence[int]) -> Box:
     for i, a in enumerate(transpose_forward):
         out[a] = box[i]
     return tuple(out)
-
-
-def slices(box: Box) -> tuple[slice, ...]:
-    return tuple(slice(lo, hi) for lo, hi in box)
-
-
-def size(box: Box) -> tuple[int, ...]:
-    return tuple(hi - lo for lo, hi in box)
 
 
 @dataclass(frozen=True)
@@ -120,12 +103,6 @@ def block_shape(volume_shape: Sequence[int], patch_input: Sequence[int], chunks:
     return tuple(out)
 
 
-def blocks(volume_shape: Sequence[int], block: Sequence[int]) -> list[Box]:
-    """The blocks that partition the volume (input space), in C order; the last ones may be smaller."""
-    ranges = [[(lo, min(lo + b, n)) for lo in range(0, n, b)] for n, b in zip(volume_shape, block)]
-    return [tuple(r) for r in itertools.product(*ranges)]
-
-
 @dataclass(frozen=True)
 class BlockPlan:
     """What one block computes. Each of nnU-Net's tiles is owned by the one block that holds its centre, so
@@ -153,26 +130,6 @@ class BlockPlan:
         return [self.write] if self.interior is None else box_difference(self.write, self.interior)
 
 
-def box_difference(outer: Box, inner: Box) -> list[Box]:
-    """Disjoint boxes that cover ``outer`` minus ``inner`` (``inner`` inside ``outer``): at most 2 per axis."""
-    out, rest = [], list(outer)
-    for a, (lo, hi) in enumerate(inner):
-        if rest[a][0] < lo:
-            out.append(tuple((rest[a][0], lo) if i == a else rest[i] for i in range(len(rest))))
-        if hi < rest[a][1]:
-            out.append(tuple((hi, rest[a][1]) if i == a else rest[i] for i in range(len(rest))))
-        rest[a] = (lo, hi)
-    return out
-
-
-def split_box(box: Box, max_voxels: int) -> list[Box]:
-    """``box`` cut along its first axis into boxes of at most ``max_voxels`` (at least one plane each)."""
-    plane = math.prod(size(box)[1:])
-    step = max(1, max_voxels // max(1, plane))
-    (lo, hi), rest = box[0], tuple(box[1:])
-    return [((z, min(z + step, hi)), *rest) for z in range(lo, hi, step)]
-
-
 @dataclass(frozen=True)
 class Layout:
     """The blocks of a volume over nnU-Net's tile grid: which block owns each tile, and every block's plan."""
@@ -184,7 +141,7 @@ class Layout:
 
     @property
     def boxes(self) -> list[Box]:
-        return blocks(self.volume_shape, self.block)
+        return partition(self.volume_shape, self.block)
 
     def _block_along(self, axis: int, x: int) -> int:
         """Block index along network axis ``axis`` of padded coordinate ``x``."""
@@ -257,13 +214,7 @@ def recomputed_overhead(grid: TileGrid, volume_shape: Sequence[int], block: Sequ
     """Tile predictions per tile of nnU-Net's whole-volume window if each block predicted every tile that
     touches it, as blockwise tools with a halo do (and predict-volume did before tiles had owners)."""
     total = 0
-    for b in blocks(volume_shape, block):
+    for b in partition(volume_shape, block):
         inside = intersect(to_network(b, transpose_forward), grid.bbox)
         total += len(grid.tiles_for(grid.padded_from_network(inside))) if inside is not None else 0
     return total / max(1, len(grid.tiles()))
-
-
-def iter_slabs(shape: Sequence[int], chunk_rows: int) -> Iterator[tuple[int, int]]:
-    """(lo, hi) ranges along the first axis, ``chunk_rows`` at a time: how the statistics pass streams."""
-    for lo in range(0, int(shape[0]), max(1, int(chunk_rows))):
-        yield lo, min(lo + chunk_rows, int(shape[0]))

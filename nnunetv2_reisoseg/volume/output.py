@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_reisoseg.blockwise.state import Markers, save_npy, write_json
 from nnunetv2_reisoseg.io import checks
 from nnunetv2_reisoseg.io.folders import OutputError, check_output, files_under, swap_into_place
 from nnunetv2_reisoseg.io.volumes import COMPLETE_ATTR, OUTPUT_ATTR
@@ -246,22 +247,24 @@ def written_any(out: Path) -> bool:
     return bool(done_blocks(out, "summed") or done_blocks(out))
 
 
+def markers(out: Path, stage: str = "done") -> Markers:
+    """The markers of a stage of the run in ``out``: "summed" (pass 1) or "done" (finished)."""
+    return Markers(run_dir(out) / stage)
+
+
 def done_blocks(out: Path, stage: str = "done") -> set[int]:
     """Blocks with the marker of ``stage``: "summed" (pass 1) or "done" (finished)."""
-    d = run_dir(out) / stage
-    return {int(p.name) for p in d.iterdir()} if d.is_dir() else set()
+    return markers(out, stage).done()
 
 
 def mark_done(out: Path, index: int, info: dict) -> None:
     """Written after every chunk of the block: a block without its marker is redone by --c."""
-    (run_dir(out) / "done" / str(index)).write_text(json.dumps(info))
+    markers(out).mark(index, info)
 
 
 def mark_summed(out: Path, index: int, info: dict) -> None:
     """Written after pass 1 wrote the block's interior and every piece of its sums."""
-    d = run_dir(out) / "summed"
-    d.mkdir(exist_ok=True)
-    (d / str(index)).write_text(json.dumps(info))
+    markers(out, "summed").mark(index, info)
 
 
 def save_piece(out: Path, target: int, source: int, k: int, fold: int, box: tuple, sums: np.ndarray,
@@ -269,14 +272,10 @@ def save_piece(out: Path, target: int, source: int, k: int, fold: int, box: tupl
     """Block ``source``'s Gaussian-weighted sums of one fold (float16, as nnU-Net accumulates) and weights over
     ``box``, a part of block ``target``'s border. Scratch: removed once block ``target`` is finished."""
     d = run_dir(out) / "pieces" / str(target)
-    d.mkdir(parents=True, exist_ok=True)
     name = f"{source}_{k}_{fold}"
-    np.save(d / f"{name}.sums.tmp.npy", sums)
-    np.save(d / f"{name}.weight.tmp.npy", weight)
-    (d / f"{name}.box.tmp").write_text(json.dumps(box))
-    for part in ("sums", "weight"):  # the box file appears last: a piece without it is unfinished
-        (d / f"{name}.{part}.tmp.npy").replace(d / f"{name}.{part}.npy")
-    (d / f"{name}.box.tmp").replace(d / f"{name}.box")
+    save_npy(d / f"{name}.sums.npy", sums)
+    save_npy(d / f"{name}.weight.npy", weight)
+    write_json(d / f"{name}.box", box)  # last: a piece without its box file is unfinished
 
 
 def pieces_for(out: Path, target: int, fold: int, region: tuple):
@@ -284,7 +283,7 @@ def pieces_for(out: Path, target: int, fold: int, region: tuple):
     (source block, piece) order so that every run adds them up alike; the arrays are memory-mapped."""
     d = run_dir(out) / "pieces" / str(target)
     found = []
-    for f in (d.glob("*.box") if d.is_dir() else []):
+    for f in (d.glob("[!.]*.box") if d.is_dir() else []):  # not a hidden unfinished write
         source, k, f_fold = (int(v) for v in f.stem.split("_"))
         if f_fold != fold:
             continue

@@ -30,6 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from nnunetv2_reisoseg import our_trainers
+from nnunetv2_reisoseg.blockwise import components as inst
+from nnunetv2_reisoseg.blockwise import roi
+from nnunetv2_reisoseg.blockwise.tasks import TaskRunner
 from nnunetv2_reisoseg.errors import ReisosegError
 from nnunetv2_reisoseg.io import checks
 from nnunetv2_reisoseg.io.checkpoints import load_checkpoint
@@ -37,13 +40,11 @@ from nnunetv2_reisoseg.io.folders import OutputError
 from nnunetv2_reisoseg.io.volumes import VolumeReadError, input_path, read_volume
 from nnunetv2_reisoseg.progress import progress_bar
 from nnunetv2_reisoseg.volume import grid as g
-from nnunetv2_reisoseg.volume import instances as inst
 from nnunetv2_reisoseg.volume import output as store
 from nnunetv2_reisoseg.volume import pyramid as pyr
 from nnunetv2_reisoseg.volume.blocks import finish_block, release_predictors, run_block
 from nnunetv2_reisoseg.volume.intensity import NonFiniteError, VolumeStats, check_scheme, stream_stats
 from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions, RunSettings
-from nnunetv2_reisoseg.volume.tasks import TaskRunner
 
 SLAB_VOXELS = 2**24  # voxels per slab of the statistics pass (128 MB in float64)
 
@@ -203,7 +204,7 @@ def _write(dest: store.Destination, settings: RunSettings, info: ModelInfo, run:
             if run.progress:
                 print(f"predict-volume: {dest.out} is complete: nothing to continue (--overwrite predicts it again)",
                       flush=True)
-            n = len(g.blocks(settings.shape, settings.block_shape))
+            n = len(roi.partition(settings.shape, settings.block_shape))
             return Summary(dest.out, n, 0, int(np.prod(settings.shape)), 0.0, 0, 0)
         done = store.prepare(out, settings, info.labels, info.n_outputs, dest.previous)
     except OutputError as e:
@@ -350,7 +351,7 @@ def predict_blocks(out: Path, settings: RunSettings, info: ModelInfo, done: set[
                    progress: bool) -> Summary:
     """Both passes over the blocks not yet done, on ``runner``; the scratch pieces are removed afterwards."""
     shape, block = tuple(settings.shape), tuple(settings.block_shape)
-    all_blocks = g.blocks(shape, block)
+    all_blocks = roi.partition(shape, block)
     todo = [i for i in range(len(all_blocks)) if i not in done]
     grid = g.TileGrid(g.to_network(settings.volume_stats.bbox, settings.transpose_forward),
                       tuple(info.cfg["patch_size"]), settings.step_size)
@@ -428,10 +429,7 @@ def write_pyramids(out: Path, settings: RunSettings, runner: TaskRunner) -> int:
             if str(i) not in group:
                 group.create_array(str(i), shape=lv.shape, chunks=tuple(min(c, n) for c, n in zip(chunks, lv.shape)),
                                    dtype=group["0"].dtype, fill_value=0)
-            job, n = pyr.plan_job(store.run_dir(out), out, array, i, kind, chunks, lv)
-            done = pyr.done_in(job)
-            runner.map(pyr.pyramid_block, job, [b for b in range(n) if b not in done],
-                       f"pyramid: {array or 'image'} level {i}", n, len(done))
+            runner.run(pyr.plan_job(store.run_dir(out), out, array, i, kind, chunks, lv))
         # written last: a viewer reads the levels the metadata names
         store.write_multiscales(group, array.rsplit("/", 1)[-1] or Path(settings.input).name,
                                 [lv.spacing_nm for lv in levels])

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunetv2_reisoseg.volume import grid as g
+from nnunetv2_reisoseg.blockwise import roi
+from nnunetv2_reisoseg.blockwise.state import Markers
+from nnunetv2_reisoseg.blockwise.tasks import BlockTask
 
 MEAN, NEAREST = "mean", "nearest"
 
@@ -60,41 +62,40 @@ def downsample(data: np.ndarray, factor: Sequence[int], kind: str) -> np.ndarray
 
 # ------------------------------------------------------------------------------------------------ passes
 def job_folder(state: Path, array: str, level: int) -> Path:
-    """The run-state folder of one level of one array: its job.json and done/ markers."""
+    """The run-state folder of one level of one array: its job.json and the markers of its blocks (done/)."""
     return state / "pyramid" / (array.replace("/", "-") or "image") / str(level)
 
 
 def plan_job(state: Path, store: Path, array: str, level: int, kind: str, chunks: Sequence[int],
-             lv: Level) -> tuple[str, int]:
-    """Write the job of ``level`` of ``array`` (a group of ``store``: "" for the image at the root); returns the
-    job folder and its number of blocks. The job names everything a task needs, so that it runs on any worker."""
+             lv: Level) -> BlockTask:
+    """The pass that writes ``level`` of ``array`` (a group of ``store``: "" for the image at the root). Its job
+    file names everything a block needs, so that it runs on any worker."""
     folder = job_folder(state, array, level)
-    (folder / "done").mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     block = tuple(min(c, n) for c, n in zip(chunks, lv.shape))
     job = {"source": str(store / array / str(level - 1)), "dest": str(store / array / str(level)),
            "factor": list(lv.factor), "kind": kind, "shape": list(lv.shape), "block": list(block)}
     (folder / "job.json").write_text(json.dumps(job))
-    return str(folder), len(g.blocks(lv.shape, block))
+    return BlockTask(f"pyramid: {array or 'image'} level {level}", pyramid_block, str(folder),
+                     len(roi.partition(lv.shape, block)), _markers(folder))
+
+
+def _markers(job_dir: str | Path) -> Markers:
+    return Markers(Path(job_dir) / "done")
 
 
 def pyramid_block(job_dir: str, index: int) -> int:
     """One block of one level: read its windows of the level above, downsample, write; then its marker."""
     import zarr
 
-    folder = Path(job_dir)
-    marker = folder / "done" / str(index)
-    if marker.exists():
+    markers = _markers(job_dir)
+    if markers.is_done(index):
         return index
-    job = json.loads((folder / "job.json").read_text())
-    box = g.blocks(job["shape"], job["block"])[index]
+    job = json.loads((Path(job_dir) / "job.json").read_text())
+    box = roi.partition(job["shape"], job["block"])[index]
     src = zarr.open_array(job["source"], mode="r")
     read = tuple((lo * f, min(hi * f, n)) for (lo, hi), f, n in zip(box, job["factor"], src.shape))
-    zarr.open_array(job["dest"], mode="r+")[g.slices(box)] = downsample(np.asarray(src[g.slices(read)]),
-                                                                        job["factor"], job["kind"])
-    marker.write_text("")
+    zarr.open_array(job["dest"], mode="r+")[roi.slices(box)] = downsample(np.asarray(src[roi.slices(read)]),
+                                                                          job["factor"], job["kind"])
+    markers.mark(index)
     return index
-
-
-def done_in(job_dir: str) -> set[int]:
-    d = Path(job_dir) / "done"
-    return {int(p.name) for p in d.iterdir()} if d.is_dir() else set()

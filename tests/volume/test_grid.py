@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nnunetv2_reisoseg.blockwise import roi
 from nnunetv2_reisoseg.volume import grid as g
 
 CASES = [  # volume, nnU-Net's crop (input axes), patch (network axes), block, transpose_forward
@@ -17,7 +18,7 @@ CASES = [  # volume, nnU-Net's crop (input axes), patch (network axes), block, t
 def _coverage(boxes, shape) -> np.ndarray:
     n = np.zeros(shape, int)
     for b in boxes:
-        n[g.slices(b)] += 1
+        n[roi.slices(b)] += 1
     return n
 
 
@@ -39,13 +40,13 @@ def test_every_tile_once_and_border_sums_complete(shape, crop, patch, block, tf)
             own = _coverage(q.tiles, grid.padded_shape)
             for target, box in q.pieces:
                 if target == p.index:
-                    received[g.slices(box)] += own[g.slices(box)]
+                    received[roi.slices(box)] += own[roi.slices(box)]
         border = _coverage(p.border, grid.padded_shape).astype(bool)
         assert (received[border] == everyone[border]).all()  # every tile over the border, once
         assert (received[~border] == 0).all()
         if p.interior is not None:
             own = _coverage(p.tiles, grid.padded_shape)
-            assert (own[g.slices(p.interior)] == everyone[g.slices(p.interior)]).all()
+            assert (own[roi.slices(p.interior)] == everyone[roi.slices(p.interior)]).all()
 
 
 def test_halo_recomputation_costs_more_than_owned_tiles():
@@ -59,7 +60,7 @@ def test_halo_recomputation_costs_more_than_owned_tiles():
 
 def test_box_difference():
     outer, inner = ((0, 10), (0, 8), (0, 6)), ((2, 7), (0, 8), (1, 5))
-    parts = g.box_difference(outer, inner)
+    parts = roi.box_difference(outer, inner)
     cover = _coverage(parts, (10, 8, 6)) + _coverage([inner], (10, 8, 6))
     assert (cover == 1).all() and len(parts) == 4
 
@@ -81,10 +82,10 @@ def test_tile_grid_is_nnunets_sliding_window(shape, patch, step):
     assert len(tiles) == np.prod([len(s) for s in grid.starts()])
     covered = np.zeros(grid.padded_shape, bool)
     for t in tiles:
-        covered[g.slices(t)] = True
+        covered[roi.slices(t)] = True
     assert covered.all()
     region = ((2, 4), (10, 12), (5, 6))
-    assert grid.tiles_for(region) == [t for t in tiles if g.intersect(t, region) is not None]
+    assert grid.tiles_for(region) == [t for t in tiles if roi.intersect(t, region) is not None]
 
 
 def test_blocks_partition_the_volume_in_whole_chunks():
@@ -93,16 +94,16 @@ def test_blocks_partition_the_volume_in_whole_chunks():
     block = g.block_shape(shape, (8, 32, 32), chunks)
     assert all(b % c == 0 or b >= n for b, c, n in zip(block, chunks, shape))
     hits = np.zeros(shape, np.int32)
-    for box in g.blocks(shape, block):
-        hits[g.slices(box)] += 1
+    for box in roi.partition(shape, block):
+        hits[roi.slices(box)] += 1
     assert (hits == 1).all()
     assert g.block_shape(shape, (8, 32, 32), (8, 16, 16), requested=(10, 20, 20)) == (16, 32, 32)
 
 
 def test_split_box_bounds_every_piece_and_covers_the_box():
     box = ((3, 40), (0, 10), (5, 15))
-    pieces = g.split_box(box, 250)
-    assert all(np.prod(g.size(p)) <= 250 for p in pieces)
-    assert sum(np.prod(g.size(p)) for p in pieces) == np.prod(g.size(box))
+    pieces = roi.split_box(box, 250)
+    assert all(np.prod(roi.size(p)) <= 250 for p in pieces)
+    assert sum(np.prod(roi.size(p)) for p in pieces) == np.prod(roi.size(box))
     assert pieces[0][0][0] == 3 and pieces[-1][0][1] == 40
-    assert len(g.split_box(box, 1)) == 37  # at least one plane each
+    assert len(roi.split_box(box, 1)) == 37  # at least one plane each

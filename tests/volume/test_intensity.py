@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from nnunetv2_reisoseg.volume import grid as g
+from nnunetv2_reisoseg.blockwise import roi
 from nnunetv2_reisoseg.volume.intensity import Normalizer, VolumeStats, check_scheme, nnunet_stats, stream_stats
 
 
@@ -18,7 +18,7 @@ def test_streaming_statistics_match_numpy_and_nnunet(slab):
     vol = _volume()
     ours, ref = stream_stats(vol, slab), nnunet_stats(vol)
     assert ours.bbox == ref.bbox == ((2, 11), (5, 37), (1, 29)) and ours.count == ref.count
-    crop = vol[g.slices(ours.bbox)].astype(np.float64)
+    crop = vol[roi.slices(ours.bbox)].astype(np.float64)
     assert ours.mean == pytest.approx(crop.mean(), rel=1e-12) and ours.std == pytest.approx(crop.std(), rel=1e-10)
     assert (ours.min, ours.max) == (crop.min(), crop.max())
     assert ours.mean == pytest.approx(ref.mean, rel=1e-6) and ours.std == pytest.approx(ref.std, rel=1e-5)
@@ -42,7 +42,7 @@ def test_zscore_is_nnunets_with_the_volumes_statistics():
 
     vol = _volume()
     stats = nnunet_stats(vol)
-    crop = vol[g.slices(stats.bbox)]
+    crop = vol[roi.slices(stats.bbox)]
     ours = Normalizer("ZScoreNormalization", False, {}, stats)(crop)
     ref = ZScoreNormalization(use_mask_for_norm=False, intensityproperties={}).run(crop.astype(np.float32))
     assert ours.dtype == np.float32 and np.array_equal(ours, ref)  # whole image: nnU-Net's own numbers

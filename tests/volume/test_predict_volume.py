@@ -19,6 +19,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_reisoseg import our_trainers
+from nnunetv2_reisoseg.blockwise import roi
 from nnunetv2_reisoseg.cli import main
 from nnunetv2_reisoseg.data.synth import generate_case
 from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
@@ -105,11 +106,11 @@ def _away_from_borders(out):
     grid = g.TileGrid(g.to_network(bbox, tf), patch, st["step_size"])
     layout = g.Layout(grid, tuple(st["shape"]), tuple(st["block_shape"]), tuple(tf))
     away = np.ones(st["shape"], bool)
-    away[g.slices(bbox)] = False
+    away[roi.slices(bbox)] = False
     for i in range(len(layout.boxes)):
         interior = layout.plan(i).interior
         if interior is not None:
-            away[g.slices(g.to_input(grid.network_from_padded(interior), tf))] = True
+            away[roi.slices(g.to_input(grid.network_from_padded(interior), tf))] = True
     return away
 
 
@@ -137,7 +138,7 @@ def test_same_labels_as_nnunet_with_its_statistics(ws, block, tmp_path):
     assert np.array_equal(ours[away], ref[away])
     assert (ours == ref).mean() >= 0.999
     used = _settings(out)["block_shape"]
-    assert s.blocks == len(g.blocks(vol.shape, used)) and (s.blocks == 1) == (block == (32, 128, 128))
+    assert s.blocks == len(roi.partition(vol.shape, used)) and (s.blocks == 1) == (block == (32, 128, 128))
     assert away.all() == (s.blocks == 1) and away.mean() > 0.1
     assert s.tiles_run == s.tiles_whole_volume  # every tile predicted once, whatever the blocks
     assert not store.run_dir(out).exists()  # the border sums and markers were scratch
@@ -226,17 +227,16 @@ def test_killed_run_continues_with_c(ws, tmp_path, capsys):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([*cli, "-o", str(out), *common], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    done = store.run_dir(out) / "done"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if done.is_dir() and len(list(done.iterdir())) >= 3:
+        if len(store.done_blocks(out)) >= 3:
             os.kill(proc.pid, signal.SIGKILL)  # in the middle of the run, whatever it was writing
             break
         time.sleep(0.05)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
-    n_total = len(g.blocks(vol.shape, json.loads((store.run_dir(out) / "settings.json").read_text())["block_shape"]))
-    n_done = len(list(done.iterdir()))
+    block = json.loads((store.run_dir(out) / "settings.json").read_text())["block_shape"]
+    n_total, n_done = len(roi.partition(vol.shape, block)), len(store.done_blocks(out))
     assert 3 <= n_done < n_total
     # other settings are refused; an existing output without --c or --overwrite too
     with pytest.raises(SystemExit, match=r"other settings \(step_size: 0.5 -> 0.7"):

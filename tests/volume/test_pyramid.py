@@ -3,7 +3,7 @@ image averaged, labels by the first voxel of each window; built block by block, 
 import numpy as np
 import zarr
 
-from nnunetv2_reisoseg.volume import grid as g
+from nnunetv2_reisoseg.blockwise import roi
 from nnunetv2_reisoseg.volume import pyramid as pyr
 
 
@@ -42,10 +42,11 @@ def test_blockwise_levels_equal_the_rule_on_the_whole(tmp_path):
     expected = vol
     for i, lv in enumerate(levels[1:], start=1):
         root.create_array(str(i), shape=lv.shape, chunks=(4, 16, 16), dtype=vol.dtype)
-        job, n = pyr.plan_job(tmp_path / "state", store, "", i, pyr.MEAN, (4, 16, 16), lv)
-        assert n == len(g.blocks(lv.shape, [min(c, s) for c, s in zip((4, 16, 16), lv.shape)])) > 1
+        task = pyr.plan_job(tmp_path / "state", store, "", i, pyr.MEAN, (4, 16, 16), lv)
+        n = task.n_blocks
+        assert n == len(roi.partition(lv.shape, [min(c, s) for c, s in zip((4, 16, 16), lv.shape)])) > 1
         for b in range(n):
-            pyr.pyramid_block(job, b)
-        assert pyr.done_in(job) == set(range(n))
+            task.process(task.folder, b)
+        assert task.markers.done() == set(range(n)) and task.markers.todo(n) == []
         expected = pyr.downsample(expected, lv.factor, pyr.MEAN)
         assert np.array_equal(root[str(i)][...], expected)

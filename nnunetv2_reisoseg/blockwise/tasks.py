@@ -1,15 +1,30 @@
 """Running one function over many blocks: in this process, on a local dask cluster of processes, or on a
-running dask scheduler. A task is a top-level function of (folder, index) that finds its settings in the
-folder, so it pickles to any worker, and its result is small. One ``TaskRunner`` serves every pass of a run,
-so a local cluster starts once."""
+running dask scheduler. A pass is a ``BlockTask``, as daisy's Task: a top-level process function of (folder,
+index) that finds its settings in the folder, so it pickles to any worker and returns something small, and the
+markers that say which blocks are done. One ``TaskRunner`` serves every pass of a run, so a local cluster starts
+once."""
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import IO, Any
 
+from nnunetv2_reisoseg.blockwise.state import Markers
 from nnunetv2_reisoseg.progress import progress_bar
+
+
+@dataclass(frozen=True)
+class BlockTask:
+    """One pass over the blocks of a volume: ``process(folder, index)`` for every block of ``range(n_blocks)``
+    without its marker in ``markers`` (the process function writes it); ``folder`` is all a worker receives."""
+
+    name: str  # the progress bar's description
+    process: Callable[[str, int], Any]
+    folder: str
+    n_blocks: int
+    markers: Markers
 
 
 class TaskRunner:
@@ -118,6 +133,12 @@ class TaskRunner:
                 kind[nxt.key] = ("second", t)
                 queue.add(nxt)
         return results
+
+    def run(self, task: BlockTask) -> list:
+        """The blocks of ``task`` not yet done, with a progress bar that counts the done ones too; returns their
+        results in completion order."""
+        todo = task.markers.todo(task.n_blocks)
+        return self.map(task.process, task.folder, todo, task.name, task.n_blocks, task.n_blocks - len(todo))
 
     def map(self, fn: Callable[[str, int], Any], folder: str, indices: Sequence[int], desc: str,
             total: int | None = None, initial: int = 0) -> list:

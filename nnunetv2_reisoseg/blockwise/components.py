@@ -1,10 +1,11 @@
 """Objects across a whole volume, block by block: the 3D connected components of each foreground class of a
-label volume, with ids that hold across blocks and memory bounded by a block.
+label volume, with ids that hold across blocks and memory bounded by a block. predict-volume's ``--instances``
+and evaluate's blockwise pass both run it.
 
 nnU-Net's answer to instance segmentation is semantic segmentation followed by connected components, and EM
 benchmarks (MitoEM's AP-75) score those instances. A volume larger than memory is labelled in passes over
-its blocks, each a task of (work folder, block index) that resumes after a kill and runs on any dask
-scheduler (``tasks.TaskRunner``):
+its blocks, each a task of (work folder, block index) that resumes after a kill (``state.Markers``) and runs on
+any dask scheduler (``tasks.TaskRunner``):
 
 1. **label**: connected components of the block (cc3d, every class in one pass, so an object is one class),
    stored as block-local ids, and per id its class, voxels, bounding box, coordinate sums and first voxel;
@@ -18,15 +19,14 @@ scheduler (``tasks.TaskRunner``):
 4. **relabel**: the final ids written block by block (or read through ``final_ids`` by another pass).
 
 Why not dask-image's ``ndmeasure.label``: it labels one binary mask per call with scipy (one pass per class),
-has no 18/26 choice beyond a structuring element, keeps no statistics, and cannot resume; these passes reuse
-predict-volume's blocks, scheduler and done markers.
+has no 18/26 choice beyond a structuring element, keeps no statistics, and cannot resume; these passes run on
+the blockwise engine every other pass runs on.
 """
 from __future__ import annotations
 
 import csv
 import itertools
 import json
-import math
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,13 +34,15 @@ from typing import TextIO
 
 import numpy as np
 
+from nnunetv2_reisoseg.blockwise import roi
+from nnunetv2_reisoseg.blockwise.state import Markers, save_npy, save_npz
+from nnunetv2_reisoseg.blockwise.tasks import BlockTask, TaskRunner
 from nnunetv2_reisoseg.errors import ReisosegError
 from nnunetv2_reisoseg.io.labels import integer_labels
-from nnunetv2_reisoseg.volume import grid as g
-from nnunetv2_reisoseg.volume.tasks import TaskRunner
 
 CONNECTIVITIES = (6, 18, 26)
 _SETTINGS = "settings.json"
+LABEL, FACES, RELABEL = "label", "faces", "relabel"  # the passes' folders in the work folder: markers and results
 # in-plane neighbour offsets across a face: 6 shares the face, 18 adds the edges, 26 the corners
 _FACE_OFFSETS = {6: [(0, 0)], 18: [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)],
                  26: [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)]}
@@ -78,12 +80,12 @@ class InstanceSettings:
         return cls(**{**d, **tup})
 
     @property
-    def blocks(self) -> list[g.Box]:
-        return g.blocks(self.shape, self.block_shape)
+    def blocks(self) -> list[roi.Box]:
+        return roi.partition(self.shape, self.block_shape)
 
     @property
     def block_grid(self) -> tuple[int, ...]:
-        return tuple(math.ceil(n / b) for n, b in zip(self.shape, self.block_shape))
+        return roi.block_grid(self.shape, self.block_shape)
 
 
 @dataclass(frozen=True)
@@ -159,15 +161,14 @@ def label_block(work: str, index: int) -> int:
     import cc3d
     import fastremap
 
-    done = Path(work) / "label" / f"{index}.npz"
-    if done.is_file():
-        with np.load(done) as z:
-            return int(z["classes"].size)
+    markers = Markers(Path(work) / LABEL)
+    if markers.is_done(index):
+        return int(markers.info(index)["objects"])
     s = _settings(work)
     box = s.blocks[index]
     vol = _open(s.source)
     try:
-        sem = integer_labels(vol.array[g.slices(box)], vol.source, s.background)
+        sem = integer_labels(vol.array[roi.slices(box)], vol.source, s.background)
         if s.binary:
             sem = (sem != 0).astype(np.uint8)
     finally:
@@ -175,12 +176,12 @@ def label_block(work: str, index: int) -> int:
     if s.mask is not None:
         m = _open(s.mask)
         try:
-            sem = np.where(np.asarray(m.array[g.slices(box)]) == s.ignore_label, 0, sem)
+            sem = np.where(np.asarray(m.array[roi.slices(box)]) == s.ignore_label, 0, sem)
         finally:
             m.close()
     ids, n = cc3d.connected_components(sem, connectivity=s.connectivity, return_N=True)
     ids = ids.astype(np.uint32, copy=False)
-    _ids_array(work)[g.slices(box)] = ids
+    _ids_array(work)[roi.slices(box)] = ids
     _save_planes(Path(work), index, ids)
     lo = np.array([b[0] for b in box])
     if n:
@@ -199,21 +200,21 @@ def label_block(work: str, index: int) -> int:
         voxels = classes = first_global = np.zeros(0, np.int64)
         bbox_lo = bbox_hi = np.zeros((0, 3), np.int64)
         sums = np.zeros((0, 3))
-    done.parent.mkdir(exist_ok=True)
-    tmp = done.with_suffix(".tmp.npz")
-    np.savez(tmp, classes=classes, voxels=voxels, bbox_lo=bbox_lo, bbox_hi=bbox_hi, sums=sums, first=first_global)
-    tmp.replace(done)  # the marker appears whole, after the ids
+    save_npz(_result(work, LABEL, index, ".npz"), classes=classes, voxels=voxels, bbox_lo=bbox_lo, bbox_hi=bbox_hi,
+             sums=sums, first=first_global)
+    markers.mark(index, {"objects": int(n)})  # after the ids, the planes and the statistics
     return int(n)
 
 
 def _save_planes(work: Path, index: int, ids: np.ndarray) -> None:
     """The block's first and last plane along each axis (local ids): all the faces pass reads of it."""
-    folder = work / "planes"
-    folder.mkdir(exist_ok=True)
     planes = {f"{end}{a}": np.take(ids, 0 if end == "lo" else -1, axis=a) for a in range(3) for end in ("lo", "hi")}
-    tmp = folder / f"{index}.tmp.npz"
-    np.savez(tmp, **planes)
-    tmp.replace(folder / f"{index}.npz")
+    save_npz(work / "planes" / f"{index}.npz", **planes)
+
+
+def _result(work: str | Path, stage: str, index: int, suffix: str) -> Path:
+    """A block's result file of one pass, beside the pass's markers."""
+    return Path(work) / stage / f"{index}{suffix}"
 
 
 def _plane(work: str | Path, index: int, key: str) -> np.ndarray:
@@ -221,7 +222,7 @@ def _plane(work: str | Path, index: int, key: str) -> np.ndarray:
         return z[key]
 
 
-def _face_plane(work: str | Path, s: InstanceSettings, offsets: np.ndarray, axis: int, region: g.Box) -> np.ndarray:
+def _face_plane(work: str | Path, s: InstanceSettings, offsets: np.ndarray, axis: int, region: roi.Box) -> np.ndarray:
     """Provisional ids (1..N over all blocks, 0 background) of a plane ``region`` (one voxel thick along ``axis``,
     on a block's first or last plane there) that may span several blocks, from their stored planes."""
     out = np.zeros(tuple(hi - lo for i, (lo, hi) in enumerate(region) if i != axis), np.int64)
@@ -242,9 +243,9 @@ def _face_plane(work: str | Path, s: InstanceSettings, offsets: np.ndarray, axis
 
 def face_block(work: str, index: int) -> int:
     """Pass 2: the pairs of provisional ids that touch across the block's lower faces; returns their count."""
-    done = Path(work) / "faces" / f"{index}.npy"
-    if done.is_file():
-        return int(np.load(done).shape[0])
+    markers = Markers(Path(work) / FACES)
+    if markers.is_done(index):
+        return int(markers.info(index)["pairs"])
     s = _settings(work)
     offsets = np.load(Path(work) / "offsets.npy")
     classes = np.load(Path(work) / "classes.npy")
@@ -281,10 +282,8 @@ def face_block(work: str, index: int) -> int:
     # which dominated this pass on large volumes
     keys = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
     pairs = np.stack([keys // n_ids, keys % n_ids], axis=1)
-    done.parent.mkdir(exist_ok=True)
-    tmp = done.with_suffix(".tmp.npy")
-    np.save(tmp, pairs.astype(np.int64))
-    tmp.replace(done)
+    save_npy(_result(work, FACES, index, ".npy"), pairs.astype(np.int64))
+    markers.mark(index, {"pairs": int(pairs.shape[0])})
     return int(pairs.shape[0])
 
 
@@ -293,7 +292,7 @@ def final_ids(work: str | Path, index: int) -> np.ndarray:
     s = _settings(work)
     offsets = np.load(Path(work) / "offsets.npy")
     remap = np.load(Path(work) / "remap.npy")
-    local = np.asarray(_ids_array(work, "r")[g.slices(s.blocks[index])]).astype(np.int64)
+    local = np.asarray(_ids_array(work, "r")[roi.slices(s.blocks[index])]).astype(np.int64)
     return np.where(local > 0, remap[offsets[index] + local], 0).astype(remap.dtype)
 
 
@@ -301,13 +300,12 @@ def relabel_block(work: str, index: int) -> int:
     """Pass 4: write the block's final ids into ``dest``."""
     import zarr
 
-    done = Path(work) / "relabel" / str(index)
-    if done.is_file():
+    markers = Markers(Path(work) / RELABEL)
+    if markers.is_done(index):
         return index
     s = _settings(work)
-    zarr.open_array(s.dest, mode="r+")[g.slices(s.blocks[index])] = final_ids(work, index)
-    done.parent.mkdir(exist_ok=True)
-    done.write_text("")
+    zarr.open_array(s.dest, mode="r+")[roi.slices(s.blocks[index])] = final_ids(work, index)
+    markers.mark(index)
     return index
 
 
@@ -338,7 +336,7 @@ def prepare_work(work: Path, settings: InstanceSettings, cont: bool) -> None:
 def _load_blocks(work: Path, n_blocks: int) -> dict[str, np.ndarray]:
     parts: dict[str, list] = {}
     for i in range(n_blocks):
-        with np.load(work / "label" / f"{i}.npz") as z:
+        with np.load(_result(work, LABEL, i, ".npz")) as z:
             for k in z.files:
                 parts.setdefault(k, []).append(z[k])
     return {k: np.concatenate(v) for k, v in parts.items()}
@@ -351,15 +349,15 @@ def merge(work: Path, s: InstanceSettings, runner: TaskRunner) -> Objects:
     from scipy.sparse.csgraph import connected_components
 
     n_blocks = len(s.blocks)
-    counts = [int(np.load(work / "label" / f"{i}.npz")["classes"].size) for i in range(n_blocks)]
+    counts = [int(Markers(work / LABEL).info(i)["objects"]) for i in range(n_blocks)]
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     np.save(work / "offsets.npy", offsets)
     b = _load_blocks(work, n_blocks)
     n = int(sum(counts))
     np.save(work / "classes.npy", np.concatenate([[0], b["classes"]]).astype(np.int64))
-    todo = [i for i in range(n_blocks) if not (work / "faces" / f"{i}.npy").is_file()]
-    runner.map(face_block, str(work), todo, "instances: faces", n_blocks, n_blocks - len(todo))
-    pairs = np.concatenate([np.load(work / "faces" / f"{i}.npy") for i in range(n_blocks)] or [np.zeros((0, 2))])
+    runner.run(BlockTask("instances: faces", face_block, str(work), n_blocks, Markers(work / FACES)))
+    pairs = np.concatenate([np.load(_result(work, FACES, i, ".npy")) for i in range(n_blocks)]
+                           or [np.zeros((0, 2))])
     graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n + 1, n + 1))
     _, comp = connected_components(graph, directed=False)
     comp = comp[1:]  # provisional ids 1..n; 0 is background
@@ -392,13 +390,11 @@ def label_volume(work: Path, settings: InstanceSettings, runner: TaskRunner, con
         raise InstanceError(f"connectivity must be one of {CONNECTIVITIES}, got {settings.connectivity}")
     prepare_work(work, settings, cont)
     n_blocks = len(settings.blocks)
-    todo = [i for i in range(n_blocks) if not (work / "label" / f"{i}.npz").is_file()]
-    runner.map(label_block, str(work), todo, "instances: label", n_blocks, n_blocks - len(todo))
+    runner.run(BlockTask("instances: label", label_block, str(work), n_blocks, Markers(work / LABEL)))
     objects = merge(work, settings, runner)
     if settings.dest is not None:
         _fit_dest(work, settings.dest, len(objects))
-        todo = [i for i in range(n_blocks) if not (work / "relabel" / str(i)).is_file()]
-        runner.map(relabel_block, str(work), todo, "instances: write", n_blocks, n_blocks - len(todo))
+        runner.run(BlockTask("instances: write", relabel_block, str(work), n_blocks, Markers(work / RELABEL)))
         # the final ids are in dest: the full-size provisional ids and the planes are scratch now
         shutil.rmtree(work / "ids", ignore_errors=True)
         shutil.rmtree(work / "planes", ignore_errors=True)
@@ -414,4 +410,4 @@ def _fit_dest(work: Path, dest: str, n_objects: int) -> None:
         return
     zarr.create_array(store=dest, shape=arr.shape, chunks=arr.chunks, dtype=np.uint64, fill_value=0,
                       zarr_format=2, overwrite=True)
-    shutil.rmtree(work / "relabel", ignore_errors=True)
+    shutil.rmtree(work / RELABEL, ignore_errors=True)

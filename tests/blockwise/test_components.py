@@ -9,8 +9,8 @@ import pytest
 import zarr
 from scipy import ndimage as ndi
 
-from nnunetv2_reisoseg.volume import instances as inst
-from nnunetv2_reisoseg.volume.tasks import TaskRunner
+from nnunetv2_reisoseg.blockwise import components as inst
+from nnunetv2_reisoseg.blockwise.tasks import TaskRunner
 
 SPACING = (40.0, 10.0, 10.0)
 
@@ -122,7 +122,8 @@ def test_passes_resume_after_a_kill(tmp_path):
     inst.prepare_work(b / "work", s, cont=False)
     for i in range(5):
         inst.label_block(str(b / "work"), i)
-    (b / "work" / "label" / "4.npz").unlink()
+    (b / "work" / inst.LABEL / "4").unlink()  # its marker: block 4 is redone
+    (b / "work" / inst.LABEL / "4.npz").unlink()
     with TaskRunner(progress=False) as runner:
         resumed = inst.label_volume(b / "work", s, runner, cont=True)
     np.testing.assert_array_equal(np.asarray(zarr.open_array(dest, mode="r")[...]), ids)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from nnunetv2_reisoseg.blockwise import roi
+from nnunetv2_reisoseg.blockwise.tasks import TaskRunner
 from nnunetv2_reisoseg.volume import grid as g
-from nnunetv2_reisoseg.volume.tasks import TaskRunner
 
 
 def _chain(n):
@@ -54,7 +55,7 @@ def test_finish_after_names_every_block_that_hands_sums_over(tmp_path):
     for j in range(len(plans)):
         target = layout.write_region(layout.boxes[j])
         reach = {p.index for p in plans if p.read is not None and target is not None
-                 and g.intersect(target, p.read) is not None}
+                 and roi.intersect(target, p.read) is not None}
         assert after[j] == reach | {j}
     assert sum(len(v) for v in after.values()) < len(plans) ** 2  # not every block waits for every other
 
