@@ -1,58 +1,20 @@
-"""``reisoseg``: tools around the ReIsoSeg trainers (also ``python -m nnunetv2_reisoseg``)."""
+"""``reisoseg``: tools around the ReIsoSeg trainers (also ``python -m nnunetv2_reisoseg``).
+
+This module parses and dispatches: every decision and every file read is in the command's own module."""
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-
-
-def _load_plans(dataset: str, plans: str) -> dict:
-    """Plans from a .json path, or from $nnUNet_preprocessed/<dataset>/<plans>.json."""
-    from nnunetv2_reisoseg.io.checks import read_plans
-
-    if dataset.endswith(".json"):
-        return read_plans(dataset)
-    root = os.environ.get("nnUNet_preprocessed")
-    if not root:
-        raise SystemExit("info: nnUNet_preprocessed is not set: export it (see nnU-Net's setting_up_paths.md).")
-    name = _dataset_folder(Path(root), dataset)
-    path = Path(root) / name / f"{plans}.json"
-    if not path.is_file():
-        raise SystemExit(f"info: {path} not found: run nnUNetv2_plan_and_preprocess -d {dataset} first.")
-    return read_plans(path)
-
-
-def _dataset_folder(root: Path, dataset: str) -> str:
-    """The DatasetXXX_NAME folder under ``root`` that ``dataset`` (an id or a name) names."""
-    if dataset.isdigit():
-        found = sorted(p.name for p in root.glob(f"Dataset{int(dataset):03d}_*")) if root.is_dir() else []
-        if not found:
-            raise SystemExit(f"info: no dataset {dataset} in $nnUNet_preprocessed ({root}): plan it with "
-                             f"nnUNetv2_plan_and_preprocess -d {dataset}, or check the id")
-        return found[0]
-    if not (root / dataset).is_dir():
-        raise SystemExit(f"info: no dataset {dataset} in $nnUNet_preprocessed ({root}): give its id or its "
-                         "DatasetXXX_NAME folder name, or a plans .json file")
-    return dataset
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.method.describe import describe_pi_plan
+    from nnunetv2_reisoseg.method.describe import describe_dataset
     from nnunetv2_reisoseg.method.knobs import PISettings
 
-    plans = _load_plans(args.dataset, args.plans)
-    if args.configuration not in plans["configurations"]:
-        raise SystemExit(f"info: the plans have no configuration {args.configuration!r} (they have "
-                         f"{', '.join(plans['configurations']) or 'none'}); pass -c with one of those")
-    try:
-        pi = PISettings(levels=args.pi_levels, reduction=args.reduction)
-        print(describe_pi_plan(plans, args.configuration, pi), end="")
-    except (ValueError, KeyError, TypeError) as e:  # plans of another shape than nnU-Net writes
-        raise SystemExit(f"info: {e}") from None
+    pi = PISettings(levels=args.pi_levels, reduction=args.reduction)
+    print(describe_dataset(args.dataset, args.plans, args.configuration, pi), end="")
     return 0
 
 
@@ -64,68 +26,34 @@ def cmd_trainer_path(args: argparse.Namespace) -> int:
 
 
 def cmd_export_stock(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.training.export import export_stock
+    from nnunetv2_reisoseg.training.export import export_command
 
     try:
-        written = export_stock(args.model_folder, args.output, overwrite=args.overwrite)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        export_command(args.model_folder, args.output, args.overwrite)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:  # export's plain errors; ours are ReisosegErrors
         raise SystemExit(f"export-stock: {e}") from None
-    for w in written:
-        print(f"wrote {w}")
-    print(f"Stock nnU-Net model folder: {args.output}\nPredict without the plugin: nnUNetv2_predict_from_modelfolder "
-          f"-i IN -o OUT -m {args.output} -f FOLDS")
     return 0
 
 
 def cmd_import_stock(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.training.export import import_stock
+    from nnunetv2_reisoseg.training.export import import_command
 
-    trainer_class = None
-    if args.trainer != "nnUNetTrainerReIso":
-        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
-        from nnunetv2_reisoseg import our_trainers
-
-        try:
-            with our_trainers():
-                trainer_class = recursive_find_trainer_class_by_name(args.trainer)
-        except RuntimeError as e:
-            raise SystemExit(f"import-stock: {e}") from None
-    from nnunetv2_reisoseg.io.checks import read_plans
-
-    plans = read_plans(args.plans) if args.plans else None
     try:
-        info = import_stock(args.checkpoint, args.output, trainer_class, plans, args.configuration, args.seed,
-                            args.overwrite)
+        import_command(**_options(args))
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         raise SystemExit(f"import-stock: {e}") from None
-    print(f"wrote {info['output']}: {info['kept']} tensors from {args.checkpoint} and {info['new_parameters']:,} "
-          f"freshly initialised isotropic-branch parameters ({info['trainer']}, seed {args.seed})")
-    print(f"next: nnUNetv2_train DATASET CONFIGURATION FOLD -tr {info['trainer']} -pretrained_weights "
-          f"{info['output']}")
     return 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.data.synth import SynthSpec, generate_dataset
+    from nnunetv2_reisoseg.data.synth import SynthSpec, generate_dataset, grid_of
+    from nnunetv2_reisoseg.io.datasets import env_folder
 
-    raw = os.environ.get("nnUNet_raw")
-    if not raw:
-        raise SystemExit("nnUNet_raw is not set: export nnUNet_raw=/path/to/nnUNet_raw (see nnU-Net's "
-                         "setting_up_paths.md).")
-    from nnunetv2_reisoseg.io.checks import voxel_size
-
-    anisotropy, xy_nm = args.anisotropy, args.xy_nm
-    if args.voxel_size is not None:
-        vz, vy, vx = voxel_size(args.voxel_size, "synth: --voxel-size")
-        if vy != vx or vy <= 0 or vz <= 0 or abs(vz / vy - round(vz / vy)) > 1e-6 or round(vz / vy) < 1:
-            raise SystemExit(f"synth: --voxel-size {vz:g} {vy:g} {vx:g}: the lateral axes must be equal and the "
-                             "section thickness a whole number of lateral pixels (e.g. 40 10 10 or 45 5 5)")
-        anisotropy, xy_nm = round(vz / vy), vy
+    raw = env_folder("nnUNet_raw")
+    anisotropy, xy_nm = grid_of(args.voxel_size) if args.voxel_size is not None else (args.anisotropy, args.xy_nm)
+    spec = SynthSpec(cases=args.cases, shape=tuple(args.shape), anisotropy=anisotropy, xy_nm=xy_nm, seed=args.seed,
+                     test_cases=args.test_cases, membranes_class=args.membranes, missing_sections=args.missing_sections)
     try:
-        spec = SynthSpec(cases=args.cases, shape=tuple(args.shape), anisotropy=anisotropy, xy_nm=xy_nm, seed=args.seed,
-                         test_cases=args.test_cases, membranes_class=args.membranes,
-                         missing_sections=args.missing_sections)
         path = generate_dataset(raw, args.dataset_id, args.name, spec, args.overwrite)
     except (FileExistsError, ValueError) as e:
         raise SystemExit(f"synth: {e}") from None
@@ -137,55 +65,20 @@ def _int_value(text: str) -> int:
     return int(text, 0)  # accepts 0xffffffffffffffff as well as decimal
 
 
-def _label_map(items: Sequence[str]) -> dict[int, int]:
-    out = {}
-    for item in items:
-        src, sep, dst = item.partition(":")
-        try:
-            key, value = _int_value(src), int(dst)
-        except ValueError:
-            value = -1
-        if not sep or value < 0:
-            raise SystemExit(f"convert: --label-map takes SRC:DST pairs of integers with DST >= 0, got {item!r}")
-        out[key] = value
-    return out
-
-
 def cmd_convert(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.data.convert import ConvertError, LabelRules, Pair, convert
-    from nnunetv2_reisoseg.data.convert.dataset import SPLITS_FILE, ConvertOptions
+    from nnunetv2_reisoseg.data.convert.command import ConvertCommand
+    from nnunetv2_reisoseg.io.datasets import env_folder
 
-    raw = os.environ.get("nnUNet_raw")
-    if not raw:
-        raise SystemExit("nnUNet_raw is not set: export nnUNet_raw=/path/to/nnUNet_raw (see nnU-Net's "
-                         "setting_up_paths.md).")
-    if len(args.image) != len(args.labels):
-        raise SystemExit(f"convert: {len(args.image)} --image but {len(args.labels)} --labels; give one "
-                         "--labels per --image, in the same order")
-    if args.test_labels and len(args.test_labels) != len(args.test_image):
-        raise SystemExit("convert: give one --test-labels per --test-image (or none)")
-    rules = LabelRules(binary=args.binary, label_map=_label_map(args.label_map), ignore=tuple(args.ignore_value),
-                       threshold=args.threshold, unmapped_background=args.unmapped_background)
-    if args.background is not None:
-        rules.background = tuple(args.background)
-    test = [Pair(i, args.test_labels[k] if args.test_labels else None) for k, i in enumerate(args.test_image)]
     try:
-        options = ConvertOptions(spacing_nm=args.spacing and tuple(args.spacing), split=args.split,
-                                 split_axis=args.split_axis, rules=rules, channel_name=args.channel_name,
-                                 class_names=args.class_names and tuple(args.class_names),
-                                 downsample=tuple(args.downsample) if args.downsample else (1, 1, 1),
-                                 hold_out=args.hold_out)
-        path = convert(raw, args.dataset_id, args.name, [Pair(i, lab) for i, lab in zip(args.image, args.labels)],
-                       test, options, args.overwrite)
-    except (ConvertError, FileExistsError) as e:
+        ConvertCommand(**_options(args)).run(env_folder("nnUNet_raw"))
+    except (FileExistsError, ValueError) as e:  # the dataset writer's plain errors; ours are ReisosegErrors
         raise SystemExit(f"convert: {e}") from None
-    ds = json.loads((path / "dataset.json").read_text())
-    print(f"wrote {path}: {ds['numTraining']} training cases, labels {ds['labels']}")
-    print(f"next: nnUNetv2_plan_and_preprocess -d {args.dataset_id} -c 3d_fullres && reisoseg info {args.dataset_id}")
-    if (path / SPLITS_FILE).is_file():
-        print(f"then: cp {path / SPLITS_FILE} $nnUNet_preprocessed/{path.name}/ (one fold per block; "
-              "reisoseg benchmark copies it itself)")
     return 0
+
+
+def _options(args: argparse.Namespace) -> dict:
+    """The parsed options of a command, named as its module's function takes them."""
+    return {k: v for k, v in vars(args).items() if k not in ("command", "func")}
 
 
 def _seed_fold(text: str) -> tuple[int, int]:
@@ -197,137 +90,36 @@ def _seed_fold(text: str) -> tuple[int, int]:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, run_benchmark, training_pairs
+    from nnunetv2_reisoseg.benchmark.runner import chosen_pairs, run_benchmark
 
-    if args.pairs is not None and (args.folds is not None or args.seeds is not None):
-        raise SystemExit("benchmark: --pairs names every (seed, fold) training itself; give it without --folds "
-                         "and --seeds")
-    pairs = args.pairs or training_pairs(args.seeds or [0], args.folds or [0])
-    try:
-        methods = [*args.methods, *(["stock_time"] if args.equal_time else [])]
-        report = run_benchmark(args.dataset, args.preset, pairs, args.output, methods,
-                               args.device, command="reisoseg " + " ".join(sys.argv[1:]))
-    except BenchmarkError as e:
-        raise SystemExit(f"benchmark: {e}") from None
+    pairs = chosen_pairs(args.pairs, args.seeds, args.folds)
+    methods = [*args.methods, *(["stock_time"] if args.equal_time else [])]
+    report = run_benchmark(args.dataset, args.preset, pairs, args.output, methods, args.device,
+                           command="reisoseg " + " ".join(sys.argv[1:]))
     print(report.read_text())
     return 0
 
 
 def cmd_predict_volume(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.volume.predict import InstanceOptions, VolumeError, predict_volume
-    from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions
+    from nnunetv2_reisoseg.volume.command import PredictCommand
 
-    if args.workers and args.scheduler:
-        raise SystemExit("predict-volume: --workers starts a local dask cluster, --scheduler joins one; give one")
-    if not args.instances and (args.min_size is not None or args.connectivity is not None):
-        raise SystemExit("predict-volume: --min-size and --connectivity shape the objects of --instances; add "
-                         "--instances")
-    instances = InstanceOptions(args.connectivity or 26, args.min_size or 0.0) if args.instances else None
-    try:
-        options = PredictOptions(folds=tuple(args.folds), checkpoint=args.checkpoint, step_size=args.step_size,
-                                 tta=not args.disable_tta, device=args.device,
-                                 block_size=args.block_size and tuple(args.block_size),
-                                 spacing=args.spacing and tuple(args.spacing),
-                                 save_probabilities=args.save_probabilities, image=not args.no_image)
-        run = RunOptions(workers=args.workers, scheduler=args.scheduler, cont=args.c, overwrite=args.overwrite)
-        predict_volume(args.input, args.output, args.model, options, run, instances)
-    except VolumeError as e:
-        raise SystemExit(f"predict-volume: {e}") from None
+    PredictCommand(**_options(args)).run()
     return 0
 
 
 def cmd_objects(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.blockwise.components import Objects
+    from nnunetv2_reisoseg.volume.output import read_objects
 
-    group = Path(args.output) / "objects"
-    if not (group / ".zgroup").is_file():
-        raise SystemExit(f"objects: {args.output} holds no table of objects; predict-volume writes one with "
-                         "--instances")
-    objects, names = Objects.read_zarr(str(group))
+    objects, names = read_objects(args.output)
     objects.write_csv(sys.stdout, names)
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.evaluation import EvaluationError
-    from nnunetv2_reisoseg.evaluation.evaluate import ReadOptions
-    from nnunetv2_reisoseg.io import checks
-    from nnunetv2_reisoseg.io.folders import OutputError, check_output, write_file
-    from nnunetv2_reisoseg.io.volumes import input_path
+    from nnunetv2_reisoseg.evaluation.command import EvaluateCommand
 
-    if args.workers and args.scheduler:
-        raise SystemExit("evaluate: --workers starts a local dask cluster, --scheduler joins one; give one")
-    if args.output is not None and not args.output.strip():
-        raise SystemExit("evaluate: -o is empty; give the file to write the JSON to, or leave -o out")
-    if args.spacing is not None:
-        checks.voxel_size(args.spacing, "--spacing")
-    if args.block_size is not None:
-        checks.whole_numbers(args.block_size, "--block-size")
-    checks.workers(args.workers)
-    if args.ignore_label is not None and args.ignore_label < 0:
-        raise SystemExit(f"evaluate: --ignore-label {args.ignore_label}: labels are non-negative integers, so no "
-                         "voxel can hold it; give the value that marks 'not annotated' in the reference")
-    if args.output:  # before hours of blockwise work
-        try:
-            check_output(args.output, args.overwrite, _evaluate_json,
-                         [input_path(s) for s in (args.prediction, args.reference)])
-        except OutputError as e:
-            raise SystemExit(f"evaluate: {e}") from None
-    reading = ReadOptions(background=tuple(args.background), allow_unfinished=args.allow_unfinished,
-                          binary=args.binary)
-    try:
-        result = _evaluate(args, reading)
-    except EvaluationError as e:
-        raise SystemExit(f"evaluate: {e}") from None
-    text = json.dumps(result, indent=1)
-    print(text, flush=True)  # the result reaches the user even if -o cannot be written
-    if args.output:
-        # the file carries evaluate's mark beside the classes: --overwrite replaces only a file that has it
-        marked = json.dumps({**result, EVALUATE_MARK: {"command": "evaluate", "prediction": args.prediction,
-                                                       "reference": args.reference}}, indent=1)
-        try:
-            write_file(args.output, lambda path: path.write_text(marked + "\n"))
-        except OSError as e:
-            raise SystemExit(f"evaluate: the result above could not be written to {args.output}: {e}") from None
+    EvaluateCommand(**_options(args)).run()
     return 0
-
-
-def _evaluate(args: argparse.Namespace, reading) -> dict:
-    from nnunetv2_reisoseg.evaluation import EvaluationError, evaluate_files
-    from nnunetv2_reisoseg.evaluation import blockwise as bw
-
-    blockwise = args.blockwise or args.block_size is not None or args.workers or args.scheduler
-    if not blockwise and not args.prediction.lower().endswith(bw.ITK_SUFFIXES):
-        shape = bw.volume_info(args.prediction, allow_unfinished=True, spacing_given=args.spacing is not None)[0]
-        if math.prod(shape) > bw.BLOCKWISE_ABOVE:
-            blockwise = True
-            print(f"evaluate: {'x'.join(map(str, shape))} voxels do not fit in memory comfortably; evaluating "
-                  "block by block (surface distances are null then)", file=sys.stderr)
-    if not blockwise:
-        return evaluate_files(args.prediction, args.reference, args.spacing, args.classes, args.connectivity,
-                              args.ignore_label, reading, probabilities=args.probabilities)
-    if args.probabilities:
-        raise EvaluationError("--probabilities ranks objects in memory only; drop it (AP then ranks by size) "
-                              "or evaluate without --blockwise")
-    run = bw.BlockwiseRun(block_shape=args.block_size and tuple(args.block_size), workers=args.workers,
-                          scheduler=args.scheduler, work_dir=args.work_dir)
-    return bw.evaluate_blockwise(args.prediction, args.reference, args.spacing, args.classes, args.connectivity,
-                                 args.ignore_label, reading, run=run)
-
-
-EVALUATE_MARK = "reisoseg"  # the key of evaluate's mark in an -o file (class keys are numbers)
-
-
-def _evaluate_json(path: Path) -> str | None:
-    """None when ``path`` is a result evaluate wrote (it carries evaluate's mark), else why it is not."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return "it is not an evaluate result (not JSON)"
-    mark = data.get(EVALUATE_MARK) if isinstance(data, dict) else None
-    if isinstance(mark, dict) and mark.get("command") == "evaluate":
-        return None
-    return f"it is not an evaluate result (it has no {EVALUATE_MARK!r} mark of evaluate)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -438,6 +230,12 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_convert)
 
 
+def _add_dask(s: argparse.ArgumentParser, what: str) -> None:
+    s.add_argument("--workers", type=int, default=0, help=f"run {what} on a local dask cluster of N processes")
+    s.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help=f"run {what} on an existing dask cluster (tcp://host:8786); workers must see the same files")
+
+
 def _add_predict_volume(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("predict-volume", help="segment a whole volume (HDF5, zarr / OME-Zarr, MRC, TIFF) block by "
                                               "block with any nnU-Net 3D model, into an OME-Zarr")
@@ -456,9 +254,7 @@ def _add_predict_volume(sub: argparse._SubParsersAction) -> None:
     s.add_argument("-step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
     s.add_argument("--disable_tta", action="store_true", help="no test-time mirroring")
     s.add_argument("-device", default="cuda", choices=("cuda", "cpu"))
-    s.add_argument("--workers", type=int, default=0, help="run the blocks on a local dask cluster of N processes")
-    s.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="run the blocks on an existing dask cluster (tcp://host:8786); workers must see the same files")
+    _add_dask(s, "the blocks")
     s.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
                    help="voxel size in nm when the file has none (or a wrong one)")
     s.add_argument("--save_probabilities", action="store_true", help="also write per-class probabilities (float16)")
@@ -519,8 +315,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                         "are then null")
     s.add_argument("--block-size", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
                    help="voxels per block of --blockwise (default 64 1024 1024)")
-    s.add_argument("--workers", type=int, default=0, help="--blockwise on a local dask cluster of N processes")
-    s.add_argument("--scheduler", default=None, metavar="ADDRESS", help="--blockwise on an existing dask cluster")
+    _add_dask(s, "--blockwise")
     s.add_argument("--work-dir", default=None, metavar="DIR",
                    help="where --blockwise keeps its scratch (object ids, compressed; removed at the end)")
     s.set_defaults(func=cmd_evaluate)
@@ -533,12 +328,8 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("benchmark", help="train and evaluate stock nnU-Net and ReIsoSeg side by side")
     s.add_argument("dataset", nargs="?", default=None,
                    help="dataset id or name in $nnUNet_raw (default: generate the preset's synthetic EM dataset)")
-    s.add_argument("--preset", default="smoke", choices=tuple(PRESETS),
-                   help="training budget and the synthetic dataset it generates: smoke (a pipeline check, ~10 min "
-                        "on a 2-core CPU), plateau (stock nnU-Net levels off on a 2-core CPU, ~12 min per stock "
-                        "training), phantom (mitochondria at physical scale, ~10 min per stock training), realcpu "
-                        "(your own real dataset on a CPU, named as DATASET; generates nothing; vnc is the same budget "
-                        "under the VNC study's name, vnc4x 4x it), short and full (GPU; full = nnU-Net's 1000 x 250)")
+    s.add_argument("--preset", default="smoke", choices=tuple(PRESETS), help="training budget (and the synthetic "
+                   "dataset it generates): " + "; ".join(f"{n}: {b.note}" for n, b in PRESETS.items() if b.note))
     s.add_argument("--folds", type=int, nargs="+", default=None, help="folds to train (default 0)")
     s.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="seeds to train (default 0); every method trains each seed on each fold")
@@ -546,9 +337,7 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                    help="the (seed, fold) trainings, instead of the grid --seeds x --folds: e.g. 0:0 0:1 0:2 0:3 1:0 "
                         "for 5 pairs on a dataset with 4 folds")
     s.add_argument("--methods", nargs="+", default=["stock", "reiso"], choices=tuple(METHODS),
-                   help="stock nnU-Net, ReIsoSeg on nnU-Net's planned U-Net (reiso), and/or the paper's network; "
-                        "the controls of docs/study_why: aux (ReIsoSeg with stock's loss kept on the deployed "
-                        "branch, nnUNetTrainerReIsoAux) and stock_half (stock nnU-Net with its loss x a = 0.5)")
+                   help="; ".join(f"{m.name}: {m.title} ({m.trainer})" for m in METHODS.values()))
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     s.add_argument("--equal-time", action="store_true",
                    help="also train stock nnU-Net for as many epochs as fit in ReIsoSeg's training time")

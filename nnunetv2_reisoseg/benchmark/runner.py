@@ -43,6 +43,14 @@ def training_pairs(seeds: Sequence[int], folds: Sequence[int]) -> list[tuple[int
     return [(s, f) for s in seeds for f in folds]
 
 
+def chosen_pairs(pairs: Sequence[tuple[int, int]] | None, seeds: Sequence[int] | None,
+                 folds: Sequence[int] | None) -> list[tuple[int, int]]:
+    """``--pairs``, or the grid ``--seeds`` x ``--folds`` (each 0 by default); not both."""
+    if pairs is not None and (folds is not None or seeds is not None):
+        raise BenchmarkError("--pairs names every (seed, fold) training itself; give it without --folds and --seeds")
+    return list(pairs) if pairs is not None else training_pairs(seeds or [0], folds or [0])
+
+
 def run_benchmark(dataset: str | None = None, preset: str | Budget = "smoke",
                   pairs: Sequence[tuple[int, int]] = ((0, 0),), out: str | os.PathLike | None = None,
                   methods: Sequence[str] = ("stock", "reiso"), device: str = "auto", command: str = "") -> Path:

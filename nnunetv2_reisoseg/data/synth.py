@@ -281,6 +281,16 @@ class SynthSpec:
             raise InputError(f"--seed must be >= 0 (numpy's generators take no negative seed), got {self.seed}")
 
 
+def grid_of(voxel_size_nm: Sequence[float]) -> tuple[int, float]:
+    """``--voxel-size Z Y X`` as the generator's grid: (anisotropy, lateral pixel in nm); sections must be a
+    whole number of equal lateral pixels."""
+    vz, vy, vx = voxel_size(voxel_size_nm, "--voxel-size")
+    if vy != vx or abs(vz / vy - round(vz / vy)) > 1e-6 or round(vz / vy) < 1:
+        raise InputError(f"--voxel-size {vz:g} {vy:g} {vx:g}: the lateral axes must be equal and the section "
+                         "thickness a whole number of lateral pixels (e.g. 40 10 10 or 45 5 5)")
+    return round(vz / vy), vy
+
+
 def generate_dataset(raw_root: str | os.PathLike, dataset_id: int, name: str, spec: SynthSpec | None = None,
                      overwrite: bool = False, progress: bool = True) -> Path:
     """Write ``DatasetXXX_NAME`` under ``raw_root`` (imagesTr, labelsTr, dataset.json, isotropic_truth/,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -169,7 +168,7 @@ def check_finished(vol, allow_unfinished: bool) -> None:
 def read_probabilities(spec: str) -> np.ndarray:
     """Probabilities (C, Z, Y, X) or (Z, Y, X): nnU-Net's ``.npz`` (key ``probabilities``), predict-volume's
     ``OUT.zarr/probabilities`` (its level 0), HDF5 ``file.h5:key`` or anything ``read_labels`` reads."""
-    from nnunetv2_reisoseg.io.volumes import VolumeReadError, split_spec
+    from nnunetv2_reisoseg.io.volumes import VolumeReadError, read_array, split_spec
 
     try:
         path, key = split_spec(spec)
@@ -182,7 +181,10 @@ def read_probabilities(spec: str) -> np.ndarray:
                 raise EvaluationError(f"{path} has no array {k!r} (it has {list(z)}); give PATH.npz:KEY")
             return z[k]
     if path.suffix == ".zarr" or path.suffix in (".h5", ".hdf5", ".hdf"):
-        return _read_array(path, key)
+        try:
+            return read_array(path, key)
+        except VolumeReadError as e:
+            raise EvaluationError(str(e)) from None
     from nnunetv2_reisoseg.io.volumes import read_volume
 
     try:
@@ -193,26 +195,6 @@ def read_probabilities(spec: str) -> np.ndarray:
         return np.asarray(vol.array[...])
     finally:
         vol.close()
-
-
-def _read_array(path: Path, key: str | None) -> np.ndarray:
-    if path.suffix == ".zarr":
-        import zarr
-
-        node = zarr.open(str(path), mode="r")
-        if isinstance(node, zarr.Group):
-            node = node[key] if key else node
-            while isinstance(node, zarr.Group):  # an OME-Zarr image: its full-resolution level
-                if "0" not in node:
-                    raise EvaluationError(f"{path}:{key or ''} is a group without level 0; give PATH.zarr:ARRAY")
-                node = node["0"]
-        return np.asarray(node[...])
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        if key is None or key not in f:
-            raise EvaluationError(f"{path}: give the probabilities' dataset as {path}:KEY (keys: {list(f)})")
-        return np.asarray(f[key][...])
 
 
 def resolve_spacing(pred_spacing: Sequence[float] | None, ref_spacing: Sequence[float] | None,

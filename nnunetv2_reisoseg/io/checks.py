@@ -82,6 +82,13 @@ def workers(value: Any, where: str = "--workers") -> int:
     return int(n)
 
 
+def dask_workers(n_workers: Any, scheduler: str | None) -> int:
+    """``--workers`` (a local dask cluster) or ``--scheduler`` (a running one), not both; the worker count."""
+    if n_workers and scheduler:
+        raise InputError("--workers starts a local dask cluster, --scheduler joins one; give one")
+    return workers(n_workers)
+
+
 def number(value: Any, where: str, low: float, high: float, *, low_open: bool = False, high_open: bool = False,
            what: str = "a number") -> float:
     """A finite number in [low, high] (an end excluded where ``*_open``)."""

@@ -417,6 +417,28 @@ def _check_pages(tif: Any, path: Path) -> None:
                                   "page of a stack must have the same size")
 
 
+def read_array(path: Path, key: str | None) -> np.ndarray:
+    """A whole array of any dimension (probabilities: C, Z, Y, X) from zarr (a group: its level 0, as an OME-Zarr
+    image holds it) or HDF5 (``key`` names the dataset)."""
+    if path.suffix == ".zarr":
+        import zarr
+
+        node = zarr.open(str(path), mode="r")
+        if isinstance(node, zarr.Group):
+            node = node[key] if key else node
+            while isinstance(node, zarr.Group):  # an OME-Zarr image: its full-resolution level
+                if "0" not in node:
+                    raise VolumeReadError(f"{path}:{key or ''} is a group without level 0; give PATH.zarr:ARRAY")
+                node = node["0"]
+        return np.asarray(node[...])
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if key is None or key not in f:
+            raise VolumeReadError(f"{path}: give the array's dataset as {path}:KEY (keys: {list(f)})")
+        return np.asarray(f[key][...])
+
+
 def read_volume(spec: str) -> Volume:
     """Open ``PATH[:KEY]`` by its kind: HDF5, zarr, MRC, (multi-page) TIFF or a folder of slices; its reads fail
     with a ``VolumeReadError`` that names the file (``CheckedArray``)."""

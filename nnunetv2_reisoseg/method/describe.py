@@ -2,7 +2,23 @@
 per encoder stage its features, patch shape, spacing and anisotropy ratio, and what the PI module does there."""
 from __future__ import annotations
 
+from nnunetv2_reisoseg.errors import InputError
 from nnunetv2_reisoseg.method.knobs import PISettings
+
+
+def describe_dataset(dataset: str, plans_name: str = "nnUNetPlans", configuration: str = "3d_fullres",
+                     settings: PISettings = PISettings()) -> str:
+    """``reisoseg info``: the table for a dataset's plans (its id or name, or a plans .json file)."""
+    from nnunetv2_reisoseg.io.datasets import load_plans
+
+    plans = load_plans(dataset, plans_name)
+    if configuration not in plans["configurations"]:
+        raise InputError(f"the plans have no configuration {configuration!r} (they have "
+                         f"{', '.join(plans['configurations']) or 'none'}); pass -c with one of those")
+    try:
+        return describe_pi_plan(plans, configuration, settings)
+    except (ValueError, KeyError, TypeError) as e:  # plans of another shape than nnU-Net writes
+        raise InputError(str(e)) from None
 
 
 def describe_pi_plan(plans: dict, configuration: str = "3d_fullres", settings: PISettings = PISettings()) -> str:

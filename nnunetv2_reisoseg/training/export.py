@@ -105,6 +105,20 @@ def export_stock(model_folder: str | Path, out_folder: str | Path, overwrite: bo
     return written
 
 
+def find_trainer(name: str) -> type:
+    """The trainer class ``name`` as nnU-Net finds it (this plugin's trainers first, then ``nnUNet_extTrainer``)."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from nnunetv2_reisoseg import our_trainers
+    from nnunetv2_reisoseg.errors import InputError
+
+    try:
+        with our_trainers():
+            return recursive_find_trainer_class_by_name(name)
+    except RuntimeError as e:
+        raise InputError(str(e)) from None
+
+
 def import_stock(checkpoint: str | Path, out_file: str | Path, trainer_class: type | None = None,
                  plans: dict | None = None, configuration: str | None = None, seed: int = 0,
                  overwrite: bool = False) -> dict:
@@ -157,3 +171,25 @@ def _imported_checkpoint(path: Path) -> str | None:
     except ValueError:
         return "it is not a checkpoint"
     return None if "imported_from" in ckpt else f"it is a checkpoint of {ckpt.get('trainer_name')}, not of import-stock"
+
+
+def export_command(model_folder: str, output: str, overwrite: bool = False) -> None:
+    """``reisoseg export-stock``: export, then say what was written and how stock nnU-Net predicts with it."""
+    for w in export_stock(model_folder, output, overwrite=overwrite):
+        print(f"wrote {w}")
+    print(f"Stock nnU-Net model folder: {output}\nPredict without the plugin: nnUNetv2_predict_from_modelfolder "
+          f"-i IN -o OUT -m {output} -f FOLDS")
+
+
+def import_command(checkpoint: str, output: str, trainer: str = "nnUNetTrainerReIso", plans: str | None = None,
+                   configuration: str | None = None, seed: int = 0, overwrite: bool = False) -> None:
+    """``reisoseg import-stock``: import for ``trainer`` (found as nnU-Net finds it), then say how to train from it."""
+    from nnunetv2_reisoseg.io.checks import read_plans
+
+    trainer_class = find_trainer(trainer) if trainer != "nnUNetTrainerReIso" else None
+    info = import_stock(checkpoint, output, trainer_class, read_plans(plans) if plans else None, configuration, seed,
+                        overwrite)
+    print(f"wrote {info['output']}: {info['kept']} tensors from {checkpoint} and {info['new_parameters']:,} "
+          f"freshly initialised isotropic-branch parameters ({info['trainer']}, seed {seed})")
+    print(f"next: nnUNetv2_train DATASET CONFIGURATION FOLD -tr {info['trainer']} -pretrained_weights "
+          f"{info['output']}")

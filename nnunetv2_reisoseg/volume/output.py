@@ -312,3 +312,13 @@ def settings_of(out: Path) -> dict:
                                   str(out / ".zattrs"), {OUTPUT_ATTR: dict}, fix)
         data, where = attrs[OUTPUT_ATTR], f"{out / '.zattrs'}:{OUTPUT_ATTR}"
     return checks.json_shape(data, where, {"input": str, "shape": list, "spacing_nm": list}, fix)
+
+
+def read_objects(out: str | os.PathLike):
+    """The table of objects of a predict-volume ``--instances`` output, and its class names."""
+    from nnunetv2_reisoseg.blockwise.components import Objects
+
+    group = Path(out) / OBJECTS
+    if not (group / ".zgroup").is_file():
+        raise OutputError(f"{out} holds no table of objects; predict-volume writes one with --instances")
+    return Objects.read_zarr(str(group))

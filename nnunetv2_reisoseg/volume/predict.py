@@ -145,6 +145,16 @@ class InstanceOptions:
     connectivity: int = 26
     min_size_nm3: float = 0.0
 
+    @classmethod
+    def from_flags(cls, instances: bool, connectivity: int | None, min_size_nm3: float | None
+                   ) -> InstanceOptions | None:
+        """``--instances`` with its ``--connectivity`` and ``--min-size``, which shape nothing without it."""
+        if not instances:
+            if min_size_nm3 is not None or connectivity is not None:
+                raise VolumeError("--min-size and --connectivity shape the objects of --instances; add --instances")
+            return None
+        return cls(connectivity or 26, min_size_nm3 or 0.0)
+
 
 @dataclass
 class Summary:

@@ -34,6 +34,19 @@ class Pair:
     labels: str | None
 
 
+def volume_pairs(images: Sequence[str], labels: Sequence[str], test_images: Sequence[str] = (),
+                 test_labels: Sequence[str] = ()) -> tuple[list[Pair], list[Pair]]:
+    """The training and test (image, labels) pairs of ``--image``/``--labels`` and ``--test-image``/
+    ``--test-labels``, given in the same order (test labels may be left out)."""
+    if len(images) != len(labels):
+        raise ConvertError(f"{len(images)} --image but {len(labels)} --labels; give one --labels per --image, in "
+                           "the same order")
+    if test_labels and len(test_labels) != len(test_images):
+        raise ConvertError("give one --test-labels per --test-image (or none)")
+    test = [Pair(i, test_labels[k] if test_labels else None) for k, i in enumerate(test_images)]
+    return [Pair(i, lab) for i, lab in zip(images, labels)], test
+
+
 def _split_slices(shape: Sequence[int], n: int, axis: int, start: int = 0, stop: int | None = None,
                   factors: Sequence[int] = (1, 1, 1)) -> list[tuple[slice, ...]]:
     """``n`` blocks along ``axis`` of the part [start, stop) of a grid of ``shape``, as slices of the original

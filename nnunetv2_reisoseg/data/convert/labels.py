@@ -2,6 +2,7 @@
 the ignore label."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,3 +65,18 @@ class LabelRules:
         if ignore.any():  # a new array: ``out`` may be the reader's (read-only) memory
             out = np.where(ignore, 0, out)
         return out, ignore
+
+
+def parse_label_map(items: Sequence[str]) -> dict[int, int]:
+    """``--label-map SRC:DST ...`` (SRC decimal or 0x..., DST a class >= 0) as a mapping."""
+    out = {}
+    for item in items:
+        src, sep, dst = item.partition(":")
+        try:
+            key, value = int(src, 0), int(dst)
+        except ValueError:
+            value = -1
+        if not sep or value < 0:
+            raise ConvertError(f"--label-map takes SRC:DST pairs of integers with DST >= 0, got {item!r}")
+        out[key] = value
+    return out
