@@ -32,7 +32,7 @@ def describe_spans(spans: Sequence[int]) -> dict:
 def check_dataset(folder: Path, labels: dict) -> dict:
     """Per split and class: the cases, the objects' spans and the sections without the class (per case).
     The section axis is each case's coarsest (by its header's spacing)."""
-    import SimpleITK as sitk
+    from nnunetv2_reisoseg.io.volumes import read_image
 
     classes = {k: v for k, v in labels.items() if isinstance(v, int) and v > 0 and k != "ignore"}
     out: dict = {}
@@ -44,9 +44,8 @@ def check_dataset(folder: Path, labels: dict) -> dict:
         empty: dict[str, list[int]] = {str(v): [] for v in classes.values()}
         sections, fractions = [], {str(v): [] for v in classes.values()}
         for f in files:
-            img = sitk.ReadImage(str(f))
-            lab = sitk.GetArrayFromImage(img)
-            axis = int(np.argmax(img.GetSpacing()[::-1]))  # numpy order z, y, x
+            lab, spacing = read_image(f)
+            axis = int(np.argmax(spacing))  # numpy order z, y, x
             sections.append(lab.shape[axis])
             other = tuple(a for a in range(lab.ndim) if a != axis)
             for v in classes.values():

@@ -55,9 +55,9 @@ def _window(truth_plane: np.ndarray, break_planes: Sequence[np.ndarray], width: 
 
 
 def _read(path: Path) -> np.ndarray:
-    import SimpleITK as sitk
+    from nnunetv2_reisoseg.io.volumes import read_image
 
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    return read_image(path)[0]
 
 
 def _cases(results: dict) -> list[str]:

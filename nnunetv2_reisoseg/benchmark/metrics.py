@@ -39,15 +39,13 @@ def evaluate_case(pred_file: Path, ref_file: Path, labels: Sequence[int], ignore
     """Per class: every field of ``reisoseg evaluate`` (distances in the images' units, nm here), and with
     ``truth_file`` the same against the isotropic truth (the prediction's sections repeated onto the
     truth's grid), prefixed ``iso_``."""
-    import SimpleITK as sitk
+    from nnunetv2_reisoseg.io.volumes import read_image
 
-    pimg = sitk.ReadImage(str(pred_file))
-    pred = sitk.GetArrayFromImage(pimg)
-    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(ref_file)))
-    spacing = pimg.GetSpacing()[::-1]
+    pred, spacing = read_image(pred_file)
+    ref = read_image(ref_file)[0]
     out = {int(c): m for c, m in evaluate_labels(pred, ref, spacing, list(labels), ignore_label=ignore_label).items()}
     if truth_file is not None:
-        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(truth_file)))
+        truth = read_image(truth_file)[0]
         f = truth.shape[0] // pred.shape[0]
         iso = evaluate_labels(np.repeat(pred, f, axis=0), truth, (spacing[0] / f, *spacing[1:]), list(labels))
         for c, m in iso.items():

@@ -8,7 +8,6 @@ calls ``evaluate_labels`` for every case, so a study and a user's own volumes ar
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,9 +20,9 @@ from nnunetv2_reisoseg.evaluation.surface import surface_distances
 from nnunetv2_reisoseg.io import checks
 from nnunetv2_reisoseg.io.checks import spacing_problem, voxel_size
 from nnunetv2_reisoseg.io.labels import DEFAULT_BACKGROUND, LabelValueError, integer_labels
+from nnunetv2_reisoseg.io.volumes import ITK_SUFFIXES
 
 CONNECTIVITIES = (6, 18, 26)
-ITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd")
 
 
 class EvaluationError(ReisosegError, ValueError):
@@ -114,25 +113,20 @@ def read_labels(spec: str, reading: ReadOptions | None = None, spacing_given: bo
     NRRD (SimpleITK: the header's spacing taken as nm, as nnU-Net EM datasets store it) or anything ``reisoseg
     convert`` reads. Refuses labels that are not classes, unfinished predict-volume outputs and, unless
     ``spacing_given`` (--spacing replaces it), a voxel size the file states that is not one."""
-    from nnunetv2_reisoseg.io.volumes import VolumeReadError, read_volume
+    from nnunetv2_reisoseg.io.volumes import VolumeReadError, read_image, read_volume
 
     reading = reading or ReadOptions()
     if spec.lower().endswith(ITK_SUFFIXES):
-        if not os.path.isfile(spec):
-            raise EvaluationError(f"{spec}: no such file")
-        import SimpleITK as sitk
-
         try:
-            img = sitk.ReadImage(spec)
-        except RuntimeError as e:
-            raise EvaluationError(f"{spec}: not a readable image ({str(e).strip().splitlines()[-1][:200]})") from None
-        if img.GetDimension() != 3:
-            raise EvaluationError(f"{spec} is {img.GetDimension()}D; evaluate takes 3D volumes")
-        spacing = tuple(float(s) for s in img.GetSpacing()[::-1])
+            array, spacing = read_image(spec)
+        except VolumeReadError as e:
+            raise EvaluationError(str(e)) from None
+        if array.ndim != 3:
+            raise EvaluationError(f"{spec} is {array.ndim}D; evaluate takes 3D volumes")
         problem = spacing_problem(spacing)
         if problem and not spacing_given:
             raise EvaluationError(f"{spec}: its header's voxel size {problem}; pass --spacing Z Y X (nm)")
-        return checked_labels(sitk.GetArrayFromImage(img), spec, reading), None if problem else spacing
+        return checked_labels(array, spec, reading), None if problem else spacing  # type: ignore[return-value]
     try:
         vol = read_volume(spec)
         check_finished(vol, reading.allow_unfinished)
@@ -174,13 +168,7 @@ def read_probabilities(spec: str) -> np.ndarray:
         path, key = split_spec(spec)
     except VolumeReadError as e:
         raise EvaluationError(str(e)) from None
-    if path.suffix == ".npz":
-        with np.load(path) as z:
-            k = key or "probabilities"
-            if k not in z:
-                raise EvaluationError(f"{path} has no array {k!r} (it has {list(z)}); give PATH.npz:KEY")
-            return z[k]
-    if path.suffix == ".zarr" or path.suffix in (".h5", ".hdf5", ".hdf"):
+    if path.suffix in (".npz", ".zarr", ".h5", ".hdf5", ".hdf"):
         try:
             return read_array(path, key)
         except VolumeReadError as e:

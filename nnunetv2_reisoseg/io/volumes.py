@@ -417,9 +417,34 @@ def _check_pages(tif: Any, path: Path) -> None:
                                   "page of a stack must have the same size")
 
 
+ITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd")  # read whole, by SimpleITK
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A NIfTI / MHA / NRRD image (as nnU-Net writes its cases) read whole by SimpleITK: its array (z, y, x) and its
+    header's spacing in the same order (nm for EM datasets, as nnU-Net stores them)."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise VolumeReadError(f"{path}: no such file")
+    import SimpleITK as sitk
+
+    try:
+        img = sitk.ReadImage(path)
+    except RuntimeError as e:
+        raise VolumeReadError(f"{path}: not a readable image ({str(e).strip().splitlines()[-1][:200]})") from None
+    return sitk.GetArrayFromImage(img), tuple(float(v) for v in img.GetSpacing()[::-1])
+
+
 def read_array(path: Path, key: str | None) -> np.ndarray:
-    """A whole array of any dimension (probabilities: C, Z, Y, X) from zarr (a group: its level 0, as an OME-Zarr
-    image holds it) or HDF5 (``key`` names the dataset)."""
+    """A whole array of any dimension (probabilities: C, Z, Y, X) from nnU-Net's ``.npz`` (``key`` default
+    ``probabilities``), zarr (a group: its level 0, as an OME-Zarr image holds it) or HDF5 (``key`` names the
+    dataset)."""
+    if path.suffix == ".npz":
+        with np.load(path) as z:
+            k = key or "probabilities"
+            if k not in z:
+                raise VolumeReadError(f"{path} has no array {k!r} (it has {list(z)}); give PATH.npz:KEY")
+            return z[k]
     if path.suffix == ".zarr":
         import zarr
 
