@@ -1,3 +1,4 @@
+import json
 import os
 import sys
 from pathlib import Path
@@ -17,3 +18,27 @@ def nnunet_dirs(tmp_path, monkeypatch):
         d.mkdir()
         monkeypatch.setenv(k, str(d))
     return dirs
+
+
+@pytest.fixture(scope="session")
+def tiny_benchmark(tmp_path_factory):
+    """One ``reisoseg benchmark --preset tiny`` of every method (and the equal-time arm) for the whole session:
+    (root with raw/ and pre/, its output folder, results.json). The slowest fixture of the suite, shared by the
+    benchmark's tests and the dry run of perf/gpu_run.sh, which continues it."""
+    from nnunetv2_reisoseg.cli import main
+
+    root = tmp_path_factory.mktemp("bench")
+    env = {"nnUNet_raw": root / "raw", "nnUNet_preprocessed": root / "pre", "nnUNet_def_n_proc": "1",
+           "nnUNet_n_proc_DA": "0", "nnUNet_compile": "f"}
+    old = {k: os.environ.get(k) for k in [*env, "nnUNet_results", "nnUNet_extTrainer"]}
+    os.environ.update({k: str(v) for k, v in env.items()})
+    for k in ("nnUNet_results", "nnUNet_extTrainer"):  # the benchmark must not need either
+        os.environ.pop(k, None)
+    out = root / "out"
+    try:
+        assert main(["benchmark", "--preset", "tiny", "-o", str(out), "--device", "cpu", "--equal-time",
+                     "--methods", "stock", "reiso", "aux", "stock_half", "paper"]) == 0
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    return root, out, json.loads((out / "results.json").read_text())

@@ -1,6 +1,5 @@
 """`reisoseg benchmark --preset tiny` end to end, and its numbers recomputed from the saved predictions."""
 import json
-import os
 import shutil
 
 import numpy as np
@@ -11,27 +10,15 @@ from scipy import ndimage as ndi
 from nnunetv2_reisoseg.benchmark.report import primary_measures
 from nnunetv2_reisoseg.benchmark.runner import BenchmarkError, run_benchmark
 from nnunetv2_reisoseg.benchmark.stats import flatten_cases, summarize
-from nnunetv2_reisoseg.cli import main
 from nnunetv2_reisoseg.evaluation import evaluate_labels, fields
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
-    env = {"nnUNet_raw": root / "raw", "nnUNet_preprocessed": root / "pre", "nnUNet_def_n_proc": "1",
-           "nnUNet_n_proc_DA": "0", "nnUNet_compile": "f"}
-    old = {k: os.environ.get(k) for k in [*env, "nnUNet_results", "nnUNet_extTrainer"]}
-    os.environ.update({k: str(v) for k, v in env.items()})
-    for k in ("nnUNet_results", "nnUNet_extTrainer"):  # the benchmark must not need either
-        os.environ.pop(k, None)
-    out = root / "out"
-    assert main(["benchmark", "--preset", "tiny", "-o", str(out), "--device", "cpu", "--equal-time",
-                 "--methods", "stock", "reiso", "aux", "stock_half", "paper"]) == 0
-    yield root, out, json.loads((out / "results.json").read_text())
-    for k, v in old.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+@pytest.fixture
+def bench(tiny_benchmark):
+    """The session's tiny benchmark (tests/conftest.py), which the dry run of perf/gpu_run.sh continues too."""
+    return tiny_benchmark
 
 
 def _read(path):
@@ -154,11 +141,14 @@ def test_rerun_reuses_trainings_and_errors(bench, capsys):
     shutil.move(root / "predictions_elsewhere", out / "predictions")
     with pytest.raises(BenchmarkError, match="needs both"):
         run_benchmark(None, "tiny", out=out, methods=("reiso", "stock_time"))
-    ds = json.loads((root / "raw" / "Dataset951_SynthEMTiny" / "dataset.json").read_text())
-    ds["description"] = "something else"
-    (root / "raw" / "Dataset951_SynthEMTiny" / "dataset.json").write_text(json.dumps(ds))
-    with pytest.raises(BenchmarkError, match="is not the tiny preset's generated dataset"):
-        run_benchmark(None, "tiny", out=out, device="cpu")
+    ds_file = root / "raw" / "Dataset951_SynthEMTiny" / "dataset.json"
+    original = ds_file.read_text()
+    ds_file.write_text(json.dumps({**json.loads(original), "description": "something else"}))
+    try:
+        with pytest.raises(BenchmarkError, match="is not the tiny preset's generated dataset"):
+            run_benchmark(None, "tiny", out=out, device="cpu")
+    finally:
+        ds_file.write_text(original)  # the session's benchmark is shared
     with pytest.raises(BenchmarkError, match="unknown preset"):
         run_benchmark(None, "huge", out=out)
     with pytest.raises(BenchmarkError, match="dataset 999"):
