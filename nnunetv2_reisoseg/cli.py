@@ -305,6 +305,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--binary", action="store_true",
                    help="every non-background value of either volume is class 1: instance ids (CREMI clefts, "
                         "MitoEM) against a semantic prediction, as convert --binary")
+    s.add_argument("--instances", action="store_true",
+                   help="both volumes hold object ids (instance truth, predict-volume's labels/instances): each id is "
+                        "one object, scored without connected components, as one class (1)")
     s.add_argument("--allow-unfinished", action="store_true",
                    help="score a predict-volume output whose run has not finished (refused by default)")
     s.add_argument("-o", "--output", default=None, metavar="metrics.json",

@@ -70,6 +70,9 @@ class InstanceSettings:
     dest: str | None = None
     background: tuple[int, ...] = (0,)  # label values that mean 'no object' (evaluate --background)
     binary: bool = False  # every other value is one class (evaluate --binary)
+    # the source's values are object ids (instance truth, a watershed's objects): each id is one object of class
+    # 1, wherever its voxels lie, instead of the connected components of each class
+    given_ids: bool = False
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
@@ -157,15 +160,24 @@ def _ids_array(work: str | Path, mode: str = "r+"):
 
 
 def label_block(work: str, index: int) -> int:
-    """Pass 1: block-local connected components and their statistics; returns the block's object count."""
-    import cc3d
-    import fastremap
-
+    """Pass 1: block-local objects (connected components, or the given ids) and their statistics; returns the
+    block's object count."""
     markers = Markers(Path(work) / LABEL)
     if markers.is_done(index):
         return int(markers.info(index)["objects"])
     s = _settings(work)
     box = s.blocks[index]
+    sem = _read_block(s, box)
+    ids, n, given, sem = _block_objects(s, sem)
+    _ids_array(work)[roi.slices(box)] = ids
+    _save_planes(Path(work), index, ids)
+    save_npz(_result(work, LABEL, index, ".npz"), **_statistics(ids, n, sem, box, s.shape), given=given)
+    markers.mark(index, {"objects": int(n)})  # after the ids, the planes and the statistics
+    return int(n)
+
+
+def _read_block(s: InstanceSettings, box: roi.Box) -> np.ndarray:
+    """The block's labels as classes (or ids), with the ignored voxels of ``mask`` as background."""
     vol = _open(s.source)
     try:
         sem = integer_labels(vol.array[roi.slices(box)], vol.source, s.background)
@@ -179,31 +191,49 @@ def label_block(work: str, index: int) -> int:
             sem = np.where(np.asarray(m.array[roi.slices(box)]) == s.ignore_label, 0, sem)
         finally:
             m.close()
-    ids, n = cc3d.connected_components(sem, connectivity=s.connectivity, return_N=True)
-    ids = ids.astype(np.uint32, copy=False)
-    _ids_array(work)[roi.slices(box)] = ids
-    _save_planes(Path(work), index, ids)
-    lo = np.array([b[0] for b in box])
-    if n:
-        stats = cc3d.statistics(ids)
-        voxels = stats["voxel_counts"][1:].astype(np.int64)
-        bb = stats["bounding_boxes"][1:]
-        bbox_lo = np.array([[sl.start for sl in b] for b in bb], np.int64) + lo
-        bbox_hi = np.array([[sl.stop for sl in b] for b in bb], np.int64) + lo
-        sums = (stats["centroids"][1:] + lo) * voxels[:, None]
-        _, first = fastremap.unique(ids, return_index=True)
-        first = first[1:] if ids.ravel()[first[0]] == 0 else first  # drop the background's entry
-        classes = sem.ravel()[first].astype(np.int64)
-        coords = np.stack(np.unravel_index(first, ids.shape), axis=1) + lo
-        first_global = np.ravel_multi_index(tuple(coords.T), s.shape).astype(np.int64)
+    return sem
+
+
+def _block_objects(s: InstanceSettings, sem: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """Block-local ids 1..n (uint32), n, the given id of each (given ids only) and the classes per voxel."""
+    import cc3d
+    import fastremap
+
+    given = np.zeros(0, np.uint64)
+    if s.given_ids:  # block-local ids 1..n for the given ones; the merge joins the pieces of each given id
+        ids, remap = fastremap.renumber(sem, preserve_zero=True, in_place=False)
+        n = len(remap) - (0 in remap)
+        given = np.zeros(n, np.uint64)
+        for old_id, new_id in remap.items():
+            if new_id:
+                given[new_id - 1] = old_id
+        sem = (sem != 0).astype(np.uint8)  # one class
     else:
-        voxels = classes = first_global = np.zeros(0, np.int64)
-        bbox_lo = bbox_hi = np.zeros((0, 3), np.int64)
-        sums = np.zeros((0, 3))
-    save_npz(_result(work, LABEL, index, ".npz"), classes=classes, voxels=voxels, bbox_lo=bbox_lo, bbox_hi=bbox_hi,
-             sums=sums, first=first_global)
-    markers.mark(index, {"objects": int(n)})  # after the ids, the planes and the statistics
-    return int(n)
+        ids, n = cc3d.connected_components(sem, connectivity=s.connectivity, return_N=True)
+    return ids.astype(np.uint32, copy=False), int(n), given, sem
+
+
+def _statistics(ids: np.ndarray, n: int, sem: np.ndarray, box: roi.Box, shape: tuple[int, ...]) -> dict:
+    """Per block-local id: class, voxels, bounding box, coordinate sums and first voxel (global raster index)."""
+    import cc3d
+    import fastremap
+
+    lo = np.array([b[0] for b in box])
+    if not n:
+        empty = np.zeros(0, np.int64)
+        return {"classes": empty, "voxels": empty, "bbox_lo": np.zeros((0, 3), np.int64),
+                "bbox_hi": np.zeros((0, 3), np.int64), "sums": np.zeros((0, 3)), "first": empty}
+    stats = cc3d.statistics(ids)
+    voxels = stats["voxel_counts"][1:].astype(np.int64)
+    bb = stats["bounding_boxes"][1:]
+    _, first = fastremap.unique(ids, return_index=True)
+    first = first[1:] if ids.ravel()[first[0]] == 0 else first  # drop the background's entry
+    coords = np.stack(np.unravel_index(first, ids.shape), axis=1) + lo
+    return {"classes": sem.ravel()[first].astype(np.int64), "voxels": voxels,
+            "bbox_lo": np.array([[sl.start for sl in b] for b in bb], np.int64) + lo,
+            "bbox_hi": np.array([[sl.stop for sl in b] for b in bb], np.int64) + lo,
+            "sums": (stats["centroids"][1:] + lo) * voxels[:, None],
+            "first": np.ravel_multi_index(tuple(coords.T), shape).astype(np.int64)}
 
 
 def _save_planes(work: Path, index: int, ids: np.ndarray) -> None:
@@ -342,6 +372,13 @@ def _load_blocks(work: Path, n_blocks: int) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+def _same_given(given: np.ndarray) -> np.ndarray:
+    """Pairs of provisional ids (1..n) that are pieces of the same given id, in different blocks."""
+    order = np.argsort(given, kind="stable")
+    same = given[order][1:] == given[order][:-1]
+    return np.stack([order[:-1][same] + 1, order[1:][same] + 1], axis=1).astype(np.int64)
+
+
 def merge(work: Path, s: InstanceSettings, runner: TaskRunner) -> Objects:
     """Passes 2 and 3: join the provisional ids that touch, number the objects, drop the small ones; writes
     ``remap.npy`` (provisional id -> final id) and returns the objects."""
@@ -355,9 +392,12 @@ def merge(work: Path, s: InstanceSettings, runner: TaskRunner) -> Objects:
     b = _load_blocks(work, n_blocks)
     n = int(sum(counts))
     np.save(work / "classes.npy", np.concatenate([[0], b["classes"]]).astype(np.int64))
-    runner.run(BlockTask("instances: faces", face_block, str(work), n_blocks, Markers(work / FACES)))
-    pairs = np.concatenate([np.load(_result(work, FACES, i, ".npy")) for i in range(n_blocks)]
-                           or [np.zeros((0, 2))])
+    if s.given_ids:
+        pairs = _same_given(b["given"])
+    else:
+        runner.run(BlockTask("instances: faces", face_block, str(work), n_blocks, Markers(work / FACES)))
+        pairs = np.concatenate([np.load(_result(work, FACES, i, ".npy")) for i in range(n_blocks)]
+                               or [np.zeros((0, 2), np.int64)])
     graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n + 1, n + 1))
     _, comp = connected_components(graph, directed=False)
     comp = comp[1:]  # provisional ids 1..n; 0 is background

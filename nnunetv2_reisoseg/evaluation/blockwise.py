@@ -93,6 +93,8 @@ def contingency_block(work: str, index: int) -> int:
     pred_ids = cc.final_ids(Path(work) / "prediction", index)
     ref_ids = cc.final_ids(Path(work) / "reference", index)
     valid = ref != s["ignore_label"] if s["ignore_label"] is not None else None
+    if s.get("instances"):  # ids: one class of objects, which the labelling passes took as given
+        pred, ref = (pred != 0).astype(np.uint8), ((ref != 0) & (True if valid is None else valid)).astype(np.uint8)
     out: dict[str, np.ndarray] = {}
     for c in s["classes"]:
         pm, rm = pred == c, ref == c
@@ -179,10 +181,12 @@ def _evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None, cl
         with TaskRunner(workers, scheduler, progress, stream=sys.stderr) as runner:
             labelled = {}
             for name, spec, mask in (("reference", ref, None), ("prediction", pred, ref)):
+                if reading.instances:  # the reference's ignore id is no object either
+                    mask = ref
                 s = cc.InstanceSettings(source=spec, shape=p_shape, block_shape=block, chunks=block, spacing_nm=sp,
-                                          connectivity=connectivity, mask=mask if ignore_label is not None else None,
-                                          ignore_label=ignore_label, background=tuple(reading.background),
-                                          binary=reading.binary)
+                                        connectivity=connectivity, mask=mask if ignore_label is not None else None,
+                                        ignore_label=ignore_label, background=tuple(reading.background),
+                                        binary=reading.binary, given_ids=reading.instances)
                 if progress:
                     print(f"evaluate: objects of the {name} ({len(s.blocks)} blocks of {'x'.join(map(str, block))})",
                           file=sys.stderr, flush=True)
@@ -199,7 +203,8 @@ def _evaluate_blockwise(pred: str, ref: str, spacing: Sequence[float] | None, cl
                                           f"(labels present: {present}); pick --classes among those")
             settings = {"prediction": pred, "reference": ref, "shape": list(p_shape), "block_shape": list(block),
                         "classes": [int(c) for c in classes], "ignore_label": ignore_label,
-                        "background": [int(b) for b in reading.background], "binary": reading.binary}
+                        "background": [int(b) for b in reading.background], "binary": reading.binary,
+                        "instances": reading.instances}
             (work / "evaluation.json").write_text(json.dumps(settings))
             runner.run(BlockTask("evaluate: tables", contingency_block, str(work), n_blocks, Markers(work / TABLES)))
         return {str(c): _class_result(work, n_blocks, int(c)) for c in classes}

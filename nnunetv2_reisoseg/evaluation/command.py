@@ -31,6 +31,7 @@ class EvaluateCommand:
     ignore_label: int | None = None
     background: Sequence[int] = DEFAULT_BACKGROUND
     binary: bool = False
+    instances: bool = False
     allow_unfinished: bool = False
     output: str | None = None
     overwrite: bool = False
@@ -43,7 +44,7 @@ class EvaluateCommand:
     @property
     def reading(self) -> ReadOptions:
         return ReadOptions(background=tuple(self.background), allow_unfinished=self.allow_unfinished,
-                           binary=self.binary)
+                           binary=self.binary, instances=self.instances)
 
     @property
     def run_options(self) -> bw.BlockwiseRun:
@@ -53,6 +54,7 @@ class EvaluateCommand:
     def check(self) -> None:
         """Refuse, before hours of blockwise work, what would fail or score nothing."""
         checks.dask_workers(self.workers, self.scheduler)
+        self.reading  # noqa: B018 (its own checks: --binary against --instances)
         if self.output is not None and not self.output.strip():
             raise EvaluationError("-o is empty; give the file to write the JSON to, or leave -o out")
         if self.spacing is not None:

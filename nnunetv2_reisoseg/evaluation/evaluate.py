@@ -30,17 +30,24 @@ class EvaluationError(ReisosegError, ValueError):
 
 
 def evaluate_class(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], connectivity: int = 26,
-                   probability: np.ndarray | None = None, valid: np.ndarray | None = None) -> dict:
-    """Every measure of ``measures.MEASURES`` for one class given as two boolean masks. ``probability`` (the
-    class's predicted probability per voxel) ranks predicted objects for AP by their mean; without it, by size.
-    Voxels outside ``valid`` (an ignore label) count nowhere."""
+                   probability: np.ndarray | None = None, valid: np.ndarray | None = None,
+                   objects: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """Every measure of ``measures.MEASURES`` for one class given as two boolean masks. Its objects are the
+    connected components of each mask, or, with ``objects`` (predicted ids, reference ids), those ids as they are.
+    ``probability`` (the class's predicted probability per voxel) ranks predicted objects for AP by their mean;
+    without it, by size. Voxels outside ``valid`` (an ignore label) count nowhere."""
     import cc3d
+    import fastremap
 
     if valid is not None:
         pred, ref = pred & valid, ref & valid
     hd95, assd = surface_distances(pred, ref, spacing)
-    ref_obj = cc3d.connected_components(ref, connectivity=connectivity)
-    pred_obj = cc3d.connected_components(pred, connectivity=connectivity)
+    if objects is None:
+        ref_obj = cc3d.connected_components(ref, connectivity=connectivity)
+        pred_obj = cc3d.connected_components(pred, connectivity=connectivity)
+    else:  # ids 1..n, whatever their values (CREMI's are 64-bit): the table's keys stay small
+        pred_obj = fastremap.renumber(np.where(pred, objects[0], 0), preserve_zero=True, in_place=False)[0]
+        ref_obj = fastremap.renumber(np.where(ref, objects[1], 0), preserve_zero=True, in_place=False)[0]
     scores = None
     if probability is not None:
         sums = np.bincount(pred_obj.ravel(), weights=probability.ravel().astype(np.float64))
@@ -88,6 +95,21 @@ def evaluate_labels(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
             for c in classes}
 
 
+def evaluate_instances(pred_ids: np.ndarray, ref_ids: np.ndarray, spacing: Sequence[float],
+                       ignore_label: int | None = None, probability: np.ndarray | None = None) -> dict[str, dict]:
+    """Object ids against instance truth: every id of either volume is one object, wherever its voxels lie (no
+    connected components), all of one class, reported as class "1"."""
+    if pred_ids.shape != ref_ids.shape:
+        raise EvaluationError(f"prediction shape {pred_ids.shape} and reference shape {ref_ids.shape} differ: "
+                              "evaluate volumes of the same grid")
+    valid = ref_ids != ignore_label if ignore_label is not None else None
+    pred, ref = pred_ids != 0, (ref_ids != 0) if valid is None else (ref_ids != 0) & valid
+    if not pred.any() and not ref.any():
+        raise EvaluationError("neither volume holds an object: nothing to evaluate")
+    return {"1": evaluate_class(pred, ref, spacing, probability=probability, valid=valid,
+                                objects=(pred_ids, ref_ids))}
+
+
 def labels_present(pred: np.ndarray, ref: np.ndarray, ignore_label: int | None = None) -> list[int]:
     """The foreground labels found in either volume."""
     import fastremap
@@ -105,6 +127,12 @@ class ReadOptions:
     background: tuple[int, ...] = DEFAULT_BACKGROUND
     allow_unfinished: bool = False
     binary: bool = False  # every non-background value is class 1 (instance ids against a semantic prediction)
+    instances: bool = False  # both volumes hold object ids, scored as objects of one class (instance truth)
+
+    def __post_init__(self) -> None:
+        if self.binary and self.instances:
+            raise EvaluationError("--binary merges ids into one class; --instances scores each id as an object: "
+                                  "give one")
 
 
 def read_labels(spec: str, reading: ReadOptions | None = None, spacing_given: bool = False
@@ -214,7 +242,9 @@ def evaluate_files(pred: str, ref: str, spacing: Sequence[float] | None = None, 
         raise EvaluationError(f"prediction {pred} has shape {p.shape} but reference {ref} has {r.shape}: evaluate "
                               "volumes of the same grid")
     sp = resolve_spacing(p_sp, r_sp, spacing)
-    if classes is not None:  # a class in neither volume is a typo, not a perfect score
+    if classes is not None and reading.instances and list(classes) != [1]:
+        raise EvaluationError("--instances scores one class of objects (reported as 1): leave --classes out")
+    if classes is not None and not reading.instances:  # a class in neither volume is a typo, not a perfect score
         present = labels_present(p, r, ignore_label)
         missing = [c for c in classes if c not in present]
         if missing:
@@ -222,4 +252,8 @@ def evaluate_files(pred: str, ref: str, spacing: Sequence[float] | None = None, 
                                   f"present: {present}); pick --classes among those")
     prob = checks.probabilities(read_probabilities(probabilities), f"--probabilities {probabilities}") \
         if probabilities else None
+    if reading.instances:
+        if prob is not None and prob.ndim == 4:  # the object class's probability
+            prob = prob[1]
+        return evaluate_instances(p, r, sp, ignore_label, prob)
     return evaluate_labels(p, r, sp, classes, connectivity, prob, ignore_label)
