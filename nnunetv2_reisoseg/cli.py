@@ -210,6 +210,12 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--split-axis", default="auto", choices=("auto", "z", "y", "x"),
                    help="axis to cut along; auto = largest physical extent, lateral on ties")
     s.add_argument("--binary", action="store_true", help="every non-background value (e.g. instance ids) -> 1")
+    s.add_argument("--instances", action="store_true",
+                   help="the labels are object ids: kept in instancesTr/ and instancesTs/ (downsampled by majority; "
+                        "nnU-Net ignores them), nnU-Net trains one object class")
+    s.add_argument("--boundary-nm", type=float, default=None, metavar="NM",
+                   help="the labels are object ids (as --instances): nnU-Net trains boundary targets (background, "
+                        "interior, boundary), the contour NM nm thick in each section plus contacts across sections")
     s.add_argument("--label-map", nargs="+", default=[], metavar="SRC:DST", help="map label values, e.g. 3:1 7:2")
     s.add_argument("--background", type=_int_value, nargs="+", default=None, metavar="V",
                    help="values meaning background (default: 0 and CREMI's 0xffffffffffffffff)")

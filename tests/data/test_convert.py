@@ -428,3 +428,36 @@ def test_damaged_inputs_are_clear_errors(raw, tmp_path):
            *lab)
     (tmp_path / "v.zarr" / "raw" / ".zarray").write_text("{ broken")
     _fails(raw, r"v.zarr:raw: not a readable zarr store or array", "--image", f"{tmp_path}/v.zarr:raw", *lab)
+
+
+def test_instance_ids_are_kept_and_boundary_targets_trained(raw, tmp_path):
+    """--boundary-nm: the ids kept beside the labels (downsampled by majority), labels of three classes whose
+    interiors separate a touching pair; --instances alone trains one object class."""
+    image = np.random.default_rng(0).integers(0, 255, (8, 80, 80), dtype=np.uint8)
+    ids = np.full(image.shape, CREMI_BACKGROUND, np.uint64)
+    ids[1:7, 10:50, 10:40], ids[1:7, 10:50, 40:70] = 2**33, 17  # touching along x, a 64-bit id
+    _cremi(tmp_path / "a.h5", image, ids)
+    assert _run("--dataset-id", 530, "--name", "Touch", "--image", f"{tmp_path}/a.h5:volumes/raw", "--labels",
+                f"{tmp_path}/a.h5:volumes/labels/clefts", "--boundary-nm", 8, "--downsample", 1, 2, 2,
+                "--class-names", "mitochondria") == 0
+    ds = raw / "Dataset530_Touch"
+    assert json.loads((ds / "dataset.json").read_text())["labels"] == {"background": 0, "mitochondria": 1,
+                                                                        "boundary": 2}
+    kept, spacing = _read(ds / "instancesTr" / "touch_000.nii.gz")
+    assert kept.shape == (8, 40, 40) and spacing == (40.0, 8.0, 8.0) and kept.dtype == np.uint64
+    assert set(np.unique(kept).tolist()) == {0, 17, 2**33} and (kept[3, 10, 5:20] == 2**33).all()
+    labels, _ = _read(ds / "labelsTr" / "touch_000.nii.gz")
+    assert set(np.unique(labels).tolist()) == {0, 1, 2}
+    assert (labels[3, 10, 19:21] == 2).all() and labels[3, 10, 10] == 1  # the contact is boundary, inside interior
+    import cc3d
+    assert cc3d.connected_components(labels == 1, connectivity=26).max() == 2  # one seed per object
+    assert _run("--dataset-id", 531, "--name", "Ids", "--image", f"{tmp_path}/a.h5:volumes/raw", "--labels",
+                f"{tmp_path}/a.h5:volumes/labels/clefts", "--instances") == 0
+    labels, _ = _read(raw / "Dataset531_Ids" / "labelsTr" / "ids_000.nii.gz")
+    assert set(np.unique(labels).tolist()) == {0, 1}
+    assert json.loads((raw / "Dataset531_Ids" / "dataset.json").read_text())["labels"] == {"background": 0,
+                                                                                          "object": 1}
+    _fails(raw, "would change them", "--dataset-id", 532, "--name", "X", "--image", f"{tmp_path}/a.h5:volumes/raw",
+           "--labels", f"{tmp_path}/a.h5:volumes/labels/clefts", "--instances", "--binary")
+    _fails(raw, "--boundary-nm", "--dataset-id", 532, "--name", "X", "--image", f"{tmp_path}/a.h5:volumes/raw",
+           "--labels", f"{tmp_path}/a.h5:volumes/labels/clefts", "--boundary-nm", "0")

@@ -21,6 +21,8 @@ class ConvertCommand:
     test_image: tuple[str, ...] = ()
     test_labels: tuple[str, ...] = ()
     binary: bool = False
+    instances: bool = False
+    boundary_nm: float | None = None
     label_map: tuple[str, ...] = ()
     background: tuple[int, ...] | None = None
     ignore_value: tuple[int, ...] = ()
@@ -45,7 +47,7 @@ class ConvertCommand:
                               split_axis=self.split_axis, rules=rules, channel_name=self.channel_name,
                               class_names=self.class_names and tuple(self.class_names),
                               downsample=tuple(self.downsample) if self.downsample else (1, 1, 1),
-                              hold_out=self.hold_out)
+                              hold_out=self.hold_out, instances=self.instances, boundary_nm=self.boundary_nm)
 
     def run(self, raw: Path) -> Path:
         """Convert into ``raw``; prints what was written and the next commands."""

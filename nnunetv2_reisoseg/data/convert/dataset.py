@@ -21,6 +21,7 @@ import numpy as np
 from nnunetv2_reisoseg.data.convert.downsample import downsample_image, downsample_labels
 from nnunetv2_reisoseg.data.convert.errors import ConvertError
 from nnunetv2_reisoseg.data.convert.labels import MAX_CLASSES, LabelRules
+from nnunetv2_reisoseg.data.instances import boundary_targets, downsample_ids
 from nnunetv2_reisoseg.data.raw_dataset import raw_dataset_target, write_dataset_json, write_image
 from nnunetv2_reisoseg.io.checks import number, voxel_size
 from nnunetv2_reisoseg.io.folders import staged_folder
@@ -127,6 +128,14 @@ class ConvertOptions:
     class_names: tuple[str, ...] | None = None
     downsample: tuple[int, int, int] = (1, 1, 1)  # Z, Y, X: images by block mean, labels by majority
     hold_out: float = 0.0  # fraction of each training volume, at the end of the split axis, kept as test
+    # the labels are object ids: kept in instancesTr/ and instancesTs/ (which nnU-Net ignores), and the classes
+    # nnU-Net trains are one object class, or with boundary_nm the boundary targets (object interior, boundary)
+    instances: bool = False
+    boundary_nm: float | None = None  # the in-plane thickness of the boundary class (implies instances)
+
+    @property
+    def keeps_ids(self) -> bool:
+        return self.instances or self.boundary_nm is not None
 
     def check(self) -> None:
         """Raise a ConvertError naming the option and what it takes."""
@@ -155,6 +164,21 @@ class ConvertOptions:
                                "is class 0 and ignore the 'not annotated' label, both named by convert itself)")
         if len(set(names)) != len(names):
             raise ConvertError(f"--class-names {' '.join(names)}: each class needs its own name")
+        self._check_instances()
+
+    def _check_instances(self) -> None:
+        if self.boundary_nm is not None:
+            number(self.boundary_nm, "--boundary-nm", 0.0, 1e6, low_open=True, what="a thickness in nm")
+        if not self.keeps_ids:
+            return
+        r = self.rules
+        clash = [flag for flag, on in (("--binary", r.binary), ("--label-map", bool(r.label_map)),
+                                       ("--threshold", r.threshold is not None)) if on]
+        if clash:
+            raise ConvertError(f"--instances (or --boundary-nm) takes the labels as object ids as they are; "
+                               f"{clash[0]} would change them: leave it out")
+        if self.class_names and len(self.class_names) != 1:
+            raise ConvertError("with --instances, --class-names names the one object class (e.g. mitochondria)")
 
 
 @dataclass
@@ -310,27 +334,17 @@ def _write_cases(tmp: Path, prefix: str, blocks: Sequence[_Block], options: Conv
         if tr:
             k = per_volume[id(b.source)] = per_volume.get(id(b.source), -1) + 1
             folds.setdefault(k, []).append(case_id)
-        image = np.asarray(b.source.image.array[b.region])
-        if image.dtype.kind == "f" and not np.isfinite(image).all():
-            raise ConvertError(f"{b.source.image.source}: {int(image.size - np.isfinite(image).sum())} NaN or "
-                               f"infinite voxel(s) in the block {_region_text(b.region)}; nnU-Net would learn from "
-                               "them. Replace them in the source volume (e.g. numpy.nan_to_num) and convert again")
-        if factors != (1, 1, 1):
-            image = downsample_image(image, factors)
-        if image.dtype == np.float16:  # SimpleITK writes no float16; float32 holds every float16 value exactly
-            image = image.astype(np.float32)
-        write_image(image.astype(np.uint8) if image.dtype == bool else image, b.spacing,
-                    tmp / ("imagesTr" if tr else "imagesTs") / f"{case_id}_0000.nii.gz")
+        _write_block_image(b, factors, tmp / ("imagesTr" if tr else "imagesTs") / f"{case_id}_0000.nii.gz")
         lab = b.source.labels
         if lab is not None:
-            classes, ignore = rules.apply(np.asarray(lab.array[b.region]), lab.source)
-            if factors != (1, 1, 1):
-                classes, ignore = downsample_labels(classes, ignore, factors)
+            classes, ignore = _block_classes(b, options, tmp / ("instancesTr" if tr else "instancesTs") /
+                                             f"{case_id}.nii.gz")
             max_class = max(max_class, int(classes.max(initial=0)))
             seen.update(int(v) for v in np.unique(classes))
             if max_class > MAX_CLASSES:
                 raise ConvertError(f"{lab.source}: label values up to {max_class} look like instance "
-                                   "ids, not classes; pass --binary to merge them into one class or "
+                                   "ids, not classes; pass --instances to keep them as objects (--boundary-nm to "
+                                   "train boundary targets), --binary to merge them into one class or "
                                    "--label-map to choose classes")
             # labels are written once the class count is known: the ignore label must be the largest
             label_files.append((tmp / ("labelsTr" if tr else "labelsTs") / f"{case_id}.nii.gz",
@@ -342,12 +356,63 @@ def _write_cases(tmp: Path, prefix: str, blocks: Sequence[_Block], options: Conv
     if rules.ignore and not ignored:  # an ignore label changes nnU-Net's loss and sampling: only where it is used
         print(f"convert: no voxel holds --ignore-value {' '.join(map(str, rules.ignore))}; dataset.json declares no "
               "ignore label", file=sys.stderr)
-    labels = _label_names(max_class, options.class_names, ignored)
+    names = options.class_names
+    if options.keeps_ids:  # the object class, and the boundary class the watershed of predict-volume looks for
+        names = (*(names or ("object",)), *(("boundary",) if options.boundary_nm is not None else ()))
+        max_class = len(names)  # a dataset without a single boundary voxel still declares the class
+    labels = _label_names(max_class, names, ignored)
     for path, classes, ignore, spc in label_files:
         if ignored:
             classes[ignore] = labels["ignore"]
         write_image(classes, spc, path)
     return labels, n_train, folds
+
+
+def _write_block_image(b: _Block, factors: tuple[int, ...], path: Path) -> None:
+    """The block's image (downsampled by block mean), refused where it holds NaN or infinite voxels."""
+    image = np.asarray(b.source.image.array[b.region])
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise ConvertError(f"{b.source.image.source}: {int(image.size - np.isfinite(image).sum())} NaN or "
+                           f"infinite voxel(s) in the block {_region_text(b.region)}; nnU-Net would learn from "
+                           "them. Replace them in the source volume (e.g. numpy.nan_to_num) and convert again")
+    if factors != (1, 1, 1):
+        image = downsample_image(image, factors)
+    if image.dtype == np.float16:  # SimpleITK writes no float16; float32 holds every float16 value exactly
+        image = image.astype(np.float32)
+    write_image(image.astype(np.uint8) if image.dtype == bool else image, b.spacing, path)
+
+
+def _block_classes(b: _Block, options: ConvertOptions, ids_file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The block's classes (downsampled by majority) and ignore mask; from object ids (``_instance_targets``,
+    which writes them to ``ids_file``) or by the label rules."""
+    lab = b.source.labels
+    raw = np.asarray(lab.array[b.region])
+    if options.keeps_ids:
+        return _instance_targets(raw, lab.source, b, options, ids_file)
+    factors = tuple(int(f) for f in options.downsample)
+    classes, ignore = options.rules.apply(raw, lab.source)
+    if factors != (1, 1, 1):
+        classes, ignore = downsample_labels(classes, ignore, factors)
+    return classes, ignore
+
+
+def _instance_targets(raw: np.ndarray, source: str, b: _Block, options: ConvertOptions,
+                      ids_file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The classes nnU-Net trains from a block of object ids (one class, or the boundary targets) and its ignore
+    mask; the ids (downsampled by majority) are written to ``ids_file``."""
+    from dataclasses import replace
+
+    factors = tuple(int(f) for f in options.downsample)
+    ids, ignore = replace(options.rules, binary=False).apply(raw, source)
+    if factors != (1, 1, 1):
+        _, ignore = downsample_labels((ids != 0).astype(np.int64), ignore, factors)
+        ids = downsample_ids(ids, factors)
+        ids[ignore] = 0
+    ids_file.parent.mkdir(exist_ok=True)
+    write_image(ids.astype(np.uint32 if int(ids.max(initial=0)) < 2**32 else np.uint64), b.spacing, ids_file)
+    if options.boundary_nm is None:
+        return (ids != 0).astype(np.int64), ignore
+    return boundary_targets(ids, b.spacing, options.boundary_nm).astype(np.int64), ignore
 
 
 def _region_text(region: Sequence[slice]) -> str:
