@@ -52,7 +52,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     raw = env_folder("nnUNet_raw")
     anisotropy, xy_nm = grid_of(args.voxel_size) if args.voxel_size is not None else (args.anisotropy, args.xy_nm)
     spec = SynthSpec(cases=args.cases, shape=tuple(args.shape), anisotropy=anisotropy, xy_nm=xy_nm, seed=args.seed,
-                     test_cases=args.test_cases, membranes_class=args.membranes, missing_sections=args.missing_sections)
+                     test_cases=args.test_cases, membranes_class=args.membranes, missing_sections=args.missing_sections,
+                     instances=args.instances, touching=args.touching, boundary_nm=args.boundary_nm)
     try:
         path = generate_dataset(raw, args.dataset_id, args.name, spec, args.overwrite)
     except (FileExistsError, ValueError) as e:
@@ -188,6 +189,13 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--membranes", action="store_true", help="label cell membranes as a second class (2)")
     s.add_argument("--missing-sections", type=float, default=0.0, metavar="P",
                    help="probability that a case has one section lost to noise")
+    s.add_argument("--instances", action="store_true",
+                   help="one id per mitochondrion, each with its own membrane, kept in instancesTr/ and instancesTs/")
+    s.add_argument("--touching", type=float, default=0.0, metavar="P",
+                   help="with --instances: probability that a mitochondrion gets a sibling pressed against it")
+    s.add_argument("--boundary-nm", type=float, default=None, metavar="NM",
+                   help="train boundary targets (background, mitochondria interior, boundary NM nm thick per section); "
+                        "implies --instances")
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     s.set_defaults(func=cmd_synth)
 

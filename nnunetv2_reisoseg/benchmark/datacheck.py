@@ -55,3 +55,25 @@ def check_dataset(folder: Path, labels: dict) -> dict:
         out[split] = {c: {"cases": len(files), **describe_spans(spans[c]), "sections_without": empty[c],
                           "sections": sections, "voxel_fraction": fractions[c]} for c in spans}
     return out
+
+
+INSTANCE_SPLITS = {"instancesTr": "training", "instancesTs": "test"}
+
+
+def check_instances(folder: Path) -> dict:
+    """Per split with instance ids kept (``instancesTr/``, ``instancesTs/``): the objects (ids) and how many of
+    them touch an object of another id, which components of a mask cannot tell apart. Empty without ids."""
+    from nnunetv2_reisoseg.data.instances import touching_ids
+    from nnunetv2_reisoseg.io.volumes import read_image
+
+    out = {}
+    for sub, split in INSTANCE_SPLITS.items():
+        files = sorted((folder / sub).glob("*.nii.gz")) if (folder / sub).is_dir() else []
+        if files:
+            n_objects = n_touching = 0
+            for f in files:
+                ids = read_image(f)[0]
+                n_objects += int(np.count_nonzero(np.unique(ids)))
+                n_touching += len(touching_ids(ids))
+            out[split] = {"cases": len(files), "objects": n_objects, "touching": n_touching}
+    return out

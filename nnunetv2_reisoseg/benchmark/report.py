@@ -111,7 +111,18 @@ def _data(results: dict) -> list[str]:
             "class: sections holding no voxel of it (in a stack where the class is everywhere, a sign of "
             "unlabelled sections).", "",
             *_table(["class", "split", "cases", "objects", "median span (sections)", "spanning 4 or more",
-                     "in one section", "sections without the class", "voxels of the class"], rows), ""]
+                     "in one section", "sections without the class", "voxels of the class"], rows), "",
+            *_touching(results.get("instances"))]
+
+
+def _touching(instances: dict | None) -> list[str]:
+    """The instance ids kept with the dataset: how many objects touch another (which components would merge)."""
+    if not instances:
+        return []
+    rows = [[split, str(d["cases"]), str(d["objects"]), f"{d['touching']} ({_pct(d['touching'] / d['objects'])})"
+             if d["objects"] else "0"] for split, d in instances.items()]
+    return ["Instance ids (instancesTr/, instancesTs/): each id one object, whatever touches it.", "",
+            *_table(["split", "cases", "objects (ids)", "touching another"], rows), ""]
 
 
 def _info(results: dict) -> list[str]:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from nnunetv2_reisoseg.benchmark.datacheck import check_dataset
+from nnunetv2_reisoseg.benchmark.datacheck import check_dataset, check_instances
 from nnunetv2_reisoseg.benchmark.environment import BenchmarkError, log, worker_env
 from nnunetv2_reisoseg.benchmark.figure import write_xz_figure
 from nnunetv2_reisoseg.benchmark.methods import EQUAL_TIME, METHODS, Method
@@ -97,6 +97,9 @@ def run_benchmark(dataset: str | None = None, preset: str | Budget = "smoke",
         "reisoseg_info": pi_plan, "data": data,
         "trainings": trainings,
     }
+    instances = check_instances(ds.folder)
+    if instances:  # only datasets with instance ids kept: other results.json stay as they were
+        results["instances"] = instances
     return write_results(results, out_dir, ds.folder)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from nnunetv2_reisoseg.data.instances import boundary_targets
 from nnunetv2_reisoseg.data.raw_dataset import raw_dataset_target, write_dataset_json, write_image
 from nnunetv2_reisoseg.errors import InputError
 from nnunetv2_reisoseg.io.checks import MAX_VOXEL_NM, MIN_VOXEL_NM, number, probability, voxel_size, whole_numbers
@@ -34,6 +35,7 @@ class SynthCase:
     image: np.ndarray  # float32, anisotropic grid (Z, Y, X)
     labels: np.ndarray  # uint8, anisotropic grid
     truth: np.ndarray  # uint8, fine isotropic grid (Z * f, Y, X)
+    ids: np.ndarray | None = None  # uint32, anisotropic grid: one id per mitochondrion (instances only)
 
 
 # mitochondria in neurons: tubes 150-500 nm across and 0.4-2 um long, ellipsoids up to 600 nm across
@@ -58,10 +60,12 @@ def _smooth_curve(rng: np.random.Generator, shape: Sequence[int], length: float,
     return start + t * length * direction + np.sin(np.pi * t) * bend[0] + np.sin(2 * np.pi * t) * bend[1] * 0.5
 
 
-def _tubes(shape: Sequence[int], curves: Sequence[np.ndarray], radii: Sequence[float], step: int = 1) -> np.ndarray:
+def _tubes(shape: Sequence[int], curves: Sequence[np.ndarray], radii: Sequence[float], step: int = 1,
+           with_ids: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Union of tubes around curves, from one distance transform: a voxel is inside when it lies
     within the radius of the centre-line point nearest to it. With ``step`` > 1 the distance field
-    is computed on a grid ``step`` times coarser and interpolated (8x less work for step 2)."""
+    is computed on a grid ``step`` times coarser and interpolated (8x less work for step 2). With ``with_ids``
+    also each voxel's tube (1..n, the nearest centre line's: two tubes that meet share a face)."""
     coarse = tuple(-(-int(s) // step) for s in shape)
     seed_id = np.zeros(coarse, np.int32)
     for i, curve in enumerate(curves, start=1):
@@ -69,17 +73,24 @@ def _tubes(shape: Sequence[int], curves: Sequence[np.ndarray], radii: Sequence[f
         ok = np.all((idx >= 0) & (idx < np.asarray(coarse)), axis=1)
         seed_id[tuple(idx[ok].T)] = i
     if not seed_id.any():
-        return np.zeros(shape, bool)
+        empty = np.zeros(shape, bool)
+        return (empty, np.zeros(shape, np.int32)) if with_ids else empty
     dist, nearest = ndi.distance_transform_edt(seed_id == 0, return_indices=True)
     field = (dist * step - np.asarray([0.0, *radii])[seed_id[tuple(nearest)]]).astype(np.float32)
+    ids = seed_id[tuple(nearest)] if with_ids else None
     if step > 1:
-        field = ndi.zoom(field, [s / c for s, c in zip(shape, coarse)], order=1,
-                         grid_mode=True, mode="nearest")[: shape[0], : shape[1], : shape[2]]
-    return field <= 0
+        zoom = [s / c for s, c in zip(shape, coarse)]
+        field = ndi.zoom(field, zoom, order=1, grid_mode=True, mode="nearest")[: shape[0], : shape[1], : shape[2]]
+        if ids is not None:
+            ids = ndi.zoom(ids, zoom, order=0, grid_mode=True, mode="nearest")[: shape[0], : shape[1], : shape[2]]
+    mask = field <= 0
+    return (mask, np.where(mask, ids, 0)) if ids is not None else mask
 
 
-def _ellipsoid(mask: np.ndarray, rng: np.random.Generator, radii: Sequence[float]) -> None:
-    """Add an ellipsoid in a random 3D orientation to ``mask`` (evaluated in its bounding box only)."""
+def _ellipsoid(mask: np.ndarray, rng: np.random.Generator, radii: Sequence[float], ids: np.ndarray | None = None,
+               label: int = 0) -> None:
+    """Add an ellipsoid in a random 3D orientation to ``mask`` (evaluated in its bounding box only), and as object
+    ``label`` to ``ids`` where given."""
     shape = np.asarray(mask.shape)
     center = rng.uniform(0.15, 0.85, 3) * shape
     q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
@@ -89,6 +100,8 @@ def _ellipsoid(mask: np.ndarray, rng: np.random.Generator, radii: Sequence[float
     grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1) - center
     inside = np.square((grid @ q) / np.asarray(radii)).sum(-1) <= 1.0
     mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] |= inside
+    if ids is not None:
+        ids[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]][inside] = label
 
 
 def _cell_membranes(rng: np.random.Generator, shape: Sequence[int], n_cells: int, width: float) -> np.ndarray:
@@ -164,10 +177,14 @@ def generate_case(
     xy_nm: float = 10.0,
     missing_section: bool = False,
     membranes_class: bool = False,
+    instances: bool = False,
+    touching: float = 0.0,
 ) -> SynthCase:
     """One simulated EM volume of ``shape`` (anisotropic grid, sections ``anisotropy`` x ``xy_nm`` nm thick)
     and its truth: mitochondria = 1 and, with ``membranes_class``, cell membranes = 2 (thin sheets, the hard
-    case for coarse sections)."""
+    case for coarse sections). With ``instances`` each mitochondrion keeps its id, has its own dark membrane (so
+    that two that touch are told apart in the image, as in EM), and with probability ``touching`` a tube gets a
+    sibling pressed against it."""
     f = int(anisotropy)
     if f < 1 or f != anisotropy:
         raise ValueError(f"the section thickness must be a whole number of lateral pixels, got {anisotropy}")
@@ -179,11 +196,7 @@ def generate_case(
     y, x = y0 + 2 * m, x0 + 2 * m
     fine = (z * f, y, x)
     vol = float(np.prod(fine))
-    radii, lengths, n_ellipsoids = _n_objects(rng, vol * xy_nm**3, xy_nm)
-    step = max(1, int(min(radii, default=8.0) // 4))  # the distance field on a coarser grid where tubes are wide
-    mito = _tubes(fine, [_smooth_curve(rng, fine, n) for n in lengths], radii, step=step)
-    for _ in range(n_ellipsoids):
-        _ellipsoid(mito, rng, rng.uniform(*MITO_ELLIPSOID_RADIUS_NM, 3) / xy_nm)
+    mito, ids = _mitochondria(rng, fine, xy_nm, instances, touching)
     cells = max(3, round(vol * xy_nm**3 / CELL_DIAMETER_NM**3))
     membranes = _cell_membranes(rng, fine, cells, width=max(2.0, MEMBRANE_NM / xy_nm)) & ~mito
     vesicles = np.zeros(fine, bool)
@@ -195,7 +208,7 @@ def generate_case(
     tissue = ndi.gaussian_filter(rng.standard_normal(size=fine, dtype=np.float32), 1.5)
     tissue *= 0.6
     tissue += 0.62
-    mito_inner = ndi.binary_erosion(mito, iterations=1)
+    mito_inner = ndi.binary_erosion(mito, iterations=1) if ids is None else _inner(ids)
     k = 2 * np.pi * xy_nm / CRISTAE_PERIOD_NM
     cristae = 0.5 + 0.5 * np.sin(np.arange(fine[1])[:, None] * k * 0.88 + np.arange(fine[2])[None, :] * k * 0.47)
     tissue[mito] = 0.25
@@ -217,6 +230,10 @@ def generate_case(
     sections = np.stack([sections[s][w] for s, w in enumerate(windows)])
     truth = np.concatenate([truth[s * f:(s + 1) * f][(slice(None), *w)] for s, w in enumerate(windows)])
     labels = section_labels(truth == 1, f).astype(np.uint8)
+    section_ids = None
+    if ids is not None:
+        moved = np.concatenate([ids[s * f:(s + 1) * f][(slice(None), *w)] for s, w in enumerate(windows)])
+        section_ids = _section_ids(moved, labels, f)
     if membranes_class:
         # a membrane crossing a section obliquely still darkens it: label where it covers a third
         labels[((truth == 2).reshape(z, f, y0, x0).mean(1) >= 1 / 3) & (labels == 0)] = 2
@@ -225,7 +242,63 @@ def generate_case(
         s = int(rng.integers(1, z - 1))
         sections[s] = sections[s].mean() + rng.normal(0, 0.04, sections[s].shape)
     image = np.clip(sections * 255.0, 0, 255).astype(np.float32)
-    return SynthCase(image=image, labels=labels, truth=truth)
+    return SynthCase(image=image, labels=labels, truth=truth, ids=section_ids)
+
+
+def _mitochondria(rng: np.random.Generator, fine: tuple[int, int, int], xy_nm: float, instances: bool,
+                  touching: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """The mitochondria of a case on the fine grid (tubes, then ellipsoids), and with ``instances`` their ids."""
+    radii, lengths, n_ellipsoids = _n_objects(rng, float(np.prod(fine)) * xy_nm**3, xy_nm)
+    step = max(1, int(min(radii, default=8.0) // 4))  # the distance field on a coarser grid where tubes are wide
+    curves = [_smooth_curve(rng, fine, n) for n in lengths]
+    ids = None
+    if instances:
+        curves, radii = _touching_pairs(rng, curves, radii, touching, xy_nm)
+        mito, ids = _tubes(fine, curves, radii, step=step, with_ids=True)
+    else:
+        mito = _tubes(fine, curves, radii, step=step)
+    for k in range(n_ellipsoids):
+        _ellipsoid(mito, rng, rng.uniform(*MITO_ELLIPSOID_RADIUS_NM, 3) / xy_nm, ids, len(curves) + 1 + k)
+    return mito, ids
+
+
+def _touching_pairs(rng: np.random.Generator, curves: list[np.ndarray], radii: list[float], p: float,
+                    xy_nm: float) -> tuple[list[np.ndarray], list[float]]:
+    """With probability ``p`` per tube, a sibling tube pressed against it: its centre line the same curve moved
+    sideways by less than both radii, so the two meet on a shared face (``_tubes`` gives each voxel the nearer)."""
+    if not p:
+        return curves, radii
+    curves, radii = list(curves), list(radii)
+    for c, r in list(zip(curves, radii)):
+        if rng.random() >= p:
+            continue
+        r2 = rng.uniform(*MITO_TUBE_RADIUS_NM) / xy_nm
+        direction = c[-1] - c[0]
+        direction /= max(np.linalg.norm(direction), 1e-9)
+        side = rng.normal(size=3)
+        side -= side.dot(direction) * direction
+        side /= max(np.linalg.norm(side), 1e-9)
+        curves.append(c + side * max(1.0, 2 * min(r, r2) - 1))
+        radii.append(r2)
+    return curves, radii
+
+
+def _inner(ids: np.ndarray) -> np.ndarray:
+    """The voxels of an object whose six neighbours are all that object (``binary_erosion`` of each object): what
+    is left is each object's own rim, also where two objects meet."""
+    cross = ndi.generate_binary_structure(3, 1)
+    lo = ndi.minimum_filter(ids, footprint=cross, mode="constant", cval=0)
+    hi = ndi.maximum_filter(ids, footprint=cross, mode="constant", cval=0)
+    return (ids != 0) & (lo == hi)
+
+
+def _section_ids(ids: np.ndarray, labels: np.ndarray, f: int) -> np.ndarray:
+    """Each labelled pixel of the sections gets the id that fills most of its section's thickness there."""
+    z = labels.shape[0]
+    col = ids.reshape(z, f, *ids.shape[1:])
+    counts = np.stack([((col == col[:, [j]]) & (col[:, [j]] != 0)).sum(1) for j in range(f)], axis=1)
+    best = np.take_along_axis(col, counts.argmax(1)[:, None], axis=1)[:, 0]
+    return np.where(labels != 0, best, 0).astype(np.uint32)
 
 
 def save_preview(image: np.ndarray, labels: np.ndarray, anisotropy: float, path: Path) -> None:
@@ -266,6 +339,14 @@ class SynthSpec:
     test_cases: int = 0
     membranes_class: bool = False
     missing_sections: float = 0.0  # probability that a case has one section lost to noise (damaged sections)
+    # one id per mitochondrion, kept in instancesTr/ and instancesTs/, each with its own membrane in the image
+    instances: bool = False
+    touching: float = 0.0  # with instances: probability that a tube gets a sibling pressed against it
+    boundary_nm: float | None = None  # boundary targets of this thickness for nnU-Net (implies instances)
+
+    @property
+    def keeps_ids(self) -> bool:
+        return self.instances or self.boundary_nm is not None
 
     def check(self) -> None:
         """Refuse, before anything is written, what would fail or generate nonsense (``io.checks``)."""
@@ -279,6 +360,15 @@ class SynthSpec:
         probability(self.missing_sections, "--missing-sections")
         if self.seed < 0:
             raise InputError(f"--seed must be >= 0 (numpy's generators take no negative seed), got {self.seed}")
+        probability(self.touching, "--touching")
+        if self.touching and not self.keeps_ids:
+            raise InputError("--touching places touching pairs of mitochondria told apart by their ids: add "
+                             "--instances (or --boundary-nm)")
+        if self.boundary_nm is not None:
+            number(self.boundary_nm, "--boundary-nm", 0.0, 1e6, low_open=True, what="a thickness in nm")
+            if self.membranes_class:
+                raise InputError("--boundary-nm trains background / mitochondria / boundary; --membranes would be a "
+                                 "fourth class: give one")
 
 
 def grid_of(voxel_size_nm: Sequence[float]) -> tuple[int, float]:
@@ -289,6 +379,20 @@ def grid_of(voxel_size_nm: Sequence[float]) -> tuple[int, float]:
         raise InputError(f"--voxel-size {vz:g} {vy:g} {vx:g}: the lateral axes must be equal and the section "
                          "thickness a whole number of lateral pixels (e.g. 40 10 10 or 45 5 5)")
     return round(vz / vy), vy
+
+
+def _write_labels(c: SynthCase, spec: SynthSpec, spacing: tuple[float, ...], tmp: Path, folder: str,
+                  case_id: str) -> None:
+    """The case's labels (boundary targets from its ids with ``spec.boundary_nm``) and, with ids, the ids in
+    instancesTr/ or instancesTs/ beside them."""
+    labels = c.labels
+    if c.ids is not None:
+        ids_folder = tmp / folder.replace("labels", "instances")
+        ids_folder.mkdir(exist_ok=True)
+        write_image(c.ids, spacing, ids_folder / f"{case_id}.nii.gz")
+        if spec.boundary_nm is not None:
+            labels = boundary_targets(c.ids, spacing, spec.boundary_nm)
+    write_image(labels, spacing, tmp / folder / f"{case_id}.nii.gz")
 
 
 def generate_dataset(raw_root: str | os.PathLike, dataset_id: int, name: str, spec: SynthSpec | None = None,
@@ -312,15 +416,17 @@ def generate_dataset(raw_root: str | os.PathLike, dataset_id: int, name: str, sp
             split = ("imagesTr", "labelsTr") if i < cases else ("imagesTs", "labelsTs")
             case_id = f"{name.lower()}_{i:03d}"
             missing = bool(missing_sections) and bool(rng.random() < missing_sections)
-            c = generate_case(rng, shape, anisotropy, xy_nm, missing_section=missing, membranes_class=membranes_class)
+            c = generate_case(rng, shape, anisotropy, xy_nm, missing_section=missing, membranes_class=membranes_class,
+                              instances=spec.keeps_ids, touching=spec.touching)
             write_image(c.image, spacing, tmp / split[0] / f"{case_id}_0000.nii.gz")
-            write_image(c.labels, spacing, tmp / split[1] / f"{case_id}.nii.gz")
+            _write_labels(c, spec, spacing, tmp, split[1], case_id)
             write_image(c.truth, (xy_nm, xy_nm, xy_nm), tmp / "isotropic_truth" / f"{case_id}.nii.gz")
             if i == 0:
                 save_preview(c.image, c.labels, anisotropy, tmp / "preview.png")
             bar.update()
         bar.close()
-        write_dataset_json(tmp, {"background": 0, "mitochondria": 1, **({"membranes": 2} if membranes_class else {})},
+        second = {"membranes": 2} if membranes_class else {"boundary": 2} if spec.boundary_nm is not None else {}
+        write_dataset_json(tmp, {"background": 0, "mitochondria": 1, **second},
                            cases, name, f"reisoseg synth: anisotropy {anisotropy}, {xy_nm} nm lateral, seed {seed}",
                            spacing, provenance=("synthetic data generated by reisoseg synth", "reisoseg synth"))
     return target

@@ -131,3 +131,36 @@ def test_section_labels_keep_an_object_thinner_than_half_a_section():
     assert labels[0, 2:5, 2:5].all() and labels[1, 7, 7]
     assert labels[1, 2:5, 2:5].all()  # the thin end touches its body in section 0: it stays one object
     assert labels.sum() == 9 + 9 + 1
+
+
+def test_instances_keep_an_id_per_mitochondrion_with_its_own_membrane(tmp_path, monkeypatch):
+    """--instances: ids kept beside the labels (every labelled voxel has its object's id), each object drawn with
+    its own dark rim, so that a touching pair shows a dark line where the mask alone has none; --boundary-nm
+    trains three classes from the ids; the default generator is unchanged by any of it."""
+    from nnunetv2_reisoseg.benchmark.datacheck import check_instances
+    from nnunetv2_reisoseg.cli import main
+    from nnunetv2_reisoseg.data.instances import touching_ids
+
+    rng = np.random.default_rng(3)
+    plain = synth.generate_case(np.random.default_rng(3), (12, 64, 64), 8, 6.0)
+    again = synth.generate_case(rng, (12, 64, 64), 8, 6.0, instances=True)  # no --touching: the same draws
+    assert np.array_equal(plain.labels, again.labels) and plain.ids is None
+    assert ((again.ids != 0) == (plain.labels == 1)).all()
+    pair = np.zeros((8, 30, 40), np.int32)
+    pair[2:6, 5:25, 5:20], pair[2:6, 5:25, 20:35] = 1, 2
+    rim = ~synth._inner(pair) & (pair != 0)
+    assert rim[3, 10, 19] and rim[3, 10, 20] and not rim[3, 10, 12]  # the contact is rim on both sides
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path))
+    assert main(["synth", "--dataset-id", "962", "--name", "Touch", "--cases", "3", "--test-cases", "1", "--shape",
+                 "20", "96", "96", "--voxel-size", "48", "6", "6", "--touching", "0.5", "--boundary-nm", "12"]) == 0
+    out = tmp_path / "Dataset962_Touch"
+    ids = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "instancesTr/touch_000.nii.gz")))
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labelsTr/touch_000.nii.gz")))
+    assert ((ids != 0) == (labels != 0)).all() and set(np.unique(labels).tolist()) <= {0, 1, 2}
+    assert (out / "instancesTs/touch_003.nii.gz").is_file()
+    data = check_instances(out)
+    assert data["training"]["cases"] == 3 and data["test"]["cases"] == 1
+    assert data["training"]["objects"] > 0 and data["training"]["touching"] == sum(
+        len(touching_ids(sitk.GetArrayFromImage(sitk.ReadImage(str(f))))) for f in sorted(out.glob("instancesTr/*")))
+    with pytest.raises(SystemExit, match="add --instances"):
+        main(["synth", "--dataset-id", "963", "--touching", "0.2"])
