@@ -277,14 +277,23 @@ def _add_predict_volume(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--c", action="store_true", help="continue an interrupted run (same settings), redoing unfinished "
                                                     "blocks only")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    s.add_argument("--instances", action="store_true",
-                   help="also label the objects (3D connected components of each class) over the whole volume: "
-                        "OUT.zarr/labels/instances, with the table OUT.zarr/objects (id, class, voxels, bounding box, "
-                        "centroid in nm; reisoseg objects OUT.zarr prints it as CSV)")
+    s.add_argument("--instances", nargs="?", const="components", default=None, choices=("components", "watershed"),
+                   help="also label the objects over the whole volume: OUT.zarr/labels/instances, with the table "
+                        "OUT.zarr/objects (reisoseg objects OUT.zarr prints it as CSV). components (the default): 3D "
+                        "connected components of each class; watershed: for a model trained on boundary targets "
+                        "(convert/synth --boundary-nm), seeds grown inside the foreground, which separates touching "
+                        "objects (keeps the probabilities it grows from)")
     s.add_argument("--min-size", type=float, default=None, metavar="NM3",
                    help="with --instances: drop objects smaller than this volume in nm^3 (default: keep all)")
     s.add_argument("--connectivity", type=int, default=None, choices=(6, 18, 26),
                    help="with --instances: voxel neighbourhood of an object (default 26)")
+    for flag, what in (("--seed-threshold", "interior probability above which a voxel may seed (default 0.7)"),
+                       ("--boundary-threshold", "boundary probability below which a voxel may seed (default 0.3)"),
+                       ("--foreground-threshold", "foreground probability (1 - background) above which the seeds "
+                                                  "grow (default 0.5)"),
+                       ("--halo-nm", "context each block reads around it (default 250 nm)"),
+                       ("--min-seed-nm3", "smaller seeds are dropped (default 50000 nm^3)")):
+        s.add_argument(flag, type=float, default=None, help=f"with --instances watershed: {what}")
     s.set_defaults(func=cmd_predict_volume)
 
 

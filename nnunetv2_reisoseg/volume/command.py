@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nnunetv2_reisoseg.io.checks import dask_workers
-from nnunetv2_reisoseg.volume.predict import InstanceOptions, Summary, predict_volume
+from nnunetv2_reisoseg.volume.predict import WATERSHED_KNOBS, InstanceOptions, Summary, predict_volume
 from nnunetv2_reisoseg.volume.settings import PredictOptions, RunOptions
 
 
@@ -29,13 +29,19 @@ class PredictCommand:
     no_image: bool = False
     c: bool = False  # nnU-Net's name for continuing
     overwrite: bool = False
-    instances: bool = False
+    instances: str | None = None  # components or watershed
     min_size: float | None = None
     connectivity: int | None = None
+    seed_threshold: float | None = None
+    boundary_threshold: float | None = None
+    foreground_threshold: float | None = None
+    halo_nm: float | None = None
+    min_seed_nm3: float | None = None
 
     def run(self) -> Summary:
         dask_workers(self.workers, self.scheduler)
-        instances = InstanceOptions.from_flags(self.instances, self.connectivity, self.min_size)
+        watershed = {k: getattr(self, k) for k in WATERSHED_KNOBS}
+        instances = InstanceOptions.from_flags(self.instances, self.connectivity, self.min_size, watershed)
         options = PredictOptions(folds=tuple(self.folds), checkpoint=self.checkpoint, step_size=self.step_size,
                                  tta=not self.disable_tta, device=self.device,
                                  block_size=self.block_size and tuple(self.block_size),

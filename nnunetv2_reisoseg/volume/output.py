@@ -230,7 +230,7 @@ def finish(dest: Destination, summary: dict) -> None:
         drop_run_state(dest.out)
 
 
-_STATE_ENTRIES = {SETTINGS, "done", "summed", "pieces", "instances", "pyramid"}  # all a run state holds
+_STATE_ENTRIES = {SETTINGS, "done", "summed", "pieces", "instances", "watershed", "pyramid"}  # all a run state holds
 
 
 def drop_run_state(out: Path) -> None:

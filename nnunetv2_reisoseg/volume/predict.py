@@ -24,7 +24,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from contextlib import redirect_stdout
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -139,21 +139,49 @@ def _check_trainer(name: str | None, model: Path) -> None:
 # ------------------------------------------------------------------------------------------------ driver
 @dataclass(frozen=True)
 class InstanceOptions:
-    """``--instances``: objects are 3D connected components of each class at this connectivity, and objects
-    smaller than ``min_size_nm3`` are dropped."""
+    """``--instances``: objects as 3D connected components of each class (``components``, for a semantic model),
+    or, for a model trained on boundary targets, seeds grown by a watershed (``watershed``, ``blockwise/
+    watershed.py``: its thresholds, halo and smallest seed); objects smaller than ``min_size_nm3`` are dropped."""
 
     connectivity: int = 26
     min_size_nm3: float = 0.0
+    mode: str = "components"
+    watershed: dict = field(default_factory=dict)  # WatershedSettings' thresholds, halo_nm and min_seed_nm3
 
     @classmethod
-    def from_flags(cls, instances: bool, connectivity: int | None, min_size_nm3: float | None
-                   ) -> InstanceOptions | None:
-        """``--instances`` with its ``--connectivity`` and ``--min-size``, which shape nothing without it."""
+    def from_flags(cls, instances: str | None, connectivity: int | None, min_size_nm3: float | None,
+                   watershed: dict | None = None) -> InstanceOptions | None:
+        """``--instances [MODE]`` with the options that shape its objects, which shape nothing without it."""
+        given = {k: v for k, v in (watershed or {}).items() if v is not None}
         if not instances:
-            if min_size_nm3 is not None or connectivity is not None:
-                raise VolumeError("--min-size and --connectivity shape the objects of --instances; add --instances")
+            if min_size_nm3 is not None or connectivity is not None or given:
+                raise VolumeError("--min-size, --connectivity and the watershed's options shape the objects of "
+                                  "--instances; add --instances")
             return None
-        return cls(connectivity or 26, min_size_nm3 or 0.0)
+        if instances not in INSTANCE_MODES:
+            raise VolumeError(f"--instances {instances}: choose one of {', '.join(INSTANCE_MODES)}")
+        if given and instances != "watershed":
+            raise VolumeError(f"{', '.join('--' + k.replace('_', '-') for k in given)} shape(s) the watershed: pass "
+                              "--instances watershed")
+        return cls(connectivity or 26, min_size_nm3 or 0.0, instances, given)
+
+    def record(self) -> dict:
+        """What the instances were made with, kept with them (``--c`` on a finished output compares it)."""
+        out = {"connectivity": self.connectivity, "min_size_nm3": self.min_size_nm3}
+        if self.mode != "components":  # outputs of before the watershed recorded no mode
+            out.update(mode=self.mode, **self.watershed_knobs())
+        return out
+
+    def watershed_knobs(self) -> dict:
+        """The watershed's knobs: ``WatershedSettings``' defaults with this run's options over them."""
+        from nnunetv2_reisoseg.blockwise.watershed import WatershedSettings
+
+        defaults = {f.name: f.default for f in fields(WatershedSettings) if f.name in WATERSHED_KNOBS}
+        return {**defaults, **self.watershed}
+
+
+INSTANCE_MODES = ("components", "watershed")
+WATERSHED_KNOBS = ("seed_threshold", "boundary_threshold", "foreground_threshold", "halo_nm", "min_seed_nm3")
 
 
 @dataclass
@@ -184,11 +212,15 @@ def predict_volume(input_spec: str, output: str | os.PathLike, model: str | os.P
     out, model = Path(output).absolute(), Path(model).resolve()  # not resolved: a symlinked -o is refused
     check_options(options, instances)
     checks.workers(run.workers)
+    if instances is not None and instances.mode == "watershed" and not options.save_probabilities:
+        options = replace(options, save_probabilities=True)  # the watershed grows from them; they stay with it
     try:
         dest = store.previous_run(out, run.cont, run.overwrite, [input_path(input_spec), model])
     except OutputError as e:
         raise VolumeError(str(e)) from None
     info = check_model(model, options.folds, options.checkpoint)
+    if instances is not None and instances.mode == "watershed":
+        watershed_channels(info)  # a model without a boundary class is refused before any work
     settings = plan_run(input_spec, model, options, info, dest.previous, norm_stats, run.progress)
     try:
         summary = _write(dest, settings, info, run, instances)
@@ -223,7 +255,7 @@ def _write(dest: store.Destination, settings: RunSettings, info: ModelInfo, run:
         summary = predict_blocks(out, settings, info, done, runner, run.progress)
         if instances is not None:
             t0 = time.perf_counter()
-            summary.objects = len(write_instances(out, settings, info.labels, instances, runner, run.cont))
+            summary.objects = len(write_instances(out, settings, info.labels, instances, runner, run.cont, info))
             summary.instance_seconds = time.perf_counter() - t0
             if run.progress:
                 print(f"predict-volume: {summary.objects} objects in {dest.out / store.INSTANCES} "
@@ -243,7 +275,7 @@ def _check_same_instances(out: Path, instances: InstanceOptions | None) -> None:
         return
     root = zarr.open_group(str(out), mode="r")
     made = dict(root[store.INSTANCES].attrs.get("reisoseg", {})) if store.INSTANCES in root else {}
-    want = {"connectivity": instances.connectivity, "min_size_nm3": instances.min_size_nm3}
+    want = instances.record()
     diff = [f"{k}: {made.get(k, 'no instances')} -> {v}" for k, v in want.items() if made.get(k) != v]
     if diff:
         raise VolumeError(f"{out} is a finished output made with other settings ({', '.join(diff)}); pass "
@@ -263,6 +295,11 @@ def check_options(options: PredictOptions, instances: InstanceOptions | None) ->
         raise VolumeError(f"--connectivity must be one of {inst.CONNECTIVITIES}, got {instances.connectivity}")
     if instances is not None:
         checks.number(instances.min_size_nm3, "--min-size", 0.0, math.inf, what="a volume in nm^3")
+        knobs = instances.watershed_knobs()
+        for k in ("seed_threshold", "boundary_threshold", "foreground_threshold"):
+            checks.probability(knobs[k], "--" + k.replace("_", "-"))
+        checks.number(knobs["halo_nm"], "--halo-nm", 0.0, 1e7, what="a width in nm")
+        checks.number(knobs["min_seed_nm3"], "--min-seed-nm3", 0.0, math.inf, what="a volume in nm^3")
     if options.device == "cuda" and not torch.cuda.is_available():
         raise VolumeError("-device cuda but CUDA is not available here; pass -device cpu")
 
@@ -391,17 +428,51 @@ def predict_blocks(out: Path, settings: RunSettings, info: ModelInfo, done: set[
     return summary
 
 
+def watershed_channels(info: ModelInfo) -> tuple[int, tuple[int, ...], int]:
+    """The probability channels of background, the object's interior and the boundary of a model trained on
+    boundary targets (a class named "boundary", as convert and synth --boundary-nm write it)."""
+    labels = info.labels
+    if len(labels) != len(info.dataset_json["labels"]):
+        raise VolumeError("--instances watershed decodes label classes; this model predicts regions")
+    if "boundary" not in labels:
+        raise VolumeError(f"--instances watershed grows objects from a model trained on boundary targets, with a class "
+                          f"named 'boundary' (reisoseg convert or synth --boundary-nm); this model's classes are "
+                          f"{sorted(labels)}. Use --instances (components) for a semantic model")
+    interior = tuple(v for k, v in labels.items() if k not in ("background", "boundary", "ignore"))
+    if not interior:
+        raise VolumeError("--instances watershed needs an object class beside background and boundary")
+    return labels.get("background", 0), interior, labels["boundary"]
+
+
+def _watershed(out: Path, settings: RunSettings, info: ModelInfo, options: InstanceOptions,
+               runner: TaskRunner) -> str:
+    """The seeds grown by the blockwise watershed (``blockwise/watershed.py``) from the run's probabilities; returns
+    the grown ids, which the components passes then number (given ids) and table."""
+    from nnunetv2_reisoseg.blockwise import watershed as ws
+
+    background, interior, boundary = watershed_channels(info)
+    s = ws.WatershedSettings(probabilities=str(out / "probabilities" / "0"), background=background,
+                             interior=interior, boundary=boundary, shape=tuple(settings.shape),
+                             block_shape=tuple(settings.block_shape), chunks=tuple(settings.chunks),
+                             spacing_nm=tuple(settings.spacing_nm), **options.watershed_knobs())
+    return ws.grow(store.run_dir(out) / "watershed", s, runner)
+
+
 def write_instances(out: Path, settings: RunSettings, labels: dict[str, int], options: InstanceOptions,
-                    runner: TaskRunner, cont: bool) -> inst.Objects:
-    """The 3D connected components of each class over the whole predicted volume: an OME-NGFF label image
+                    runner: TaskRunner, cont: bool, info: ModelInfo | None = None) -> inst.Objects:
+    """The objects over the whole predicted volume (the 3D connected components of each class, or with the
+    watershed mode the seeds grown over the probabilities of ``info``'s model): an OME-NGFF label image
     ``OUT.zarr/labels/instances`` and the table of its objects, ``OUT.zarr/objects``."""
     import zarr
 
     shape, chunks = tuple(settings.shape), tuple(settings.chunks)
     dest = out / store.INSTANCES
-    s = inst.InstanceSettings(source=f"{out}:{store.SEMANTIC}", shape=shape, block_shape=tuple(settings.block_shape),
+    source, given_ids = f"{out}:{store.SEMANTIC}", False
+    if options.mode == "watershed":
+        source, given_ids = _watershed(out, settings, info, options, runner), True
+    s = inst.InstanceSettings(source=source, shape=shape, block_shape=tuple(settings.block_shape),
                               chunks=chunks, spacing_nm=tuple(settings.spacing_nm), connectivity=options.connectivity,
-                              min_size_nm3=options.min_size_nm3, dest=str(dest / "0"))
+                              min_size_nm3=options.min_size_nm3, dest=str(dest / "0"), given_ids=given_ids)
     work = store.run_dir(out) / "instances"
     if not cont and dest.exists():
         shutil.rmtree(dest)
@@ -411,7 +482,7 @@ def write_instances(out: Path, settings: RunSettings, labels: dict[str, int], op
         image.create_array("0", shape=shape, chunks=chunks, dtype=np.uint32, fill_value=0)
     # zarr writes a group's attributes whole from the handle's copy: this handle's writes first, then the
     # label metadata through a handle of its own
-    image.attrs["reisoseg"] = {"connectivity": options.connectivity, "min_size_nm3": options.min_size_nm3}
+    image.attrs["reisoseg"] = options.record()
     store.write_multiscales(image, "instances", [list(settings.spacing_nm)])
     store.write_label_image(group, "instances", None, settings.image is not None)
     try:
