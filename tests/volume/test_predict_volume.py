@@ -47,7 +47,7 @@ def make_model(folder, trainer=nnUNetTrainer, folds=(0, 1), dataset_json=DATASET
     (folder / "dataset.json").write_text(json.dumps(dataset_json))
     for f in folds:
         torch.manual_seed(100 + f)
-        net = trainer.build_network_architecture(pm, cm, 1, 2, False)
+        net = trainer.build_network_architecture(pm, cm, 1, len(dataset_json["labels"]), False)
         (folder / f"fold_{f}").mkdir()
         torch.save({"network_weights": net.state_dict(), "trainer_name": trainer.__name__,
                     "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": f,
@@ -361,3 +361,42 @@ def test_viewers_open_the_image_with_its_labels_and_pyramids(ws, tmp_path):
         assert np.array_equal(group[f"labels/semantic/{i}"][...], sem)
         assert np.array_equal(group[str(i)][...], img)
     assert np.array_equal(group["labels/instances/1"][...], _instances(out)[:, ::2, ::2])
+
+
+def test_watershed_instances_from_a_boundary_model(ws, tmp_path):
+    """--instances watershed on a model with a boundary class: the objects are the blockwise watershed of the
+    probabilities the run keeps, numbered and tabled; the knobs are recorded; a semantic model is refused first."""
+    from nnunetv2_reisoseg.blockwise import watershed as bws
+    from nnunetv2_reisoseg.blockwise.tasks import TaskRunner
+
+    root, vol, semantic_model = ws
+    labels = {"background": 0, "mitochondria": 1, "boundary": 2}
+    model = make_model(tmp_path / "bmodel", folds=(0,), dataset_json={**DATASET_JSON, "labels": labels})
+    common = ["-i", f"{root}/vol.h5:raw", "-f", "0", "--disable_tta", "-device", "cpu", "--block-size", "8", "32", "32"]
+    # random weights: probabilities near a third each, so permissive thresholds give seeds to grow
+    knobs = ["--seed-threshold", "0.3", "--boundary-threshold", "0.4", "--foreground-threshold", "0.6",
+             "--halo-nm", "200", "--min-seed-nm3", "0"]
+    out = tmp_path / "ws.zarr"
+    assert main(["predict-volume", "-o", str(out), "-m", str(model), *common, "--instances", "watershed", *knobs]) == 0
+    made = zarr.open_group(str(out), mode="r")["labels/instances"].attrs["reisoseg"]
+    assert made["mode"] == "watershed" and made["halo_nm"] == 200 and made["seed_threshold"] == 0.3
+    ids = _instances(out)
+    assert ids.max() > 1  # several objects
+    prob = zarr.open_array(str(out / "probabilities" / "0"), mode="r")  # kept: what the objects grew from
+    s = bws.WatershedSettings(probabilities=str(out / "probabilities" / "0"), background=0, interior=(1,), boundary=2,
+                              shape=ids.shape, block_shape=(8, 32, 32), chunks=(8, 32, 32), spacing_nm=SPACING,
+                              seed_threshold=0.3, boundary_threshold=0.4, foreground_threshold=0.6, halo_nm=200,
+                              min_seed_nm3=0)
+    with TaskRunner(progress=False) as runner:
+        path, key = bws.grow(tmp_path / "again", s, runner).rsplit(":", 1)
+    grown = np.asarray(zarr.open_group(path, mode="r")[key][...])
+    pairs = np.unique(np.stack([ids.ravel(), grown.ravel()]), axis=1)
+    assert len(pairs[0]) == len(np.unique(ids)) == len(np.unique(grown))  # the same objects, renumbered
+    assert prob.shape == (3, *vol.shape)
+    with pytest.raises(SystemExit, match="class named 'boundary'"):
+        main(["predict-volume", "-o", str(tmp_path / "no.zarr"), "-m", str(semantic_model), *common, "--instances",
+              "watershed"])
+    assert not (tmp_path / "no.zarr").exists()
+    with pytest.raises(SystemExit, match="pass --instances watershed"):
+        main(["predict-volume", "-o", str(tmp_path / "no.zarr"), "-m", str(model), *common, "--instances",
+              "--halo-nm", "10"])
