@@ -268,6 +268,11 @@ PREDICT_CASES = [(("--spacing", *s), "--spacing: ") for s in BAD_SPACINGS] + [
     (("--workers", "-2"), "--workers: -2"), (("--block-size", "0", "8", "8"), "--block-size"),
     (("-step_size", "0"), "-step_size"), (("-step_size", "nan"), "-step_size"),
     (("--instances", "--min-size", "nan"), "--min-size"), (("--instances", "--min-size", "-1"), "--min-size"),
+    (("--instances", "watershed", "--seed-threshold", "1.5"), "--seed-threshold"),
+    (("--instances", "watershed", "--foreground-threshold", "nan"), "--foreground-threshold"),
+    (("--instances", "watershed", "--halo-nm", "-5"), "--halo-nm"),
+    (("--instances", "watershed", "--min-seed-nm3", "inf"), "--min-seed-nm3"),
+    (("--min-seed-nm3", "10"), "add --instances"),
 ]
 
 
