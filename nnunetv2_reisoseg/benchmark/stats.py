@@ -173,12 +173,14 @@ def _finite(v: float | None) -> bool:
 
 
 def summarize(rows: Sequence[CaseRow], methods: Sequence[str], primary: Sequence[tuple[str, str]] = (),
-              n_resamples: int = N_RESAMPLES, primary_classes: Collection[str] = ()) -> dict:
+              n_resamples: int = N_RESAMPLES, primary_classes: Collection[str] = (),
+              titles: dict[str, str] | None = None) -> dict:
     """Per split, class and metric: each method's mean over trainings (``trainings``), its spread over
     cases (``cases``, description only) and, under ``paired``, every comparison of ``comparisons`` over the
     trainings both methods share (same seed and fold), with verdicts after Holm. ``primary`` lists the
     (split, metric) pairs named before training, primary for the classes in ``primary_classes`` (label
-    values as strings), or for every class when it is empty."""
+    values as strings), or for every class when it is empty. ``titles`` name methods the benchmark's registry
+    does not know (a study's own arms) in the verdicts."""
     values = _case_values(rows)
     summary: dict = {}
     metrics = [m for m in metric_titles() if any(m in r["metrics"] for r in rows)]
@@ -211,11 +213,11 @@ def summarize(rows: Sequence[CaseRow], methods: Sequence[str], primary: Sequence
                     res["pairs"] = [{"seed": k[0], "fold": k[1], "a": means[a][k], "b": means[b][k]} for k in keys]
                     entry["paired"][f"{a} - {b}"] = res
                 summary.setdefault(split, {}).setdefault(c, {})[m] = entry
-    _apply_holm(summary, methods)
+    _apply_holm(summary, methods, {**METHOD_TITLES, **(titles or {})})
     return summary
 
 
-def _apply_holm(summary: dict, methods: Sequence[str]) -> None:
+def _apply_holm(summary: dict, methods: Sequence[str], titles: dict[str, str]) -> None:
     """Holm among the primaries of every comparison together and, separately, among the secondaries; then
     verdicts. Correcting over the comparisons too keeps the chance of any false "better" at ALPHA however many
     methods are compared."""
@@ -238,7 +240,7 @@ def _apply_holm(summary: dict, methods: Sequence[str]) -> None:
             for m, entry in per_metric.items():
                 for a, b in pairs:
                     p = entry["paired"][f"{a} - {b}"]
-                    p["verdict"] = decide(p, higher_is_better(m), (METHOD_TITLES[a], METHOD_TITLES[b]))
+                    p["verdict"] = decide(p, higher_is_better(m), (titles.get(a, a), titles.get(b, b)))
 
 
 PLATEAU_CURVE = "mean_fg_dice"  # nnU-Net's raw per-epoch pseudo Dice, not its moving average (ema_fg_dice)
