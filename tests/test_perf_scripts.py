@@ -75,3 +75,14 @@ def test_predict_scratch_script_measures_a_bounded_peak(tmp_path):
     line = next(x for x in p.stdout.splitlines() if "peak scratch" in x)
     share = float(line.split("(")[1].split("%")[0])
     assert 0 < share < 100 and line.endswith("run state left after the run: none")
+
+
+def test_instances_cost_script(tmp_path):
+    """perf/instances_cost.py at a tiny size: both passes timed, the watershed splitting the pairs components merge."""
+    p = subprocess.run([sys.executable, ROOT / "perf" / "instances_cost.py", "--shape", "16", "256", "256", "--block",
+                        "16", "128", "128", "--dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-2000:]
+    objects = {k: int(p.stdout.split(f"{k}:")[1].split(" objects")[0].split(",")[-1]) for k in ("components",
+                                                                                                 "watershed")}
+    assert objects["watershed"] > objects["components"] > 0 and "watershed / components:" in p.stdout
+    assert list(tmp_path.iterdir()) == []
