@@ -3,6 +3,7 @@
     python docs/recompute.py docs/study_vnc/results.json
     python docs/recompute.py docs/study_why/vnc/results.json --comparisons reiso-stock aux-stock stock_half-stock \
         aux-reiso reiso-stock_half
+    python docs/recompute.py docs/study_instances/results.json --comparisons watershed-stock --measures ap75 ap50
 
 Class 1 on the test cases (mitochondria in every study here): per training pair (seed, fold) and comparison
 A - B, the mean paired difference over the cases; the paired t-interval over pairs, a two-level bootstrap (pairs,
@@ -19,6 +20,7 @@ from scipy import stats
 
 TITLES = {"stock": "stock nnU-Net", "reiso": "ReIsoSeg", "aux": "ReIsoSeg aux", "stock_half": "stock x a",
           "paper": "paper network", "stock_time": "stock at ReIsoSeg's time"}
+TITLES.update({"watershed": "boundary targets + watershed"})  # docs/study_instances (its stock: components)
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("results")
 ap.add_argument("--comparisons", nargs="+", default=["reiso-stock"], metavar="A-B")
