@@ -1,6 +1,7 @@
-"""The same results before and after a change that must change nothing (issue 20's refactor): the labels and
-instances of ``reisoseg predict-volume`` and every number of ``reisoseg benchmark --preset tiny``, computed
-by this checkout and by a git revision, each through the ``reisoseg`` command in its own processes.
+"""The same results before and after a change that must change nothing (issue 20's refactor, issue 37's layout):
+the labels and instances of ``reisoseg predict-volume``, ``reisoseg evaluate`` of them in memory and block by
+block, and every number of ``reisoseg benchmark --preset tiny``, computed by this checkout and by a git revision,
+each through the ``reisoseg`` command in its own processes.
 
     python perf/same_results.py --before REV
 
@@ -67,6 +68,8 @@ def run_version(tmp: Path, name: str, source: Path, model: Path, volume: Path) -
     out = tmp / f"{name}.zarr"
     reisoseg(["predict-volume", "-i", f"{volume}:raw", "-o", str(out), "-m", str(model), "-device", "cpu",
               "--disable_tta", "--block-size", "16", "64", "64", "--instances"], source)
+    evaluated = {mode: json.loads(reisoseg(["evaluate", "-p", str(out), "-r", f"{volume}:ref", *extra], source))
+                 for mode, extra in (("memory", []), ("blockwise", ["--blockwise", "--block-size", "8", "64", "64"]))}
     env = {"nnUNet_raw": str(tmp / f"raw_{name}"), "nnUNet_preprocessed": str(tmp / f"pre_{name}"),
            "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1", "nnUNet_compile": "f"}
     reisoseg(["benchmark", "--preset", "tiny", "--device", "cpu", "-o", str(tmp / f"bench_{name}")], source, env)
@@ -79,7 +82,17 @@ def run_version(tmp: Path, name: str, source: Path, model: Path, volume: Path) -
     return {"labels": zarr.open_array(str(out / ("labels/semantic/0" if new else "0")), mode="r")[:],
             "instances": zarr.open_array(str(out / "labels" / "instances" / "0"), mode="r")[:],
             "objects": csv.read_text() if csv.is_file() else reisoseg(["objects", str(out)], source),
+            "evaluate": evaluated,
             "results": strip(json.loads((tmp / f"bench_{name}" / "results.json").read_text()))}
+
+
+def _add_reference(volume: Path, spacing) -> None:
+    """A reference the predictions are evaluated against: the bright parts of the volume, as labels."""
+    import h5py
+
+    with h5py.File(volume, "a") as f:
+        f.create_dataset("ref", data=(f["raw"][...] > 150).astype(np.uint8), chunks=(8, 64, 64)).attrs[
+            "resolution"] = spacing
 
 
 def main() -> None:
@@ -93,6 +106,7 @@ def main() -> None:
         try:
             spacing, _ = make_model(tmp / "model", ROOT / "tests" / "fixtures" / "plans" / "tiny_40x10x10.json")
             make_volume(tmp / "vol.h5", [24, 160, 150], spacing)
+            _add_reference(tmp / "vol.h5", spacing)
             runs = {name: run_version(tmp, name, source, tmp / "model", tmp / "vol.h5")
                     for name, source in (("before", tmp / "before"), ("now", ROOT))}
         finally:
@@ -103,6 +117,7 @@ def main() -> None:
         "predict-volume labels": np.array_equal(b["labels"], n["labels"]),
         "predict-volume instances": np.array_equal(b["instances"], n["instances"]),
         "objects (CSV)": b["objects"] == n["objects"],
+        "evaluate in memory and blockwise (JSON)": not differences(b["evaluate"], n["evaluate"]),
     }
     added = sorted(set(n["results"]) - set(b["results"]))  # fields this checkout adds (e.g. the data check)
     diff = differences(b["results"], {k: v for k, v in n["results"].items() if k not in added})
