@@ -111,14 +111,19 @@ def decode_and_score(out: Path, arm: str, folder: Path, seed: int, fold: int, pr
                                      RunOptions(progress=False), InstanceOptions(mode=ARMS[arm][1]))
             seconds[case] = summary.instance_seconds
         metrics = evaluate_files(f"{dest}:labels/instances", truth, reading=ReadOptions(instances=True))["1"]
-        cases.append({"split": "test", "case": case, "class": 1, "prediction": str(dest), "reference": truth,
-                      "metrics": metrics})
+        # the case's number: both arms' datasets name the same case differently, and cases pair by name
+        cases.append({"split": "test", "case": case.rsplit("_", 1)[-1], "class": 1, "prediction": str(dest),
+                      "reference": truth, "metrics": metrics})
     return {"method": arm, "seed": seed, "fold": fold, "decoding": ARMS[arm][1], "instance_seconds": seconds,
             "cases": cases, "finished": time.strftime("%Y-%m-%d %H:%M")}
 
 
 def records(out: Path, pairs: list[tuple[int, int]], preset: str, data: dict) -> list[dict]:
     """Every training's record, decoded and scored where no record exists yet."""
+    from nnunetv2_reisoseg.benchmark.environment import ext_trainer_path
+
+    # the models were trained by the benchmark's fixed-budget trainers, which only its folder defines
+    os.environ["nnUNet_extTrainer"] = ext_trainer_path(os.environ.get("nnUNet_extTrainer"))
     found = []
     for seed, fold in pairs:
         for arm in ARMS:

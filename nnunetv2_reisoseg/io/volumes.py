@@ -28,6 +28,7 @@ _UNIT_TO_NM = {"nm": 1.0, "nanometer": 1.0, "nanometers": 1.0, "um": 1e3, "µm":
 
 # the root attributes of a reisoseg predict-volume output: its settings, and the mark of a finished run
 OUTPUT_ATTR = "reisoseg"
+RUN_STATE_SUFFIX = ".reisoseg-run"  # the run state beside a predict-volume output: its scratch arrays are ours
 COMPLETE_ATTR = "reisoseg_complete"
 
 
@@ -284,7 +285,8 @@ def _zarr_volume(path: Path, key: str | None, node: Any) -> Volume:
         spacing, problem = _spacing3(np.ravel(arr.attrs["resolution"]), "attribute resolution, nm")
     source = f"{path}" + (f":{key}" if key else "")
     state = _output_state(path)
-    if state is None:  # a finished predict-volume output legitimately skips the chunks of empty blocks
+    scratch = any(part.endswith(RUN_STATE_SUFFIX) for part in path.absolute().parts)
+    if state is None and not scratch:  # predict-volume's outputs and scratch legitimately skip empty chunks
         _say_missing_chunks(arr, source)
     return Volume(_squeeze3(arr, source), spacing, source, unfinished=state or None, spacing_problem=problem)
 

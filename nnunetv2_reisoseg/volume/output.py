@@ -36,10 +36,10 @@ import numpy as np
 from nnunetv2_reisoseg.blockwise.state import Markers, save_npy, write_json
 from nnunetv2_reisoseg.io import checks
 from nnunetv2_reisoseg.io.folders import OutputError, check_output, files_under, swap_into_place
-from nnunetv2_reisoseg.io.volumes import COMPLETE_ATTR, OUTPUT_ATTR
+from nnunetv2_reisoseg.io.volumes import COMPLETE_ATTR, OUTPUT_ATTR, RUN_STATE_SUFFIX
 from nnunetv2_reisoseg.volume.settings import RunSettings
 
-RUN_SUFFIX = ".reisoseg-run"
+RUN_SUFFIX = RUN_STATE_SUFFIX
 SETTINGS = "settings.json"
 SEMANTIC = "labels/semantic"
 INSTANCES = "labels/instances"
