@@ -136,6 +136,58 @@ def records(out: Path, pairs: list[tuple[int, int]], preset: str, data: dict) ->
     return found
 
 
+def figure(out: Path, recs: list[dict], data: dict, path: Path) -> dict | None:
+    """One touching pair of a test case, in the section where its contact is longest: the image, the instance
+    truth, components (the stock arm) and the watershed, from the first pair's decoded outputs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import zarr
+
+    from nnunetv2_reisoseg.data.instances import touching_ids
+    from nnunetv2_reisoseg.io.volumes import read_image
+
+    first = {r["method"]: r for r in recs if (r["seed"], r["fold"]) == (recs[0]["seed"], recs[0]["fold"])}
+    best = None
+    for c in first["stock"]["cases"]:
+        truth = read_image(Path(data["folders"]["stock"]) / "instancesTs" / f"{_case_file(data, c['case'])}")[0]
+        if not touching_ids(truth):
+            continue
+        contact = [(np.count_nonzero((t[:, :-1] != t[:, 1:]) & (t[:, :-1] > 0) & (t[:, 1:] > 0)), z)
+                   for z, t in enumerate(truth)]
+        n, z = max(contact)
+        if best is None or n > best[0]:
+            best = (n, z, c["case"], truth)
+    if best is None:
+        return None
+    _, z, case, truth = best
+    image = read_image(Path(data["folders"]["stock"]) / "imagesTs" / _case_file(data, case, "_0000"))[0]
+    panels = [("image", image[z], "gray"), ("instance truth", truth[z], "tab20")]
+    for arm in ARMS:
+        row = next(c for c in first[arm]["cases"] if c["case"] == case)
+        ids = zarr.open_array(f"{row['prediction']}/labels/instances/0", mode="r")[z]
+        panels.append((f"{ARMS[arm][0]} (AP-75 {row['metrics']['ap75']:.2f})", ids, "tab20"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
+    for ax, (title, img, cmap) in zip(axes, panels):
+        shown = img if cmap == "gray" else np.ma.masked_equal(np.asarray(img) % 20 + (np.asarray(img) > 0), 0)
+        ax.imshow(shown, cmap=cmap, interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(f"test case {case}, section {z}: objects in colours (one per id)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return {"case": case, "section": int(z), "path": str(path)}
+
+
+def _case_file(data: dict, case: str, suffix: str = "") -> str:
+    """The file of test case number ``case`` in the one-class dataset."""
+    name = DATASETS["stock"][1].lower()
+    return f"{name}_{case}{suffix}.nii.gz"
+
+
 def summarize_records(recs: list[dict]) -> dict:
     from nnunetv2_reisoseg.benchmark.stats import flatten_cases, summarize
 
@@ -162,7 +214,8 @@ def main() -> int:
     recs = records(a.out, pairs, a.preset, data)
     results = {"pairs": [list(p) for p in pairs], "preset": a.preset, "boundary_nm": a.boundary_nm,
                "primary_measures": [list(p) for p in PRIMARY], "arms": {k: v[0] for k, v in ARMS.items()},
-               "data": data["instances"], "summary": summarize_records(recs), "trainings": recs}
+               "data": data["instances"], "summary": summarize_records(recs), "trainings": recs,
+               "figure": figure(a.out, recs, data, a.results.parent / "plots" / "touching_pair.png")}
     a.results.write_text(json.dumps(results, indent=1, default=float))
     print(f"wrote {a.results}", flush=True)
     return 0
