@@ -79,10 +79,11 @@ def _scratch(work: str | Path, name: str, mode: str = "r+"):
     return zarr.open_array(str(Path(work) / SCRATCH / name), mode=mode)
 
 
-def _probabilities(s: WatershedSettings, box: roi.Box) -> np.ndarray:
+def _probabilities(s: WatershedSettings, box: roi.Box, channels: slice | int = slice(None)) -> np.ndarray:
+    """The probabilities of ``channels`` over ``box`` (float32)."""
     import zarr
 
-    return np.asarray(zarr.open_array(s.probabilities, mode="r")[(slice(None), *roi.slices(box))], np.float32)
+    return np.asarray(zarr.open_array(s.probabilities, mode="r")[(channels, *roi.slices(box))], np.float32)
 
 
 def seed_block(work: str, index: int) -> int:
@@ -109,8 +110,7 @@ def grow_block(work: str, index: int) -> int:
         return int(markers.info(index)["voxels"])
     s = _settings(work)
     block = s.blocks[index]
-    p = _probabilities(s, block.read)
-    foreground = 1.0 - p[s.background]
+    foreground = 1.0 - _probabilities(s, block.read, s.background)  # one channel: memory of block + halo
     mask = foreground > s.foreground_threshold
     out = np.zeros(roi.size(block.write), np.uint32)
     if mask.any():
