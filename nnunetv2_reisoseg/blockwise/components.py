@@ -345,7 +345,8 @@ def prepare_work(work: Path, settings: InstanceSettings, cont: bool) -> None:
     import zarr
 
     if (work / _SETTINGS).is_file():
-        old = json.loads((work / _SETTINGS).read_text())
+        # read back with today's defaults, so that a run of before a new field continues
+        old = InstanceSettings.from_json(json.loads((work / _SETTINGS).read_text())).to_json()
         if old != settings.to_json():
             if not cont:
                 shutil.rmtree(work)  # our own scratch of an earlier, different labelling
