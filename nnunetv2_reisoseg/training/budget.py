@@ -62,7 +62,7 @@ class BenchmarkBudgetMixin:
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         super().load_checkpoint(filename_or_checkpoint)
-        lg = self.logger.my_fantastic_logging
+        lg = self.logger.get_checkpoint()  # nnU-Net 2.8.1's MetaLogger hands out its local logger's curves
         starts, ends = lg.get("epoch_start_timestamps", []), lg.get("epoch_end_timestamps", [])
         if starts and ends:  # the wall time a continued training reports includes the part before the cut
             self._resumed_s, self._resumed_epoch = float(ends[-1] - starts[0]), self.current_epoch

@@ -16,8 +16,15 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def bench(tiny_benchmark):
-    """The session's tiny benchmark (tests/conftest.py), which the dry run of perf/gpu_run.sh continues too."""
+def bench(tiny_benchmark, monkeypatch):
+    """The session's tiny benchmark (tests/conftest.py), which the dry run of perf/gpu_run.sh continues too, with
+    nnU-Net's folders set as when it ran (the session fixture restores the environment it found)."""
+    root = tiny_benchmark[0]
+    for k, v in {"nnUNet_raw": root / "raw", "nnUNet_preprocessed": root / "pre", "nnUNet_def_n_proc": 1,
+                 "nnUNet_n_proc_DA": 0, "nnUNet_compile": "f"}.items():
+        monkeypatch.setenv(k, str(v))
+    for k in ("nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.delenv(k, raising=False)
     return tiny_benchmark
 
 

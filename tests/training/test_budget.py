@@ -1,0 +1,31 @@
+"""The fixed-budget trainers' own bookkeeping: the wall time of a training continued with ``--c``."""
+import torch
+from nnunetv2.training.logging.nnunet_logger import MetaLogger
+
+from nnunetv2_reisoseg.training.budget import BenchmarkBudgetMixin
+
+
+class _Trainer:
+    """Stands in for nnUNetTrainer: its logger is nnU-Net's own, restored from a checkpoint as nnU-Net does."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device):
+        self.logger, self.current_epoch = MetaLogger(None, False), 0
+
+    def load_checkpoint(self, checkpoint: dict) -> None:
+        self.logger.load_checkpoint(checkpoint["logging"])
+        self.current_epoch = checkpoint["current_epoch"]
+
+
+class _Budget(BenchmarkBudgetMixin, _Trainer):
+    bench_epochs, bench_iterations, bench_val_iterations = 4, 2, 1
+
+
+def test_continued_training_counts_the_time_before_the_cut():
+    before = MetaLogger(None, False)
+    for epoch, (start, end) in enumerate([(100.0, 130.0), (131.0, 160.0), (161.0, 190.5)]):
+        before.log("epoch_start_timestamps", start, epoch)
+        before.log("epoch_end_timestamps", end, epoch)
+    trainer = _Budget({}, "3d_fullres", 0, {}, torch.device("cpu"))
+    assert trainer._resumed_s == 0 and trainer._resumed_epoch is None
+    trainer.load_checkpoint({"logging": before.get_checkpoint(), "current_epoch": 3})
+    assert trainer._resumed_s == 90.5 and trainer._resumed_epoch == 3
