@@ -48,6 +48,9 @@ OBJECTS = "objects"
 # in .reisoseg/ and objects.csv: such an output can be replaced, not continued)
 _OWN_FILE = re.compile(r"(\.zattrs|\.zgroup|\.zarray|zarr\.json|\d+(\.\d+)*)")
 _LEGACY = ".reisoseg"
+# zarr's LocalStore writes a file as <name>.<uuid hex>.partial and then renames it: a run killed mid-write leaves
+# one behind, which is ours and which a continued run removes
+_PARTIAL = re.compile(r".+\.[0-9a-f]{32}\.partial")
 AXES = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
 
 
@@ -105,6 +108,18 @@ def is_complete(out: Path) -> bool:
         return False
 
 
+def _own_name(name: str) -> bool:
+    return bool(_OWN_FILE.fullmatch(name) or _PARTIAL.fullmatch(name))
+
+
+def drop_partial_writes(out: Path) -> int:
+    """Remove the unfinished writes a killed run left in the store ``out``; returns how many."""
+    stale = [p for p in out.rglob("*.partial") if _PARTIAL.fullmatch(p.name)]
+    for p in stale:
+        p.unlink()
+    return len(stale)
+
+
 def store_owner(path: Path) -> str | None:
     """None when ``path`` is a predict-volume output holding nothing else, otherwise why it is not one."""
     try:
@@ -113,7 +128,7 @@ def store_owner(path: Path) -> str | None:
         attrs = {}
     if not path.is_dir() or OUTPUT_ATTR not in attrs:
         return "it is not a reisoseg predict-volume output"
-    foreign = [f for f in files_under(path) if not _OWN_FILE.fullmatch(f.rsplit("/", 1)[-1])
+    foreign = [f for f in files_under(path) if not _own_name(f.rsplit("/", 1)[-1])
                and not f.startswith(_LEGACY + "/") and not f.endswith("instances/objects.csv")]
     if foreign:
         return f"it holds {len(foreign)} file(s) predict-volume did not write ({', '.join(foreign[:3])})"
@@ -175,6 +190,7 @@ def prepare(out: Path, settings: RunSettings, labels: dict[str, int], n_classes:
     (the run being continued) had the same settings; returns the blocks already done."""
     if previous is not None:
         check_same(out, settings, previous)
+        drop_partial_writes(out)
         state = run_dir(out)
         if not (state / SETTINGS).is_file():  # a finished store (or one whose state was deleted): start it again
             (state / "done").mkdir(parents=True, exist_ok=True)

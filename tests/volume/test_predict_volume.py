@@ -238,6 +238,9 @@ def test_killed_run_continues_with_c(ws, tmp_path, capsys):
     block = json.loads((store.run_dir(out) / "settings.json").read_text())["block_shape"]
     n_total, n_done = len(roi.partition(vol.shape, block)), len(store.done_blocks(out))
     assert 3 <= n_done < n_total
+    # a chunk zarr was writing when the kill came (made here, so that every run checks it): ours, removed by --c
+    partial = out / "labels" / "semantic" / "0" / f"0.1.{'ab' * 16}.partial"
+    partial.write_bytes(b"half a chunk")
     # other settings are refused; an existing output without --c or --overwrite too
     with pytest.raises(SystemExit, match=r"other settings \(step_size: 0.5 -> 0.7"):
         main(["predict-volume", "-o", str(out), *common, "--c", "-step_size", "0.7"])
@@ -247,6 +250,7 @@ def test_killed_run_continues_with_c(ws, tmp_path, capsys):
                        text=True)
     assert p.returncode == 0, p.stderr[-2000:]
     assert f"{n_done} already done" in p.stdout
+    assert not list(out.rglob("*.partial"))
     # the same as an uninterrupted run, labels and objects
     assert main(["predict-volume", "-o", str(tmp_path / "whole.zarr"), *common, "--instances"]) == 0
     resumed, whole = _arrays(out), _arrays(tmp_path / "whole.zarr")  # image, labels, instances, pyramids, table
