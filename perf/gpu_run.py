@@ -110,6 +110,8 @@ def steps_for(out: Path, dry: bool, check_steps: int) -> list[Step]:
              [py, "perf/train_step.py", "--device", dev, "--iters", "1" if dry else "10", *plans,
               "--json", str(out / "train_step_compile.json")], 0.25, {"nnUNet_compile": "t"}),
     ]
+    if dry:  # nnU-Net compiles on CUDA only: on the CPU this step would repeat train_step
+        steps[-1].status = "skipped (dry run: nnU-Net compiles on CUDA only, so on the CPU it is train_step again)"
     for n in range(1, 2 if dry else 4):  # one more (seed 0, fold) pair per step while time is left
         steps.append(Step(f"compare_{n}", f"stock vs ReIsoSeg, {n} training pair{'s' if n > 1 else ''}",
                           [py, "-m", "nnunetv2_reisoseg", "benchmark", "--preset", "tiny" if dry else "gpu",
@@ -175,6 +177,8 @@ def main() -> int:
     print(env_text, flush=True)
     steps = steps_for(out, a.dry, a.check_steps)
     for i, step in enumerate(steps):
+        if step.status.startswith("skipped"):
+            continue
         if step.name.startswith("compare_") and i > 0 and steps[i - 1].name.startswith("compare_") \
                 and steps[i - 1].status != "ok":
             step.status = "skipped (the previous pair did not finish)"
