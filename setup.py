@@ -37,6 +37,6 @@ setup(
         "ome-zarr>=0.12",  # zarr 3; predict-volume's NGFF metadata (tested with 0.18)
     ],
     # MONAI: the reference HD95 / ASSD; ome-zarr-models: validates predict-volume's NGFF metadata
-    extras_require={"test": ["pytest", "ruff", "monai", "ome-zarr-models"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "ruff", "monai", "ome-zarr-models"]},
     entry_points={"console_scripts": ["reisoseg=nnunetv2_reisoseg.cli:main"]},
 )

@@ -8,6 +8,11 @@ import pytest
 # nnU-Net's console scripts and `python3` in subprocesses are those installed beside the Python running the
 # tests, also when a virtual environment's python is called without activating it (.venv/bin/python -m pytest)
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+# under pytest-xdist (the README's command runs 2 workers) the cores are shared out: torch's OpenMP threads of
+# two workers and their subprocesses on the same cores would spin against each other (threads are read at import)
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads))
 
 
 @pytest.fixture
@@ -18,6 +23,14 @@ def nnunet_dirs(tmp_path, monkeypatch):
         d.mkdir()
         monkeypatch.setenv(k, str(d))
     return dirs
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test of the session's tiny benchmark on one pytest-xdist worker (--dist loadgroup), so that it is
+    trained once."""
+    for item in items:
+        if "tiny_benchmark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_benchmark"))
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,11 @@ class BenchmarkBudgetMixin:
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        threads = os.environ.get("OMP_NUM_THREADS", "")
+        if self.device.type == "cpu" and threads.isdigit() and int(threads) > 0:
+            # nnUNetv2_train gives a CPU training every core whatever OMP_NUM_THREADS says; where it is set (other
+            # work shares the cores, e.g. the test suite's workers), torch's threads spinning against it are slower
+            torch.set_num_threads(int(threads))
         self.num_epochs = self.bench_epochs
         if self.bench_epochs_from_env:
             if EPOCHS_ENV not in os.environ:

@@ -9,7 +9,7 @@ class _Trainer:
     """Stands in for nnUNetTrainer: its logger is nnU-Net's own, restored from a checkpoint as nnU-Net does."""
 
     def __init__(self, plans, configuration, fold, dataset_json, device):
-        self.logger, self.current_epoch = MetaLogger(None, False), 0
+        self.device, self.logger, self.current_epoch = device, MetaLogger(None, False), 0
 
     def load_checkpoint(self, checkpoint: dict) -> None:
         self.logger.load_checkpoint(checkpoint["logging"])

@@ -38,6 +38,8 @@ class TinyBudget:
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        if os.environ.get("OMP_NUM_THREADS"):  # nnUNetv2_train takes every core; the suite's workers share them
+            torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
         self.num_epochs = int(os.environ.get("REISO_TEST_EPOCHS", "1"))
         self.num_iterations_per_epoch = 2
         self.num_val_iterations_per_epoch = 1
