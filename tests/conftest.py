@@ -25,19 +25,13 @@ def nnunet_dirs(tmp_path, monkeypatch):
     return dirs
 
 
-def pytest_collection_modifyitems(config, items):
-    """Every test of the session's tiny benchmark on one pytest-xdist worker (--dist loadgroup), so that it is
-    trained once."""
-    for item in items:
-        if "tiny_benchmark" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("tiny_benchmark"))
-
-
 @pytest.fixture(scope="session")
 def tiny_benchmark(tmp_path_factory):
     """One ``reisoseg benchmark --preset tiny`` of every method (and the equal-time arm) for the whole session:
     (root with raw/ and pre/, its output folder, results.json). The slowest fixture of the suite, shared by the
-    benchmark's tests and the dry run of perf/gpu_run.sh, which continues it."""
+    benchmark's tests and the dry run of perf/gpu_run.sh, which continues it. Under pytest-xdist each worker
+    that runs one of them trains it: ``--dist loadgroup``, which would keep them on one worker, ignores its
+    groups with pytest 9.2 (pytest-xdist issue 1386)."""
     from nnunetv2_reisoseg.cli import main
 
     root = tmp_path_factory.mktemp("bench")
