@@ -14,6 +14,22 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ.setdefault("OMP_NUM_THREADS", str(_threads))
 
+# the slowest modules, slowest first (--durations, 2026-12-07): pytest-xdist hands out whole modules
+# (--dist loadfile, in collection order: --no-loadscope-reorder), so that a module's fixture (a trained model,
+# the tiny benchmark) is built once; starting with the longest keeps both workers busy to the end
+SLOWEST_FIRST = ("training/test_e2e_networks.py", "benchmark/test_benchmark.py", "training/test_e2e.py",
+                 "training/test_e2e_labels.py", "volume/test_predict_volume.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = item.nodeid.split("::")[0].removeprefix("tests/")
+        if path in SLOWEST_FIRST:
+            return SLOWEST_FIRST.index(path)
+        return len(SLOWEST_FIRST) + (0 if item.get_closest_marker("e2e") else 1)
+
+    items.sort(key=rank)  # stable: a module's tests keep their order
+
 
 @pytest.fixture
 def nnunet_dirs(tmp_path, monkeypatch):
@@ -29,9 +45,8 @@ def nnunet_dirs(tmp_path, monkeypatch):
 def tiny_benchmark(tmp_path_factory):
     """One ``reisoseg benchmark --preset tiny`` of every method (and the equal-time arm) for the whole session:
     (root with raw/ and pre/, its output folder, results.json). The slowest fixture of the suite, shared by the
-    benchmark's tests and the dry run of perf/gpu_run.sh, which continues it. Under pytest-xdist each worker
-    that runs one of them trains it: ``--dist loadgroup``, which would keep them on one worker, ignores its
-    groups with pytest 9.2 (pytest-xdist issue 1386)."""
+    benchmark's tests and the dry run of perf/gpu_run.sh, which continues it; all of them are in
+    tests/benchmark/test_benchmark.py, which pytest-xdist runs on one worker (--dist loadfile)."""
     from nnunetv2_reisoseg.cli import main
 
     root = tmp_path_factory.mktemp("bench")

@@ -1,6 +1,8 @@
 """`reisoseg benchmark --preset tiny` end to end, and its numbers recomputed from the saved predictions."""
 import json
 import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from nnunetv2_reisoseg.benchmark.stats import flatten_cases, summarize
 from nnunetv2_reisoseg.evaluation import evaluate_labels, fields
 
 pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -173,3 +177,36 @@ def test_region_dataset_is_refused_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(BenchmarkError, match="region-based"):
         run_benchmark("977", "tiny", out=tmp_path / "out", device="cpu")
     assert not (tmp_path / "out").exists() and not (tmp_path / "pre").exists()
+
+
+def test_gpu_run_dry_mode_runs_every_step_and_reports(tmp_path, tiny_benchmark):
+    """perf/gpu_run.sh --dry: the CUDA checks, train_step with and without compile and the stock-vs-ReIsoSeg
+    comparison, with tiny settings on the CPU, into one folder with a report. The comparison continues the
+    session's tiny benchmark (its dataset, plans and records, as a GPU run continues pairs trained before), so the
+    trainings that the tests above check are not trained twice (it is in this module so that pytest-xdist runs it
+    on the worker that trained them)."""
+    out = tmp_path / "gpu_run"
+    root, bench_out, _ = tiny_benchmark
+    for name in ("raw", "pre"):
+        shutil.copytree(root / name, out / "nnunet" / name)
+    shutil.copytree(bench_out / "records", out / "benchmark" / "records")
+    p = subprocess.run(["bash", ROOT / "perf" / "gpu_run.sh", out, "--dry", "--budget-s", "900"], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in report.splitlines()
+            if line.startswith("| ") and line.count("|") == 5}
+    for step in ("gpu_checks", "train_step", "compare_1"):
+        assert rows[step] == "ok", rows
+        assert (out / f"{step}.log").is_file()
+    # on the CPU nnU-Net does not compile, so the dry run does not repeat train_step under another name
+    assert rows["train_step_compile"].startswith("skipped (dry run") and not (out / "train_step_compile.log").exists()
+    rows = [json.loads(line) for line in (out / "gpu_checks.log").read_text().splitlines() if line.startswith("{")]
+    assert [r["trainer"] for r in rows] == ["nnUNetTrainerReIso", "nnUNetTrainerReIsoSegNet"]
+    assert all(r["ok"] and r["non_finite_losses"] == 0 and not r["compiled"] for r in rows)
+    ratios = json.loads((out / "train_step.json").read_text())["ratios"]
+    assert set(ratios) == {"train_step", "train_peak_memory", "inference"} and all(v > 0 for v in ratios.values())
+    assert "## Speed and memory, no compile" in report and "## CUDA checks" in report
+    assert "cannot tell" in report  # one training pair in the dry run: no verdict
+    assert (out / "benchmark" / "results.json").is_file()
+    assert "using its record" in (out / "compare_1.log").read_text()  # the session's trainings, continued
