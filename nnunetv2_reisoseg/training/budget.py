@@ -22,6 +22,15 @@ EPOCHS_ENV = "REISOSEG_BENCH_EPOCHS"  # epochs of the equal-wall-time stock trai
 TIMING_FILE = "benchmark_timing.json"
 
 
+def keep_omp_threads(device: torch.device) -> None:
+    """Give torch OMP_NUM_THREADS threads on the CPU where it is set: nnUNetv2_train gives a CPU training every
+    core whatever it says, and where other work shares the cores (the test suite's workers) threads spinning
+    against each other are slower."""
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if device.type == "cpu" and threads.isdigit() and int(threads) > 0:
+        torch.set_num_threads(int(threads))
+
+
 class BenchmarkBudgetMixin:
     """Put before an nnU-Net trainer class in the bases; subclasses set the ``bench_*`` attributes."""
 
@@ -35,11 +44,7 @@ class BenchmarkBudgetMixin:
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        threads = os.environ.get("OMP_NUM_THREADS", "")
-        if self.device.type == "cpu" and threads.isdigit() and int(threads) > 0:
-            # nnUNetv2_train gives a CPU training every core whatever OMP_NUM_THREADS says; where it is set (other
-            # work shares the cores, e.g. the test suite's workers), torch's threads spinning against it are slower
-            torch.set_num_threads(int(threads))
+        keep_omp_threads(self.device)
         self.num_epochs = self.bench_epochs
         if self.bench_epochs_from_env:
             if EPOCHS_ENV not in os.environ:

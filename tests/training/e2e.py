@@ -19,6 +19,7 @@ import os
 import signal
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2_reisoseg.training.budget import keep_omp_threads
 from nnunetv2_reisoseg.training.paper import nnUNetTrainerReIsoSegNet
 from nnunetv2_reisoseg.training.trainer import nnUNetTrainerReIso
 
@@ -29,8 +30,7 @@ class TinyBudget:
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        if os.environ.get("OMP_NUM_THREADS"):  # nnUNetv2_train takes every core; the suite's workers share them
-            torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        keep_omp_threads(self.device)  # the suite's workers share the cores
         self.num_epochs = int(os.environ.get("REISO_TEST_EPOCHS", "1"))
         self.num_iterations_per_epoch = 2
         self.num_val_iterations_per_epoch = 1

@@ -29,3 +29,26 @@ def test_continued_training_counts_the_time_before_the_cut():
     assert trainer._resumed_s == 0 and trainer._resumed_epoch is None
     trainer.load_checkpoint({"logging": before.get_checkpoint(), "current_epoch": 3})
     assert trainer._resumed_s == 90.5 and trainer._resumed_epoch == 3
+
+
+def test_cpu_trainings_keep_omp_num_threads(monkeypatch):
+    """nnUNetv2_train gives a CPU training every core; the fixed-budget and the tests' tiny trainers keep
+    OMP_NUM_THREADS where it is set, and leave a GPU training's threads alone."""
+    import torch
+
+    from nnunetv2_reisoseg.training.budget import keep_omp_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        keep_omp_threads(torch.device("cuda"))
+        assert torch.get_num_threads() == 3
+        keep_omp_threads(torch.device("cpu"))
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(3)
+        monkeypatch.setenv("OMP_NUM_THREADS", "")
+        keep_omp_threads(torch.device("cpu"))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
