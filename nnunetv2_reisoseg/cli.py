@@ -4,82 +4,20 @@ This module parses and dispatches: every decision and every file read is in the 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.method.describe import describe_dataset
-    from nnunetv2_reisoseg.method.knobs import PISettings
-
-    pi = PISettings(levels=args.pi_levels, reduction=args.reduction)
-    print(describe_dataset(args.dataset, args.plans, args.configuration, pi), end="")
-    return 0
-
-
-def cmd_trainer_path(args: argparse.Namespace) -> int:
+def _trainer_path() -> None:
     from nnunetv2_reisoseg import trainer_dir
 
     print(trainer_dir())
-    return 0
-
-
-def cmd_export_stock(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.training.export import export_command
-
-    try:
-        export_command(args.model_folder, args.output, args.overwrite)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:  # export's plain errors; ours are ReisosegErrors
-        raise SystemExit(f"export-stock: {e}") from None
-    return 0
-
-
-def cmd_import_stock(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.training.export import import_command
-
-    try:
-        import_command(**_options(args))
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        raise SystemExit(f"import-stock: {e}") from None
-    return 0
-
-
-def cmd_synth(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.data.synth import SynthSpec, generate_dataset, grid_of
-    from nnunetv2_reisoseg.io.datasets import env_folder
-
-    raw = env_folder("nnUNet_raw")
-    anisotropy, xy_nm = grid_of(args.voxel_size) if args.voxel_size is not None else (args.anisotropy, args.xy_nm)
-    spec = SynthSpec(cases=args.cases, shape=tuple(args.shape), anisotropy=anisotropy, xy_nm=xy_nm, seed=args.seed,
-                     test_cases=args.test_cases, membranes_class=args.membranes, missing_sections=args.missing_sections,
-                     instances=args.instances, touching=args.touching, boundary_nm=args.boundary_nm)
-    try:
-        path = generate_dataset(raw, args.dataset_id, args.name, spec, args.overwrite)
-    except (FileExistsError, ValueError) as e:
-        raise SystemExit(f"synth: {e}") from None
-    print(f"wrote {path}")
-    return 0
 
 
 def _int_value(text: str) -> int:
     return int(text, 0)  # accepts 0xffffffffffffffff as well as decimal
-
-
-def cmd_convert(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.data.convert.command import ConvertCommand
-    from nnunetv2_reisoseg.io.datasets import env_folder
-
-    try:
-        ConvertCommand(**_options(args)).run(env_folder("nnUNet_raw"))
-    except (FileExistsError, ValueError) as e:  # the dataset writer's plain errors; ours are ReisosegErrors
-        raise SystemExit(f"convert: {e}") from None
-    return 0
-
-
-def _options(args: argparse.Namespace) -> dict:
-    """The parsed options of a command, named as its module's function takes them."""
-    return {k: v for k, v in vars(args).items() if k not in ("command", "func")}
 
 
 def _seed_fold(text: str) -> tuple[int, int]:
@@ -90,41 +28,15 @@ def _seed_fold(text: str) -> tuple[int, int]:
     return seed, fold
 
 
-def cmd_benchmark(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.benchmark.runner import chosen_pairs, run_benchmark
-
-    pairs = chosen_pairs(args.pairs, args.seeds, args.folds)
-    methods = [*args.methods, *(["stock_time"] if args.equal_time else [])]
-    report = run_benchmark(args.dataset, args.preset, pairs, args.output, methods, args.device,
-                           command="reisoseg " + " ".join(sys.argv[1:]))
-    print(report.read_text())
-    return 0
-
-
-def cmd_predict_volume(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.volume.command import PredictCommand
-
-    PredictCommand(**_options(args)).run()
-    return 0
-
-
-def cmd_objects(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.volume.output import read_objects
-
-    objects, names = read_objects(args.output)
-    objects.write_csv(sys.stdout, names)
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from nnunetv2_reisoseg.evaluation.command import EvaluateCommand
-
-    EvaluateCommand(**_options(args)).run()
-    return 0
+# plain errors of a command's module that are its user's (a missing file, a clash, a bad value); the plugin's own
+# are ReisosegErrors, which every command reports alike
+_FILE_ERRORS = (FileNotFoundError, FileExistsError, ValueError)
+_CLASH_ERRORS = (FileExistsError, ValueError)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reisoseg", description=__doc__)
+    p.set_defaults(user_errors=())
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_add_info, _add_trainer_path, _add_export_stock, _add_import_stock, _add_synth, _add_convert,
                 _add_predict_volume, _add_objects, _add_evaluate, _add_benchmark):
@@ -141,12 +53,12 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     s.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier")
     s.add_argument("--pi-levels", type=int, nargs="+", default=None, help="override the automatic PI levels")
     s.add_argument("--reduction", type=int, default=PI_REDUCTION, help="PI module channel reduction")
-    s.set_defaults(func=cmd_info)
+    s.set_defaults(func="nnunetv2_reisoseg.method.describe:info_command")
 
 
 def _add_trainer_path(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("trainer-path", help="print the folder to put in nnUNet_extTrainer")
-    s.set_defaults(func=cmd_trainer_path)
+    s.set_defaults(func=_trainer_path)
 
 
 def _add_export_stock(sub: argparse._SubParsersAction) -> None:
@@ -154,7 +66,7 @@ def _add_export_stock(sub: argparse._SubParsersAction) -> None:
     s.add_argument("model_folder", help="trained model folder, e.g. .../nnUNetTrainerReIso__nnUNetPlans__3d_fullres")
     s.add_argument("-o", "--output", required=True, help="output model folder")
     s.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    s.set_defaults(func=cmd_export_stock)
+    s.set_defaults(func="nnunetv2_reisoseg.training.export:export_command", user_errors=_FILE_ERRORS)
 
 
 def _add_import_stock(sub: argparse._SubParsersAction) -> None:
@@ -169,7 +81,7 @@ def _add_import_stock(sub: argparse._SubParsersAction) -> None:
     s.add_argument("-c", "--configuration", default=None, help="configuration (default: the checkpoint's own)")
     s.add_argument("--seed", type=int, default=0, help="seed of the isotropic branch's initialisation")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    s.set_defaults(func=cmd_import_stock)
+    s.set_defaults(func="nnunetv2_reisoseg.training.export:import_command", user_errors=_FILE_ERRORS)
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -197,7 +109,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
                    help="train boundary targets (background, mitochondria interior, boundary NM nm thick per section); "
                         "implies --instances")
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
-    s.set_defaults(func=cmd_synth)
+    s.set_defaults(func="nnunetv2_reisoseg.data.synth:SynthCommand", user_errors=_CLASH_ERRORS)
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
@@ -241,7 +153,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--class-names", nargs="+", default=None, help="names of classes 1..K for dataset.json")
     s.add_argument("--channel-name", default="EM")
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
-    s.set_defaults(func=cmd_convert)
+    s.set_defaults(func="nnunetv2_reisoseg.data.convert.command:ConvertCommand", user_errors=_CLASH_ERRORS)
 
 
 def _add_dask(s: argparse.ArgumentParser, what: str) -> None:
@@ -294,13 +206,13 @@ def _add_predict_volume(sub: argparse._SubParsersAction) -> None:
                        ("--halo-nm", "context each block reads around it (default 250 nm)"),
                        ("--min-seed-nm3", "smaller seeds are dropped (default 50000 nm^3)")):
         s.add_argument(flag, type=float, default=None, help=f"with --instances watershed: {what}")
-    s.set_defaults(func=cmd_predict_volume)
+    s.set_defaults(func="nnunetv2_reisoseg.volume.command:PredictCommand")
 
 
 def _add_objects(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("objects", help="print the objects of a predict-volume --instances output as CSV")
     s.add_argument("output", metavar="OUT.zarr", help="predict-volume's output")
-    s.set_defaults(func=cmd_objects)
+    s.set_defaults(func="nnunetv2_reisoseg.volume.output:objects_command")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -344,7 +256,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     _add_dask(s, "--blockwise")
     s.add_argument("--work-dir", default=None, metavar="DIR",
                    help="where --blockwise keeps its scratch (object ids, compressed; removed at the end)")
-    s.set_defaults(func=cmd_evaluate)
+    s.set_defaults(func="nnunetv2_reisoseg.evaluation.command:EvaluateCommand")
 
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
@@ -370,10 +282,19 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     s.add_argument("-o", "--output", default=None,
                    help="output folder (default reisoseg_benchmark/<dataset>_<preset>); re-running reuses "
                         "the trainings it holds")
-    s.set_defaults(func=cmd_benchmark)
+    s.set_defaults(func="nnunetv2_reisoseg.benchmark.runner:BenchmarkCommand")
 
 
 DEBUG_ENV = "REISOSEG_DEBUG"  # 1: let an unexpected error show its traceback
+
+
+def _entry(func: str | Callable) -> Callable:
+    """A parser's entry point, a function or a command class: ``module:name`` is imported only when its command
+    runs (a fast --help)."""
+    if callable(func):
+        return func
+    module, name = func.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -381,8 +302,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nnunetv2_reisoseg.errors import ReisosegError
 
     args = build_parser().parse_args(argv)
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "func", "user_errors")}
     try:
-        return int(args.func(args) or 0)
+        entry = _entry(args.func)
+        if isinstance(entry, type):  # a command class: built from the options, then run
+            entry(**options).run()
+        else:
+            entry(**options)
+        return 0
+    except args.user_errors as e:
+        raise SystemExit(f"{args.command}: {e}") from None
     except ReisosegError as e:  # whatever module raised it, on whatever code path
         text = str(e)
         raise SystemExit(text if text.startswith(f"{args.command}:") else f"{args.command}: {text}") from None

@@ -289,10 +289,9 @@ def test_predict_volume_refuses(ws, args, match):
 def test_an_unexpected_error_is_one_line_that_says_how_to_see_more(ws, monkeypatch):
     import nnunetv2_reisoseg.cli as cli
 
-    def broken(args):
+    def broken(**options):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(cli, "cmd_trainer_path", broken)
     monkeypatch.setattr(cli, "_add_trainer_path", lambda sub: sub.add_parser("trainer-path").set_defaults(func=broken))
     _refused(["trainer-path"], "trainer-path: unexpected KeyError: 'a bug'.*REISOSEG_DEBUG=1")
     monkeypatch.setenv(cli.DEBUG_ENV, "1")

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from nnunetv2_reisoseg.benchmark.datacheck import check_dataset, check_instances
@@ -49,6 +51,30 @@ def chosen_pairs(pairs: Sequence[tuple[int, int]] | None, seeds: Sequence[int] |
     if pairs is not None and (folds is not None or seeds is not None):
         raise BenchmarkError("--pairs names every (seed, fold) training itself; give it without --folds and --seeds")
     return list(pairs) if pairs is not None else training_pairs(seeds or [0], folds or [0])
+
+
+@dataclass
+class BenchmarkCommand:
+    """Everything ``reisoseg benchmark`` was asked, named as its options."""
+
+    dataset: str | None = None
+    preset: str = "smoke"
+    folds: Sequence[int] | None = None
+    seeds: Sequence[int] | None = None
+    pairs: Sequence[tuple[int, int]] | None = None
+    methods: Sequence[str] = ("stock", "reiso")
+    device: str = "auto"
+    equal_time: bool = False
+    output: str | None = None
+
+    def run(self) -> Path:
+        """Run it on the pairs asked (the equal-time stock arm after the methods with ``equal_time``) and print
+        the report."""
+        methods = [*self.methods, *([EQUAL_TIME.name] if self.equal_time else [])]
+        report = run_benchmark(self.dataset, self.preset, chosen_pairs(self.pairs, self.seeds, self.folds),
+                               self.output, methods, self.device, command="reisoseg " + " ".join(sys.argv[1:]))
+        print(report.read_text())
+        return report
 
 
 def run_benchmark(dataset: str | None = None, preset: str | Budget = "smoke",

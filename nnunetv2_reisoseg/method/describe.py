@@ -3,7 +3,13 @@ per encoder stage its features, patch shape, spacing and anisotropy ratio, and w
 from __future__ import annotations
 
 from nnunetv2_reisoseg.errors import InputError
-from nnunetv2_reisoseg.method.knobs import PISettings
+from nnunetv2_reisoseg.method.knobs import PI_REDUCTION, PISettings
+
+
+def info_command(dataset: str, configuration: str = "3d_fullres", plans: str = "nnUNetPlans",
+                 pi_levels: list[int] | None = None, reduction: int = PI_REDUCTION) -> None:
+    """``reisoseg info``: print the table for the PI settings asked (None: the levels the plan gives)."""
+    print(describe_dataset(dataset, plans, configuration, PISettings(levels=pi_levels, reduction=reduction)), end="")
 
 
 def describe_dataset(dataset: str, plans_name: str = "nnUNetPlans", configuration: str = "3d_fullres",

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -338,3 +339,9 @@ def read_objects(out: str | os.PathLike):
     if not (group / ".zgroup").is_file():
         raise OutputError(f"{out} holds no table of objects; predict-volume writes one with --instances")
     return Objects.read_zarr(str(group))
+
+
+def objects_command(output: str) -> None:
+    """``reisoseg objects``: the table of objects of ``output`` as CSV on stdout."""
+    objects, names = read_objects(output)
+    objects.write_csv(sys.stdout, names)

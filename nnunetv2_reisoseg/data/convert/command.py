@@ -49,8 +49,12 @@ class ConvertCommand:
                               downsample=tuple(self.downsample) if self.downsample else (1, 1, 1),
                               hold_out=self.hold_out, instances=self.instances, boundary_nm=self.boundary_nm)
 
-    def run(self, raw: Path) -> Path:
-        """Convert into ``raw``; prints what was written and the next commands."""
+    def run(self, raw: Path | None = None) -> Path:
+        """Convert into ``raw`` (default ``$nnUNet_raw``); prints what was written and the next commands."""
+        if raw is None:
+            from nnunetv2_reisoseg.io.datasets import env_folder
+
+            raw = env_folder("nnUNet_raw")
         train, test = volume_pairs(self.image, self.labels, self.test_image, self.test_labels)
         path = convert(raw, self.dataset_id, self.name, train, test, self.options(), self.overwrite)
         ds = read_json(path / "dataset.json", "the dataset.json convert wrote", "convert the dataset again")
