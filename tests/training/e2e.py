@@ -86,7 +86,7 @@ def planned_dataset(root: Path) -> dict:
                nnUNet_def_n_proc="1", nnUNet_n_proc_DA="1", nnUNet_compile="f",
                nnUNet_extTrainer=os.pathsep.join([str(trainer_dir()), str(root / "ext")]))
     run([sys.executable, "-m", "nnunetv2_reisoseg", "synth", "--dataset-id", "901", "--name", "SynthEM", "--cases",
-         "5", "--test-cases", "1", "--shape", "16", "48", "48", "--anisotropy", "4", "--xy-nm", "10"], env)
+         "5", "--test-cases", "1", "--shape", "8", "32", "32", "--anisotropy", "4", "--xy-nm", "10"], env)
     run(["nnUNetv2_plan_and_preprocess", "-d", "901", "-c", "3d_fullres", "-np", "1"], env)
     env["nnUNet_n_proc_DA"] = "0"  # single-threaded augmentation: fast and deterministic on 2 cores
     return env

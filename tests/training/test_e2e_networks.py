@@ -20,7 +20,7 @@ def test_synth_anisotropy_is_what_nnunet_plans(planned):
     spacing = plans["configurations"]["3d_fullres"]["spacing"]
     assert spacing == [40.0, 10.0, 10.0]  # --anisotropy 4 --xy-nm 10, sections first
     out = run(["reisoseg", "info", "901"], env)
-    assert "PI levels [1, 2]" in out and "yes: 16 -> 32 sections" in out
+    assert "PI levels [1, 2]" in out and "yes: 8 -> 16 sections" in out
 
 def test_resenc_preset_trains_and_predicts(planned):
     root, env = planned
