@@ -195,6 +195,49 @@ def summarize_records(recs: list[dict]) -> dict:
                      titles={arm: f"stock nnU-Net, {title}" for arm, (title, _) in ARMS.items()})
 
 
+def write_report(results: dict, path: Path) -> Path:
+    """report.md from results.json: the primaries' verdicts, the secondaries, every training, the decoding time."""
+    from nnunetv2_reisoseg.benchmark.metrics import metric_titles
+    from nnunetv2_reisoseg.benchmark.stats import fmt_paired, fmt_stats
+
+    titles = metric_titles()
+    per_metric = results["summary"]["test"]["1"]
+    data = results["data"]
+    lines = ["# The instance study: results", "",
+             f"Stock nnU-Net at the `{results['preset']}` preset's budget on the (seed, fold) pairs "
+             f"{', '.join(f'{s}:{f}' for s, f in results['pairs'])}; the test cases against their instance ids. "
+             f"Data: {data['test']['cases']} test cases, {data['test']['objects']} objects, "
+             f"{data['test']['touching']} touching another (training: {data['training']['objects']} objects, "
+             f"{data['training']['touching']} touching). The question, the arms and the rules: README.md.", "",
+             "Arms: " + "; ".join(f"`{k}`: {v}" for k, v in results["arms"].items()) + ".", "",
+             "| measure | stock (mean over trainings) | watershed | watershed - stock: t-interval over trainings; "
+             "two-level bootstrap; Holm | verdict |", "|---|---|---|---|---|"]
+    for primary in (True, False):
+        for m, entry in per_metric.items():
+            if entry["primary"] != primary:
+                continue
+            p = entry["paired"]["watershed - stock"]
+            name = f"**{titles.get(m, m)}** (primary)" if primary else titles.get(m, m)
+            lines.append(f"| {name} | {fmt_stats(entry['trainings']['stock'])} | "
+                         f"{fmt_stats(entry['trainings']['watershed'])} | {fmt_paired(p)} | {p.get('verdict', '')} |")
+    lines += ["", "Every training (mean over its test cases):", "",
+              "| arm | seed:fold | AP-75 | AP-50 | merged objects | split objects | seconds of the instance pass per "
+              "case |", "|---|---|---|---|---|---|---|"]
+    for rec in sorted(results["trainings"], key=lambda r: (r["method"], r["seed"], r["fold"])):
+        mean = {m: np.mean([c["metrics"][m] for c in rec["cases"] if c["metrics"].get(m) is not None])
+                for m in ("ap75", "ap50", "merged_objects", "split_objects")}
+        secs = list(rec["instance_seconds"].values())  # empty where the cases were decoded by an earlier run
+        lines.append(f"| {rec['method']} | {rec['seed']}:{rec['fold']} | {mean['ap75']:.3f} | {mean['ap50']:.3f} | "
+                     f"{mean['merged_objects']:.2f} | {mean['split_objects']:.2f} | "
+                     f"{f'{np.mean(secs):.2f}' if secs else 'n/a'} |")
+    if results.get("figure"):
+        fig = results["figure"]
+        lines += ["", f"![a touching pair](plots/{Path(fig['path']).name})", "",
+                  f"Test case {fig['case']}, section {fig['section']}, from the first pair's models."]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path, help="models, predictions and records (outside git)")
@@ -217,7 +260,7 @@ def main() -> int:
                "data": data["instances"], "summary": summarize_records(recs), "trainings": recs,
                "figure": figure(a.out, recs, data, a.results.parent / "plots" / "touching_pair.png")}
     a.results.write_text(json.dumps(results, indent=1, default=float))
-    print(f"wrote {a.results}", flush=True)
+    print(f"wrote {a.results} and {write_report(results, a.results.parent / 'report.md')}", flush=True)
     return 0
 
 
