@@ -14,11 +14,11 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ.setdefault("OMP_NUM_THREADS", str(_threads))
 
-# the slowest modules, slowest first (--durations, 2026-12-07, session 5): pytest-xdist hands out whole modules
+# the slowest modules, slowest first (--durations, 2026-12-07): pytest-xdist hands out whole modules
 # (--dist loadfile, in collection order: --no-loadscope-reorder), so that a module's fixture (a trained model,
 # the tiny benchmark) is built once; starting with the longest keeps both workers busy to the end
-SLOWEST_FIRST = ("training/test_e2e.py", "benchmark/test_benchmark.py", "training/test_e2e_labels.py",
-                 "training/test_e2e_networks.py", "volume/test_predict_volume.py")
+SLOWEST_FIRST = ("training/test_e2e_networks.py", "benchmark/test_benchmark.py", "training/test_e2e.py",
+                 "training/test_e2e_labels.py", "volume/test_predict_volume.py")
 
 
 def pytest_collection_modifyitems(config, items):
